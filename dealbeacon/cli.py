@@ -1,0 +1,111 @@
+"""The ``dealbeacon`` command."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+import time
+
+import orjson
+
+from dealbeacon import contract, tokens
+from dealbeacon.settings import Settings
+from dealbeacon.sites import Site, SiteRegistry
+
+
+def _settings(args) -> Settings:
+    overrides = {k: getattr(args, k, None) for k in ("data_dir", "port", "sql_port", "host", "sites_file")}
+    if getattr(args, "no_demo", False):
+        overrides["demo"] = False
+    return Settings.from_env(**overrides)
+
+
+def cmd_up(args) -> int:
+    from dealbeacon.runtime import run_embedded
+
+    asyncio.run(run_embedded(_settings(args)))
+    return 0
+
+
+def cmd_schema(args) -> int:
+    sys.stdout.write(orjson.dumps(contract.json_schema(Settings.from_env().max_events_per_batch),
+                                  option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def mint_for_site(settings: Settings, site_key: str, room: str, stakeholder: str, ttl_days: float,
+                  now_s: float | None = None) -> str:
+    """Python helper: mint a stakeholder link token with the secret of a configured site."""
+    site = SiteRegistry.load(settings.resolved_sites_file).get(site_key)
+    if site is None:
+        raise KeyError(f"unknown site {site_key!r} in {settings.resolved_sites_file}")
+    now_s = time.time() if now_s is None else now_s
+    return tokens.mint(site.secret, room, stakeholder, int(now_s + ttl_days * 86_400))
+
+
+def cmd_token(args) -> int:
+    try:
+        print(mint_for_site(_settings(args), args.site, args.room, args.stakeholder, args.ttl_days))
+    except KeyError as e:
+        print(e.args[0], file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_site_add(args) -> int:
+    s = _settings(args)
+    reg = SiteRegistry.load(s.resolved_sites_file)
+    site = reg.add(Site(args.key, args.secret or secrets.token_urlsafe(24), tuple(args.origin or ["*"])))
+    reg.save(s.resolved_sites_file)
+    print(orjson.dumps({"key": site.key, "secret": site.secret, "origins": list(site.origins)}).decode())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dealbeacon", description="Engagement tracking for digital sales rooms")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp):
+        sp.add_argument("--data-dir", dest="data_dir")
+        sp.add_argument("--sites-file", dest="sites_file")
+
+    up = sub.add_parser("up", help="embedded mode: ingest + processors + chdb + SQL port in one process")
+    common(up)
+    up.add_argument("--host")
+    up.add_argument("--port", type=int)
+    up.add_argument("--sql-port", dest="sql_port", type=int)
+    up.add_argument("--no-demo", action="store_true", help="no demo site and no simulated traffic")
+    up.set_defaults(fn=cmd_up)
+
+    sch = sub.add_parser("schema", help="print the event contract's JSON Schema")
+    sch.set_defaults(fn=cmd_schema)
+
+    tok = sub.add_parser("token", help="mint a stakeholder link token")
+    common(tok)
+    tok.add_argument("--site", required=True)
+    tok.add_argument("--room", required=True)
+    tok.add_argument("--stakeholder", required=True)
+    tok.add_argument("--ttl-days", type=float, default=30.0)
+    tok.set_defaults(fn=cmd_token)
+
+    site = sub.add_parser("site", help="manage sites").add_subparsers(dest="site_cmd", required=True)
+    add = site.add_parser("add", help="add or replace a site")
+    common(add)
+    add.add_argument("key")
+    add.add_argument("--origin", action="append", help="allowed origin (repeat); default *")
+    add.add_argument("--secret", help="default: random")
+    add.set_defaults(fn=cmd_site_add)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

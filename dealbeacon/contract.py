@@ -1,0 +1,268 @@
+"""Event contract v1: the one definition of what a beacon may send.
+
+The field table below drives both the validator used by ingest and the JSON Schema exported to
+``contract/event-v1.schema.json`` (``dealbeacon schema``; a test keeps the file in sync).
+
+Unknown fields: the server ignores them (never stored) and counts them in the metric
+``dealbeacon_ignored_fields_total``, so an older server accepts a newer beacon. The JSON Schema is strict
+(``additionalProperties: false``) because it states what a producer should send. Extension data goes in
+``props``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+VERSION = 1
+
+EVENT_TYPES = (
+    "room_view", "content_view", "engagement", "content_progress",
+    "download", "link_click", "share", "cta", "identify",
+)
+SHARE_CHANNELS = ("email", "link", "slack", "teams", "linkedin", "sms", "other")
+MAX_ENGAGED_MS = 300_000  # one heartbeat never claims more than 5 minutes
+MAX_PROPS = 20
+MAX_PROP_VALUE = 256
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_PROP_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# client timestamps: ms since epoch, 2001-09-09 .. 2286-11-20
+MIN_TS_MS, MAX_TS_MS = 1_000_000_000_000, 9_999_999_999_999
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str  # id | text | uuid | int | num | ts | enum | props
+    doc: str
+    max_len: int = 0
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+ENVELOPE_FIELDS = (
+    Field("site", "id", "site key the snippet was configured with", max_len=64),
+    Field("sent_at", "ts", "client clock (ms since epoch) when this request was sent; used to correct skew"),
+    Field("v", "int", "contract version", lo=1, hi=1),
+)
+COMMON_FIELDS = (
+    Field("event_id", "uuid", "client-made UUID; retries reuse it and storage dedups on it"),
+    Field("type", "enum", "event type", choices=EVENT_TYPES),
+    Field("room_id", "id", "the sales room (deal) the event belongs to", max_len=128),
+    Field("visitor_id", "id", "anonymous client-made visitor id (localStorage)", max_len=64),
+    Field("session_id", "id", "client-made session id", max_len=64),
+    Field("ts", "ts", "client clock (ms since epoch) when the event happened"),
+    Field("token", "text", "stakeholder link token (HMAC by the site secret)", max_len=512),
+    Field("content_id", "id", "content item (document, video, pricing page...)", max_len=128),
+    Field("page", "int", "page or slide number reached or in view", lo=0, hi=100_000),
+    Field("media_position_s", "num", "media position in seconds", lo=0, hi=86_400),
+    Field("progress_pct", "num", "document or video progress in percent", lo=0, hi=100),
+    Field("scroll_pct", "num", "scroll depth in percent", lo=0, hi=100),
+    Field("engaged_ms", "int", "engaged time since the previous heartbeat", lo=0, hi=MAX_ENGAGED_MS),
+    Field("href", "text", "download or link target", max_len=2048),
+    Field("share_channel", "enum", "how the room was shared", choices=SHARE_CHANNELS),
+    Field("share_to", "text", "who it was shared with (email or name)", max_len=256),
+    Field("cta", "text", "call-to-action name", max_len=128),
+    Field("url", "text", "page URL", max_len=2048),
+    Field("referrer", "text", "document referrer", max_len=2048),
+    Field("props", "props", f"free-form flat properties (<= {MAX_PROPS} keys)"),
+)
+REQUIRED_COMMON = ("event_id", "type", "room_id", "visitor_id", "session_id", "ts")
+# type -> fields that must be present (beyond the common required ones)
+REQUIRED_BY_TYPE = {
+    "room_view": (),
+    "content_view": ("content_id",),
+    "engagement": ("engaged_ms",),
+    "content_progress": ("content_id",),
+    "download": ("href",),
+    "link_click": ("href",),
+    "share": ("share_channel",),
+    "cta": ("cta",),
+    "identify": (),
+}
+# content_progress must say how far: at least one of these
+PROGRESS_ANY_OF = ("page", "progress_pct", "media_position_s")
+
+_FIELDS = {f.name: f for f in COMMON_FIELDS}
+_ENVELOPE = {f.name: f for f in ENVELOPE_FIELDS}
+
+
+class Rejected(Exception):
+    """A typed rejection: ``reason`` is a stable code, ``field`` the offending field (if any)."""
+
+    def __init__(self, reason: str, field: str = "", detail: str = ""):
+        super().__init__(f"{reason}: {field} {detail}".strip())
+        self.reason, self.field, self.detail = reason, field, detail
+
+    def as_dict(self) -> dict:
+        d = {"reason": self.reason}
+        if self.field:
+            d["field"] = self.field
+        if self.detail:
+            d["detail"] = self.detail
+        return d
+
+
+def check_value(f: Field, value):
+    """Validate one value against its field; return the normalised value or raise Rejected."""
+    k = f.kind
+    if k in ("id", "text", "uuid", "enum"):
+        if not isinstance(value, str):
+            raise Rejected("invalid_type", f.name, "must be a string")
+        if k == "uuid":
+            if not _UUID_RE.match(value):
+                raise Rejected("invalid_format", f.name, "must be a UUID")
+            return value.lower()
+        if k == "enum":
+            if value not in f.choices:
+                raise Rejected("unknown_type" if f.name == "type" else "invalid_value", f.name,
+                               "must be one of " + ",".join(f.choices))
+            return value
+        if len(value) > f.max_len:
+            raise Rejected("too_long", f.name, f"at most {f.max_len} characters")
+        if k == "id" and not _ID_RE.match(value):
+            raise Rejected("invalid_format", f.name, "1+ characters of A-Z a-z 0-9 _ . : @ -")
+        return value
+    if k in ("int", "ts"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise Rejected("invalid_type", f.name, "must be an integer")
+        lo, hi = (MIN_TS_MS, MAX_TS_MS) if k == "ts" else (f.lo, f.hi)
+        if not lo <= value <= hi:
+            raise Rejected("out_of_range", f.name, f"must be within [{int(lo)}, {int(hi)}]")
+        return value
+    if k == "num":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Rejected("invalid_type", f.name, "must be a number")
+        if not f.lo <= value <= f.hi:  # also rejects NaN
+            raise Rejected("out_of_range", f.name, f"must be within [{f.lo:g}, {f.hi:g}]")
+        return float(value)
+    if k == "props":
+        if not isinstance(value, dict):
+            raise Rejected("invalid_type", f.name, "must be an object")
+        if len(value) > MAX_PROPS:
+            raise Rejected("too_long", f.name, f"at most {MAX_PROPS} keys")
+        for key, v in value.items():
+            if not _PROP_KEY_RE.match(key):
+                raise Rejected("invalid_format", f.name, "keys are 1-64 of A-Z a-z 0-9 _ . -")
+            if isinstance(v, str):
+                if len(v) > MAX_PROP_VALUE:
+                    raise Rejected("too_long", f.name, f"values at most {MAX_PROP_VALUE} characters")
+            elif not (v is None or isinstance(v, (bool, int, float))):
+                raise Rejected("invalid_type", f.name, "values must be strings, numbers, booleans or null")
+        return value
+    raise AssertionError(k)
+
+
+def check_envelope(obj) -> tuple[str, int, list, list[str]]:
+    """Validate a request envelope. Returns (site, sent_at, events, ignored_field_names)."""
+    if not isinstance(obj, dict):
+        raise Rejected("invalid_envelope", "", "body must be a JSON object")
+    for name in ("site", "sent_at", "events"):
+        if name not in obj:
+            raise Rejected("missing_field", name)
+    site = check_value(_ENVELOPE["site"], obj["site"])
+    sent_at = check_value(_ENVELOPE["sent_at"], obj["sent_at"])
+    if "v" in obj:
+        check_value(_ENVELOPE["v"], obj["v"])
+    events = obj["events"]
+    if not isinstance(events, list):
+        raise Rejected("invalid_type", "events", "must be an array")
+    if not events:
+        raise Rejected("empty_batch", "events", "must hold at least one event")
+    ignored = [k for k in obj if k not in _ENVELOPE and k != "events"]
+    return site, sent_at, events, ignored
+
+
+def check_event(obj) -> tuple[dict, list[str]]:
+    """Validate one event. Returns (clean event holding only known fields, ignored field names)."""
+    if not isinstance(obj, dict):
+        raise Rejected("invalid_type", "", "event must be a JSON object")
+    for name in REQUIRED_COMMON:
+        if name not in obj or obj[name] is None:
+            raise Rejected("missing_field", name)
+    etype = check_value(_FIELDS["type"], obj["type"])
+    clean, ignored = {}, []
+    for key, value in obj.items():
+        f = _FIELDS.get(key)
+        if f is None:
+            ignored.append(key)
+        elif value is not None:
+            clean[key] = check_value(f, value)
+    for name in REQUIRED_BY_TYPE[etype]:
+        if name not in clean:
+            raise Rejected("missing_field", name, f"required for {etype}")
+    if etype == "content_progress" and not any(n in clean for n in PROGRESS_ANY_OF):
+        raise Rejected("missing_field", "progress_pct", "content_progress needs page, progress_pct or media_position_s")
+    return clean, ignored
+
+
+def corrected_ts(client_ts: int, sent_at: int, received_at: int, tolerance_ms: int) -> int:
+    """Move a client timestamp onto the server clock.
+
+    skew = received_at - sent_at includes network latency, so small skews (<= tolerance) are left alone:
+    an honest clock then yields the same ts on every retry of an event. Larger skews shift the event by
+    the measured skew. The result is never later than the server receive time.
+    """
+    skew = received_at - sent_at
+    ts = client_ts if abs(skew) <= tolerance_ms else client_ts + skew
+    return min(ts, received_at)
+
+
+# ---------------------------------------------------------------- JSON Schema export
+
+def _schema_for(f: Field) -> dict:
+    s: dict = {"description": f.doc}
+    if f.kind in ("id", "text"):
+        s.update(type="string", maxLength=f.max_len)
+        if f.kind == "id":
+            s.update(minLength=1, pattern=_ID_RE.pattern)
+    elif f.kind == "uuid":
+        s.update(type="string", pattern=_UUID_RE.pattern)
+    elif f.kind == "enum":
+        s.update(type="string", enum=list(f.choices))
+    elif f.kind == "ts":
+        s.update(type="integer", minimum=MIN_TS_MS, maximum=MAX_TS_MS)
+    elif f.kind == "int":
+        s.update(type="integer", minimum=int(f.lo), maximum=int(f.hi))
+    elif f.kind == "num":
+        s.update(type="number", minimum=f.lo, maximum=f.hi)
+    elif f.kind == "props":
+        s.update(type="object", maxProperties=MAX_PROPS,
+                 propertyNames={"pattern": _PROP_KEY_RE.pattern},
+                 additionalProperties={"type": ["string", "number", "boolean", "null"], "maxLength": MAX_PROP_VALUE})
+    return s
+
+
+def json_schema(max_events: int = 100) -> dict:
+    event_props = {f.name: _schema_for(f) for f in COMMON_FIELDS}
+    branches = []
+    for etype, required in REQUIRED_BY_TYPE.items():
+        branch = {"if": {"properties": {"type": {"const": etype}}},
+                  "then": {"required": list(required)}}
+        if etype == "content_progress":
+            branch["then"]["anyOf"] = [{"required": [n]} for n in PROGRESS_ANY_OF]
+        branches.append(branch)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://dealbeacon.dev/schema/event-v1.json",
+        "title": "dealbeacon event batch, contract v1",
+        "description": __doc__.strip(),
+        "type": "object",
+        "required": ["site", "sent_at", "events"],
+        "additionalProperties": False,
+        "properties": {
+            **{f.name: _schema_for(f) for f in ENVELOPE_FIELDS},
+            "events": {"type": "array", "minItems": 1, "maxItems": max_events, "items": {"$ref": "#/$defs/event"}},
+        },
+        "$defs": {"event": {
+            "type": "object",
+            "required": list(REQUIRED_COMMON),
+            "additionalProperties": False,
+            "properties": event_props,
+            "allOf": branches,
+        }},
+    }

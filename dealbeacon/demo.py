@@ -1,0 +1,120 @@
+"""Demo traffic for ``dealbeacon up``: a few sales rooms, their buying committees and content, and visits
+that look like real DSR use (views, heartbeats, page progress, downloads, shares, CTAs).
+
+Builders are pure (seeded ``random.Random``, explicit ``now_ms``); ``run_demo_traffic`` sends their
+output through the real ingest endpoint, bounded in count.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+
+import httpx
+
+from dealbeacon import tokens
+
+log = logging.getLogger("dealbeacon.demo")
+
+CONTENT = [  # content_id, kind, pages (0 = not paged), is_video
+    ("proposal", "proposal", 12, False), ("pricing", "pricing", 3, False), ("security-whitepaper", "security", 18, False),
+    ("case-study-acme", "case_study", 4, False), ("product-demo-video", "video", 0, True), ("mutual-action-plan", "plan", 2, False),
+]
+ROOMS = [  # room_id, committee [(stakeholder_id, role)]
+    ("deal-northwind", [("nw-cfo", "economic_buyer"), ("nw-ops", "champion"), ("nw-it", "technical")]),
+    ("deal-globex", [("gx-vp-sales", "champion"), ("gx-legal", "legal"), ("gx-cto", "technical"), ("gx-ceo", "economic_buyer")]),
+    ("deal-initech", [("in-director", "champion"), ("in-security", "technical")]),
+]
+ROLE_AFFINITY = {"economic_buyer": ["pricing", "proposal", "case-study-acme"], "champion": ["proposal", "mutual-action-plan", "product-demo-video"],
+                 "technical": ["security-whitepaper", "product-demo-video"], "legal": ["security-whitepaper", "proposal"]}
+
+
+@dataclass
+class Visit:
+    room_id: str
+    stakeholder_id: str
+    role: str
+    visitor_id: str
+    token: str
+
+
+def make_visitors(secret: str, rng: random.Random, now_s: int) -> list[Visit]:
+    out = []
+    for room_id, committee in ROOMS:
+        for sid, role in committee:
+            tok = tokens.mint(secret, room_id, sid, now_s + 30 * 86_400)
+            out.append(Visit(room_id, sid, role, f"v-{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}", tok))
+    return out
+
+
+def visit_events(v: Visit, rng: random.Random, now_ms: int, site_url: str = "https://rooms.example.com") -> list[dict]:
+    """One visit: room view, then 1-3 content items with heartbeats and progress; sometimes a share,
+    download or CTA. Timestamps are spread over the minutes before ``now_ms``."""
+    session = uuid.UUID(int=rng.getrandbits(128)).hex[:16]
+    t = now_ms - rng.randint(60_000, 600_000)
+    url = f"{site_url}/r/{v.room_id}"
+
+    def ev(etype: str, **fields) -> dict:
+        nonlocal t
+        t += rng.randint(500, 4_000)
+        e = {"event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "type": etype,
+             "room_id": v.room_id, "visitor_id": v.visitor_id, "session_id": session, "ts": min(t, now_ms),
+             "token": v.token, "url": url}
+        e.update(fields)
+        return e
+
+    events = [ev("room_view", referrer="https://mail.example.com/")]
+    liked = ROLE_AFFINITY[v.role]
+    items = rng.sample(liked, k=rng.randint(1, len(liked)))
+    for cid in items:
+        pages = next(c[2] for c in CONTENT if c[0] == cid)
+        video = next(c[3] for c in CONTENT if c[0] == cid)
+        events.append(ev("content_view", content_id=cid))
+        reach = rng.randint(1, pages) if pages else 0
+        for beat in range(rng.randint(1, 6)):
+            events.append(ev("engagement", content_id=cid, engaged_ms=rng.randint(5_000, 15_000),
+                             scroll_pct=round(min(100.0, (beat + 1) * rng.uniform(5, 25)), 1)))
+            if pages and beat < reach:
+                events.append(ev("content_progress", content_id=cid, page=beat + 1,
+                                 progress_pct=round(100 * (beat + 1) / pages, 1)))
+            if video:
+                pos = (beat + 1) * 30.0
+                events.append(ev("content_progress", content_id=cid, media_position_s=pos,
+                                 progress_pct=min(100.0, round(pos / 240 * 100, 1))))
+        if cid in ("security-whitepaper", "proposal") and rng.random() < 0.3:
+            events.append(ev("download", content_id=cid, href=f"https://cdn.example.com/{cid}.pdf"))
+    if rng.random() < 0.15:
+        events.append(ev("share", share_channel=rng.choice(["email", "link", "slack"]),
+                         share_to=f"colleague{rng.randint(1, 9)}@{v.room_id.split('-')[1]}.example"))
+    if rng.random() < 0.1:
+        events.append(ev("cta", cta=rng.choice(["book-meeting", "request-quote", "sign-order-form"])))
+    return events
+
+
+async def run_demo_traffic(endpoint: str, site_key: str, secret: str, *, max_events: int, seed: int = 7,
+                           pause_s: float = 1.0, clock_ms=None) -> int:
+    """Post simulated visits to ``endpoint`` until ``max_events`` were accepted. Returns the count sent."""
+    import time
+
+    clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+    rng = random.Random(seed)
+    visitors = make_visitors(secret, rng, clock_ms() // 1000)
+    sent = 0
+    async with httpx.AsyncClient(timeout=10) as client:
+        while sent < max_events:
+            events = visit_events(rng.choice(visitors), rng, clock_ms())[: max_events - sent]
+            for i in range(0, len(events), 20):
+                chunk = events[i:i + 20]
+                body = {"site": site_key, "sent_at": clock_ms(), "events": chunk}
+                try:
+                    r = await client.post(endpoint, json=body, headers={"User-Agent": "dealbeacon-demo/1 (simulated buyer)"})
+                    if r.status_code == 202:
+                        sent += r.json()["accepted"]
+                    else:
+                        log.warning("demo batch answered %s: %s", r.status_code, r.text[:200])
+                except httpx.HTTPError as e:
+                    log.warning("demo batch failed: %s", e)
+            await asyncio.sleep(pause_s * rng.uniform(0.5, 1.5))
+    return sent

@@ -1,0 +1,45 @@
+"""Records that flow between stages (the inter-stage half of the contract).
+
+An *accepted event* is a validated event plus what the server knows: site, receive time, skew-corrected
+``ts``, token verdict, truncated IP and user agent. A *dead letter* is anything rejected, with its reason.
+Both are flat dicts, encoded with orjson on Kafka. Stages depend on this module, never on each other.
+"""
+from __future__ import annotations
+
+import orjson
+
+RECORD_VERSION = 1
+
+
+def accepted_event(clean: dict, *, site: str, received_at: int, ts: int, token_status: str,
+                   stakeholder_id: str, ip: str, user_agent: str) -> dict:
+    rec = dict(clean)
+    rec.pop("token", None)  # the token itself is a credential: never stored
+    rec.update(rv=RECORD_VERSION, site=site, received_at=received_at, client_ts=clean["ts"], ts=ts,
+               token_status=token_status, stakeholder_id=stakeholder_id, ip=ip, user_agent=user_agent)
+    return rec
+
+
+def dead_letter(*, received_at: int, site: str, stage: str, reason: str, field: str = "", detail: str = "",
+                event_index: int = -1, event_id: str = "", payload: bytes | str = b"", ip: str = "",
+                user_agent: str = "", max_payload: int = 4096) -> dict:
+    if isinstance(payload, bytes):
+        payload = payload[:max_payload].decode("utf-8", "replace")
+    else:
+        payload = payload[:max_payload]
+    return {"rv": RECORD_VERSION, "received_at": received_at, "site": site[:128], "stage": stage,
+            "reason": reason, "field": field[:128], "detail": detail[:512], "event_index": event_index,
+            "event_id": str(event_id)[:64], "payload": payload, "ip": ip, "user_agent": user_agent[:512]}
+
+
+def encode(record: dict) -> bytes:
+    return orjson.dumps(record)
+
+
+def decode(data: bytes) -> dict:
+    return orjson.loads(data)
+
+
+def room_key(record: dict) -> bytes:
+    """Partition key: a deal's events stay ordered on one partition."""
+    return f"{record.get('site', '')}/{record.get('room_id', '')}".encode()

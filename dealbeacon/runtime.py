@@ -1,0 +1,93 @@
+"""``dealbeacon up``: embedded mode in one process. Composition root: the only module that wires ingest,
+streams and sinks together (the stages never import each other)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+import uvicorn
+
+from dealbeacon.embedded import EmbeddedHandoff
+from dealbeacon.settings import Settings
+from dealbeacon.sites import DEMO_SITE_KEY, SiteRegistry
+from ingest.app import SNIPPET_PATH, create_app
+from sinks.sqlport import create_sql_app
+from sinks.store import ChdbStore
+from streams import processors
+
+log = logging.getLogger("dealbeacon")
+SNIPPET_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "js-snippet", "dist", "dealbeacon.js")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server whose signals are handled by us, so two servers stop together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def _banner(s: Settings, demo: bool) -> str:
+    lines = [
+        "dealbeacon is up (embedded mode: ingest + processors + chdb in one process)",
+        f"  ingest     http://{s.host}:{s.port}/v1/events   (health /healthz, metrics /metrics, API /openapi.json)",
+        f"  beacon     http://{s.host}:{s.port}{SNIPPET_PATH}",
+        f"  SQL (read-only, ClickHouse HTTP)  http://{s.host}:{s.sql_port}/",
+        f"     curl 'http://{s.host}:{s.sql_port}/?query=SELECT+type,count()+FROM+events+FINAL+GROUP+BY+type'",
+        f"  data       {os.path.abspath(s.data_dir)}",
+    ]
+    if demo:
+        lines.append(f"  demo       site key '{DEMO_SITE_KEY}': simulated buying committees are visiting 3 rooms now")
+    lines.append("  stop with Ctrl-C")
+    return "\n".join(lines)
+
+
+async def run_embedded(settings: Settings, *, started: asyncio.Event | None = None) -> None:
+    os.makedirs(settings.data_dir, exist_ok=True)
+    sites = SiteRegistry.load(settings.resolved_sites_file)
+    demo_site = sites.ensure_demo(settings.resolved_sites_file) if settings.demo else None
+    if not sites.sites:
+        log.warning("no sites configured: add one with `dealbeacon site add KEY --origin https://...`")
+    store = ChdbStore(settings.chdb_path)
+    await asyncio.to_thread(store.migrate)
+    handoff = EmbeddedHandoff(store, processors.process, linger_ms=settings.embedded_linger_ms,
+                              max_batch=settings.embedded_max_batch)
+    await handoff.start()
+    app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE)
+    sql_app = create_sql_app(store.readonly_session())
+    servers = [_Server(uvicorn.Config(a, host=settings.host, port=p, log_level="warning", lifespan="off",
+                                      access_log=False))
+               for a, p in ((app, settings.port), (sql_app, settings.sql_port))]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s in servers])
+    serving = [asyncio.create_task(s.serve()) for s in servers]
+    while not all(s.started for s in servers):
+        if any(t.done() for t in serving):
+            break
+        await asyncio.sleep(0.05)
+    demo_task = None
+    if all(s.started for s in servers):
+        print(_banner(settings, demo_site is not None), flush=True)
+        if started:
+            started.set()
+        if demo_site is not None:
+            from dealbeacon.demo import run_demo_traffic
+
+            demo_task = asyncio.create_task(run_demo_traffic(
+                f"http://{settings.host}:{settings.port}/v1/events", demo_site.key, demo_site.secret,
+                max_events=settings.demo_max_events))
+    try:
+        await asyncio.gather(*serving)
+    finally:
+        for s in servers:
+            s.should_exit = True
+        if demo_task:
+            demo_task.cancel()
+            await asyncio.gather(demo_task, return_exceptions=True)
+        await handoff.stop()
+        store.close()

@@ -1,0 +1,91 @@
+"""One settings object for every stage.
+
+Every field can be set from the environment as ``DEALBEACON_<FIELD NAME IN CAPS>``; the CLI overrides a few
+with flags. docker-compose.yml uses exactly these names (a test checks it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+
+ENV_PREFIX = "DEALBEACON_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- where things live
+    data_dir: str = "dealbeacon-data"
+    sites_file: str = ""  # JSON list of sites; empty -> <data_dir>/sites.json
+    # -- HTTP servers
+    host: str = "127.0.0.1"
+    port: int = 8080
+    sql_port: int = 8123
+    # -- ingest limits
+    max_body_bytes: int = 1_000_000
+    max_decompressed_bytes: int = 4_000_000
+    max_events_per_batch: int = 100
+    rate_limit_events_per_s: float = 500.0
+    rate_limit_burst: int = 2_000
+    trust_proxy_headers: bool = False
+    clock_skew_tolerance_ms: int = 5_000
+    max_event_age_s: int = 7 * 86_400
+    handoff_timeout_s: float = 5.0
+    retry_after_s: int = 5
+    dead_letter_payload_bytes: int = 4_096
+    # -- embedded pipeline (group commit into chdb)
+    embedded_linger_ms: int = 5
+    embedded_max_batch: int = 5_000
+    # -- Kafka (distributed mode)
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_events: str = "dealbeacon.events"
+    topic_dead_letters: str = "dealbeacon.dead_letters"
+    topic_partitions: int = 6
+    # -- ClickHouse sink
+    clickhouse_url: str = ""  # clickhouse://host:9000/db for a server; empty -> chdb in <data_dir>/clickhouse
+    sink_batch_rows: int = 10_000
+    sink_batch_ms: int = 1_000
+    # -- demo
+    demo: bool = True
+    demo_max_events: int = 200_000
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def resolved_sites_file(self) -> str:
+        return self.sites_file or os.path.join(self.data_dir, "sites.json")
+
+    @property
+    def chdb_path(self) -> str:
+        return os.path.join(self.data_dir, "clickhouse")
+
+
+def env_names() -> set[str]:
+    """Every environment variable name the settings accept."""
+    return {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
+
+
+def _coerce(f: dataclasses.Field, raw: str):
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a boolean")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from None

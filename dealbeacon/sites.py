@@ -1,0 +1,67 @@
+"""Sites: the key a snippet sends, the secret that signs stakeholder tokens, and the allowed origins.
+
+Kept in a JSON file (``Settings.resolved_sites_file``): ``[{"key": ..., "secret": ..., "origins": [...]}]``.
+``origins`` lists exact origins (``https://rooms.example.com``) or ``"*"``; requests without an Origin
+header (server to server, curl) are not subject to it.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+
+import orjson
+
+DEMO_SITE_KEY = "demo"
+
+
+@dataclass(frozen=True)
+class Site:
+    key: str
+    secret: str
+    origins: tuple[str, ...] = ("*",)
+    rate_limit_events_per_s: float | None = None  # None -> Settings default
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        return origin is None or "*" in self.origins or origin in self.origins
+
+
+@dataclass
+class SiteRegistry:
+    sites: dict[str, Site] = field(default_factory=dict)
+
+    def get(self, key: str) -> Site | None:
+        return self.sites.get(key)
+
+    def add(self, site: Site) -> Site:
+        self.sites[site.key] = site
+        return site
+
+    @classmethod
+    def load(cls, path: str) -> "SiteRegistry":
+        if not os.path.exists(path):
+            return cls()
+        with open(path, "rb") as fh:
+            raw = orjson.loads(fh.read())
+        if not isinstance(raw, list):
+            raise ValueError(f"{path}: expected a JSON list of sites")
+        reg = cls()
+        for item in raw:
+            reg.add(Site(key=item["key"], secret=item["secret"], origins=tuple(item.get("origins", ["*"])),
+                         rate_limit_events_per_s=item.get("rate_limit_events_per_s")))
+        return reg
+
+    def save(self, path: str) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps([asdict(s) for s in self.sites.values()], option=orjson.OPT_INDENT_2))
+        os.replace(tmp, path)
+
+    def ensure_demo(self, path: str) -> Site:
+        """Create the documented demo site (key ``demo``, any origin) once, with a random secret."""
+        site = self.get(DEMO_SITE_KEY)
+        if site is None:
+            site = self.add(Site(DEMO_SITE_KEY, secrets.token_urlsafe(24), ("*",)))
+            self.save(path)
+        return site

@@ -1,0 +1,106 @@
+"""The ingest HTTP app: POST /v1/events, health, metrics, OpenAPI and the beacon file."""
+from __future__ import annotations
+
+import os
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from dealbeacon.clock import Clock
+from dealbeacon.handoff import Handoff
+from dealbeacon.settings import Settings
+from dealbeacon.sites import SiteRegistry
+
+from .metrics import Metrics
+from .netinfo import client_ip, truncate_ip
+from .openapi import openapi_document
+from .pipeline import IngestPipeline, Outcome, Request
+
+SNIPPET_PATH = "/snippet/v1/dealbeacon.js"
+_CORS_ALLOW = {"Access-Control-Allow-Methods": "POST, OPTIONS",
+               "Access-Control-Allow-Headers": "Content-Type, Content-Encoding",
+               "Access-Control-Max-Age": "86400"}
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
+
+
+async def _read_capped(request: HTTPRequest, cap: int) -> bytes:
+    """Read at most cap+1 bytes: enough to know the body is too large without buffering all of it."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            break
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clock: Clock | None = None,
+               metrics: Metrics | None = None, snippet_file: str | None = None) -> Starlette:
+    clock = clock or Clock()
+    metrics = metrics or Metrics()
+    pipeline = IngestPipeline(settings, sites, handoff, metrics)
+
+    def respond(out: Outcome) -> Response:
+        headers = dict(out.headers)
+        if out.allow_origin:
+            headers.update({"Access-Control-Allow-Origin": out.allow_origin, "Vary": "Origin"})
+        return ORJSONResponse(out.body, status_code=out.status, headers=headers)
+
+    async def post_events(request: HTTPRequest) -> Response:
+        start = clock.monotonic()
+        req = Request(
+            raw=await _read_capped(request, settings.max_body_bytes),
+            content_encoding=request.headers.get("content-encoding", ""),
+            origin=request.headers.get("origin"),
+            user_agent=request.headers.get("user-agent", ""),
+            ip=truncate_ip(client_ip(request.client.host if request.client else None,
+                                     request.headers.get("x-forwarded-for"), settings.trust_proxy_headers)),
+            received_at_ms=clock.wall_ms(), monotonic_s=start)
+        out = await pipeline.handle(req)
+        metrics.request_seconds.labels(str(out.status)).observe(max(0.0, clock.monotonic() - start))
+        return respond(out)
+
+    async def preflight(request: HTTPRequest) -> Response:
+        # the site key is in the body, so the preflight cannot check it; the POST itself enforces origins
+        origin = request.headers.get("origin", "*")
+        return Response(status_code=204, headers={**_CORS_ALLOW, "Access-Control-Allow-Origin": origin, "Vary": "Origin"})
+
+    async def healthz(request: HTTPRequest) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: HTTPRequest) -> Response:
+        ready = handoff.ready()
+        metrics.ready.set(1 if ready else 0)
+        return PlainTextResponse("ready\n" if ready else "not ready\n", status_code=200 if ready else 503)
+
+    async def metrics_endpoint(request: HTTPRequest) -> Response:
+        metrics.ready.set(1 if handoff.ready() else 0)
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def openapi(request: HTTPRequest) -> Response:
+        return ORJSONResponse(openapi_document(settings))
+
+    async def snippet(request: HTTPRequest) -> Response:
+        if not snippet_file or not os.path.exists(snippet_file):
+            return PlainTextResponse("beacon not built (npm run build in js-snippet/)\n", status_code=404)
+        return FileResponse(snippet_file, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=3600, stale-while-revalidate=86400",
+                                     "Access-Control-Allow-Origin": "*"})
+
+    routes = [
+        Route("/v1/events", post_events, methods=["POST"]),
+        Route("/v1/events", preflight, methods=["OPTIONS"]),
+        Route("/healthz", healthz), Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint), Route("/openapi.json", openapi),
+        Route(SNIPPET_PATH, snippet),
+    ]
+    app = Starlette(routes=routes)
+    app.state.pipeline, app.state.metrics = pipeline, metrics
+    return app

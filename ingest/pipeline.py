@@ -1,0 +1,138 @@
+"""The ingest pipeline: named steps from raw request to durable hand-off.
+
+    read body (cap) -> decompress (cap) -> parse JSON -> envelope -> site (401) -> origin (403)
+    -> rate limit (429) -> bot filter -> per-event validate + enrich -> hand off (503 if it cannot)
+
+Every rejection has a typed reason. Request-level rejections (4xx) and per-event ones become dead letters,
+handed off with the accepted events of the same request. 429 and 503 are not rejections: the client keeps
+the events and retries, so they are counted in metrics, not dead-lettered.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from dealbeacon import contract, records, tokens
+from dealbeacon.contract import Rejected
+from dealbeacon.handoff import Handoff, HandoffUnavailable
+from dealbeacon.settings import Settings
+from dealbeacon.sites import SiteRegistry
+
+from . import bots
+from .body import BodyError, decompress, parse_json
+from .metrics import Metrics
+from .ratelimit import RateLimiter
+
+
+@dataclass
+class Request:
+    raw: bytes
+    content_encoding: str
+    origin: str | None
+    user_agent: str
+    ip: str  # already truncated
+    received_at_ms: int  # server wall clock, ms
+    monotonic_s: float  # for the rate limiter
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: dict
+    headers: dict = field(default_factory=dict)
+    allow_origin: str | None = None
+
+
+class IngestPipeline:
+    def __init__(self, settings: Settings, sites: SiteRegistry, handoff: Handoff, metrics: Metrics):
+        self.s, self.sites, self.handoff, self.metrics = settings, sites, handoff, metrics
+        self.limiter = RateLimiter(settings.rate_limit_events_per_s, settings.rate_limit_burst)
+
+    def _dead(self, req: Request, site: str, err: Rejected, *, index=-1, event_id="", payload=b"") -> dict:
+        return records.dead_letter(
+            received_at=req.received_at_ms, site=site, stage="ingest", reason=err.reason, field=err.field,
+            detail=err.detail, event_index=index, event_id=event_id, payload=payload or req.raw, ip=req.ip,
+            user_agent=req.user_agent, max_payload=self.s.dead_letter_payload_bytes)
+
+    async def _reject_request(self, req: Request, site: str, status: int, err: Rejected,
+                              allow_origin: str | None = None) -> Outcome:
+        self.metrics.rejected_requests.labels(err.reason).inc()
+        try:  # keep the evidence; the client is told not to retry, so a failed hand-off loses only evidence
+            await asyncio.wait_for(self.handoff.submit([], [self._dead(req, site, err)]), self.s.handoff_timeout_s)
+        except (HandoffUnavailable, asyncio.TimeoutError):
+            self.metrics.dead_letters_unsaved.inc()
+        return Outcome(status, {"error": err.reason, **err.as_dict()}, allow_origin=allow_origin)
+
+    async def handle(self, req: Request) -> Outcome:
+        s = self.s
+        # 1-3. body
+        if len(req.raw) > s.max_body_bytes:
+            return await self._reject_request(req, "", 413, Rejected("body_too_large", "", f"more than {s.max_body_bytes} bytes"))
+        try:
+            data = decompress(req.raw, req.content_encoding, s.max_decompressed_bytes)
+            obj = parse_json(data)
+        except BodyError as e:
+            return await self._reject_request(req, "", e.status, e)
+        # 4. envelope
+        site_key = obj.get("site") if isinstance(obj, dict) and isinstance(obj.get("site"), str) else ""
+        try:
+            site_key, sent_at, events, ignored = contract.check_envelope(obj)
+        except Rejected as e:
+            return await self._reject_request(req, site_key, 400, e)
+        # 5-6. site and origin
+        site = self.sites.get(site_key)
+        if site is None:
+            return await self._reject_request(req, site_key, 401, Rejected("unknown_site", "site"))
+        if not site.origin_allowed(req.origin):
+            return await self._reject_request(req, site_key, 403, Rejected("origin_not_allowed", "", req.origin or ""))
+        allow_origin = req.origin
+        if len(events) > s.max_events_per_batch:
+            return await self._reject_request(
+                req, site_key, 413, Rejected("too_many_events", "events", f"at most {s.max_events_per_batch}"), allow_origin)
+        # 7. rate limit
+        wait = self.limiter.take(site_key, len(events), req.monotonic_s, site.rate_limit_events_per_s)
+        if wait > 0:
+            self.metrics.rate_limited.labels(site_key).inc(len(events))
+            return Outcome(429, {"error": "rate_limited", "retry_after_s": max(1, round(wait + 0.5))},
+                           {"Retry-After": str(max(1, round(wait + 0.5)))}, allow_origin)
+        # 8-9. events
+        accepted, dead, rejected, unverified = [], [], [], []
+        is_bot = bots.is_bot(req.user_agent)
+        seen: set[str] = set()
+        for i, ev in enumerate(events):
+            eid = ev.get("event_id", "") if isinstance(ev, dict) else ""
+            try:
+                if is_bot:
+                    raise Rejected("bot", "", "user agent matches a known crawler")
+                clean, extra = contract.check_event(ev)
+                if clean["event_id"] in seen:
+                    raise Rejected("duplicate_in_batch", "event_id")
+                seen.add(clean["event_id"])
+                ts = contract.corrected_ts(clean["ts"], sent_at, req.received_at_ms, s.clock_skew_tolerance_ms)
+                if ts < req.received_at_ms - s.max_event_age_s * 1000:
+                    raise Rejected("stale_event", "ts", f"older than {s.max_event_age_s} s after skew correction")
+            except Rejected as e:
+                rejected.append({"index": i, **e.as_dict()})
+                dead.append(self._dead(req, site_key, e, index=i, event_id=eid, payload=records.encode(ev)))
+                continue
+            ignored += extra
+            check = tokens.TokenCheck("none")
+            if "token" in clean:
+                check = tokens.verify(site.secret, clean["token"], clean["room_id"], req.received_at_ms / 1000)
+                if not check.verified:
+                    unverified.append({"index": i, "reason": "token_" + check.status})
+            accepted.append(records.accepted_event(
+                clean, site=site_key, received_at=req.received_at_ms, ts=ts, token_status=check.status,
+                stakeholder_id=check.stakeholder_id, ip=req.ip, user_agent=req.user_agent))
+        # 10. hand off
+        try:
+            await asyncio.wait_for(self.handoff.submit(accepted, dead), s.handoff_timeout_s)
+        except (HandoffUnavailable, asyncio.TimeoutError) as e:
+            self.metrics.handoff_failures.inc()
+            return Outcome(503, {"error": "unavailable", "detail": str(e) or "hand-off timed out"},
+                           {"Retry-After": str(s.retry_after_s)}, allow_origin)
+        self.metrics.count_batch(site_key, accepted, rejected, ignored)
+        body = {"accepted": len(accepted), "rejected": rejected}
+        if unverified:
+            body["unverified"] = unverified
+        return Outcome(202, body, allow_origin=allow_origin)

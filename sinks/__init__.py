@@ -1,0 +1,1 @@
+"""Sinks: ClickHouse schema, stores (chdb, server) and the read-only SQL port."""

@@ -1,0 +1,107 @@
+"""ClickHouse schema: ordered, idempotent migrations, plus the column map the sinks convert rows with.
+
+The same DDL runs on chdb (engine 26.x) and on clickhouse-server 24+. Never edit a shipped migration;
+append a new one and update COLUMNS (a test compares COLUMNS with DESCRIBE TABLE after migrating).
+
+Dedup: ``events`` is a ReplacingMergeTree ordered by (site, room_id, event_id), so a client retry of the
+same event collapses on merge and ``FINAL`` (or ``uniqExact(event_id)``) never double counts. Sink
+replays are also dropped at insert time by ``insert_deduplication_token`` (non_replicated window).
+"""
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "events", """
+CREATE TABLE IF NOT EXISTS events (
+    event_id UUID,
+    site LowCardinality(String),
+    type LowCardinality(String),
+    room_id String,
+    visitor_id String,
+    session_id String,
+    stakeholder_id String,
+    token_status LowCardinality(String),
+    ts DateTime64(3, 'UTC'),
+    client_ts DateTime64(3, 'UTC'),
+    received_at DateTime64(3, 'UTC'),
+    content_id String,
+    page Nullable(UInt32),
+    progress_pct Nullable(Float32),
+    scroll_pct Nullable(Float32),
+    media_position_s Nullable(Float32),
+    engaged_ms UInt32,
+    href String,
+    share_channel LowCardinality(String),
+    share_to String,
+    cta String,
+    url String,
+    referrer String,
+    props String,
+    ip String,
+    user_agent String,
+    INDEX idx_ts ts TYPE minmax GRANULARITY 4,
+    INDEX idx_type type TYPE set(16) GRANULARITY 4
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (site, room_id, event_id)
+SETTINGS non_replicated_deduplication_window = 10000
+"""),
+    (2, "dead_letters", """
+CREATE TABLE IF NOT EXISTS dead_letters (
+    received_at DateTime64(3, 'UTC'),
+    site String,
+    stage LowCardinality(String),
+    reason LowCardinality(String),
+    field String,
+    detail String,
+    event_index Int32,
+    event_id String,
+    payload String,
+    ip String,
+    user_agent String
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(received_at)
+ORDER BY (site, reason, received_at)
+TTL toDateTime(received_at) + INTERVAL 90 DAY
+SETTINGS non_replicated_deduplication_window = 10000
+"""),
+]
+
+MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32, name String, applied_at DateTime('UTC') DEFAULT now()
+) ENGINE = ReplacingMergeTree ORDER BY version
+"""
+
+# current columns of each table, in order: name -> ClickHouse type (drives row conversion in the sinks)
+COLUMNS: dict[str, dict[str, str]] = {
+    "events": {
+        "event_id": "UUID", "site": "LowCardinality(String)", "type": "LowCardinality(String)",
+        "room_id": "String", "visitor_id": "String", "session_id": "String", "stakeholder_id": "String",
+        "token_status": "LowCardinality(String)", "ts": "DateTime64(3, 'UTC')",
+        "client_ts": "DateTime64(3, 'UTC')", "received_at": "DateTime64(3, 'UTC')", "content_id": "String",
+        "page": "Nullable(UInt32)", "progress_pct": "Nullable(Float32)", "scroll_pct": "Nullable(Float32)",
+        "media_position_s": "Nullable(Float32)", "engaged_ms": "UInt32", "href": "String",
+        "share_channel": "LowCardinality(String)", "share_to": "String", "cta": "String", "url": "String",
+        "referrer": "String", "props": "String", "ip": "String", "user_agent": "String",
+    },
+    "dead_letters": {
+        "received_at": "DateTime64(3, 'UTC')", "site": "String", "stage": "LowCardinality(String)",
+        "reason": "LowCardinality(String)", "field": "String", "detail": "String", "event_index": "Int32",
+        "event_id": "String", "payload": "String", "ip": "String", "user_agent": "String",
+    },
+}
+
+
+def migrate(execute, query_scalar_list) -> list[int]:
+    """Apply pending migrations in order. ``execute(sql)`` runs DDL; ``query_scalar_list(sql)`` returns the
+    first column of a SELECT. Returns the versions applied now."""
+    execute(MIGRATIONS_TABLE)
+    done = {int(v) for v in query_scalar_list("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, name, ddl in MIGRATIONS:
+        if version in done:
+            continue
+        execute(ddl)
+        execute(f"INSERT INTO schema_migrations (version, name) VALUES ({int(version)}, '{name}')")
+        applied.append(version)
+    return applied

@@ -1,0 +1,140 @@
+"""ClickHouse stores: chdb in-process (embedded mode, or a sink given a local directory) and a
+ClickHouse server through clickhouse-driver (distributed mode). Same schema, same row dicts.
+
+Rows are dicts keyed by column; DateTime64 columns carry integer milliseconds since the epoch. All
+methods block: callers on an event loop run them in a thread.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import urllib.parse
+from typing import Protocol
+
+import orjson
+
+from .schema import COLUMNS, migrate
+
+_UTC = dt.timezone.utc
+
+
+def _time_columns(table: str) -> list[str]:
+    return [c for c, t in COLUMNS[table].items() if t.startswith("DateTime64")]
+
+
+class Store(Protocol):
+    def insert(self, table: str, rows: list[dict], dedup_token: str | None = None) -> None: ...
+    def query(self, sql: str) -> list[tuple]: ...
+    def migrate(self) -> list[int]: ...
+    def close(self) -> None: ...
+
+
+class ChdbStore:
+    """chdb engine bound to ``path``. One per process; a second process on the same path fails."""
+
+    def __init__(self, path: str):
+        import chdb  # imported here so a server-only deployment does not load the engine
+
+        self.path = path
+        self._conn = chdb.connect(path)
+        self._lock = threading.Lock()
+        self._readonly = None
+
+    def readonly_session(self):
+        """A second session on the same engine with readonly=1: no writes, DDL, settings or table functions."""
+        import chdb
+
+        if self._readonly is None:
+            self._readonly = chdb.connect(self.path)
+            self._readonly.query("SET readonly = 1")
+        return self._readonly
+
+    def execute(self, sql: str) -> None:
+        with self._lock:
+            self._conn.query(sql)
+
+    def query(self, sql: str) -> list[tuple]:
+        out = self._conn.query(sql, "JSONCompactEachRow").bytes()
+        return [tuple(orjson.loads(line)) for line in out.splitlines() if line]
+
+    def migrate(self) -> list[int]:
+        return migrate(self.execute, lambda sql: [r[0] for r in self.query(sql)])
+
+    def insert(self, table: str, rows: list[dict], dedup_token: str | None = None) -> None:
+        if not rows:
+            return
+        times = _time_columns(table)
+        cols = COLUMNS[table]
+        lines = []
+        for row in rows:
+            r = {c: row[c] for c in cols if c in row}
+            for c in times:
+                if c in r:
+                    r[c] = r[c] / 1000.0
+            lines.append(orjson.dumps(r))
+        settings = ""
+        if dedup_token:
+            settings = " SETTINGS insert_deduplication_token = '" + dedup_token.replace("'", "") + "'"
+        sql = f"INSERT INTO {table} ({', '.join(cols)}){settings} FORMAT JSONEachRow\n"
+        with self._lock:
+            self._conn.query(sql + b"\n".join(lines).decode())
+
+    def close(self) -> None:
+        for c in (self._readonly, self._conn):
+            if c is not None:
+                c.close()
+
+
+class ServerStore:
+    """A ClickHouse server over the native protocol (clickhouse-driver, columnar inserts).
+
+    A clickhouse-driver Client is not thread-safe: one per thread."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._local = threading.local()
+
+    def _client(self):
+        c = getattr(self._local, "client", None)
+        if c is None:
+            from clickhouse_driver import Client
+
+            c = self._local.client = Client.from_url(self.url)
+        return c
+
+    def execute(self, sql: str) -> None:
+        self._client().execute(sql)
+
+    def query(self, sql: str) -> list[tuple]:
+        return [tuple(r) for r in self._client().execute(sql)]
+
+    def migrate(self) -> list[int]:
+        return migrate(self.execute, lambda sql: [r[0] for r in self.query(sql)])
+
+    def insert(self, table: str, rows: list[dict], dedup_token: str | None = None) -> None:
+        if not rows:
+            return
+        cols = COLUMNS[table]
+        times = set(_time_columns(table))
+        columns = []
+        for c, ctype in cols.items():
+            default = None if ctype.startswith("Nullable") else (0 if c in times or "Int" in ctype else "")
+            values = [r.get(c, default) for r in rows]
+            if c in times:
+                values = [dt.datetime.fromtimestamp(v / 1000, _UTC) for v in values]
+            columns.append(values)
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
+        self._client().execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES", columns,
+                               columnar=True, settings=settings)
+
+    def close(self) -> None:
+        c = getattr(self._local, "client", None)
+        if c is not None:
+            c.disconnect()
+
+
+def open_store(url_or_path: str) -> Store:
+    """``clickhouse://...`` -> ServerStore; anything else is a chdb data directory."""
+    if urllib.parse.urlparse(url_or_path).scheme in ("clickhouse", "clickhouses"):
+        return ServerStore(url_or_path)
+    return ChdbStore(url_or_path)

@@ -1,0 +1,1 @@
+"""Stream processing: pure processors (processors.py) run by the embedded pipeline and by Faust agents."""
