@@ -42,7 +42,8 @@ async def _read_capped(request: HTTPRequest, cap: int) -> bytes:
 
 
 def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clock: Clock | None = None,
-               metrics: Metrics | None = None, snippet_file: str | None = None) -> Starlette:
+               metrics: Metrics | None = None, snippet_file: str | None = None, lifespan=None) -> Starlette:
+    """``lifespan``: optional async context manager factory (Starlette's), e.g. to start the hand-off."""
     clock = clock or Clock()
     metrics = metrics or Metrics()
     pipeline = IngestPipeline(settings, sites, handoff, metrics)
@@ -101,6 +102,6 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
         Route("/metrics", metrics_endpoint), Route("/openapi.json", openapi),
         Route(SNIPPET_PATH, snippet),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.pipeline, app.state.metrics = pipeline, metrics
     return app

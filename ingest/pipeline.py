@@ -10,6 +10,7 @@ the events and retries, so they are counted in metrics, not dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, field
 
 from dealbeacon import contract, records, tokens
@@ -93,11 +94,11 @@ class IngestPipeline:
         wait = self.limiter.take(site_key, len(events), req.monotonic_s, site.rate_limit_events_per_s)
         if wait > 0:
             self.metrics.rate_limited.labels(site_key).inc(len(events))
-            return Outcome(429, {"error": "rate_limited", "retry_after_s": max(1, round(wait + 0.5))},
-                           {"Retry-After": str(max(1, round(wait + 0.5)))}, allow_origin)
+            retry = max(1, math.ceil(wait))
+            return Outcome(429, {"error": "rate_limited", "retry_after_s": retry}, {"Retry-After": str(retry)}, allow_origin)
         # 8-9. events
         accepted, dead, rejected, unverified = [], [], [], []
-        is_bot = bots.is_bot(req.user_agent)
+        is_bot = bots.is_bot(req.user_agent, req.origin is not None)
         seen: set[str] = set()
         for i, ev in enumerate(events):
             eid = ev.get("event_id", "") if isinstance(ev, dict) else ""

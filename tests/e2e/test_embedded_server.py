@@ -1,0 +1,76 @@
+"""Fresh data dir -> `dealbeacon up` -> curl a batch -> clickhouse-connect on the SQL port sees it."""
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import clickhouse_connect
+import orjson
+import pytest
+
+from tests.helpers import event
+
+
+def _add_site(data_dir, key="acme"):
+    out = subprocess.run([sys.executable, "-m", "dealbeacon.cli", "site", "add", key, "--origin", "https://rooms.acme.test",
+                          "--data-dir", str(data_dir)], check=True, capture_output=True, text=True).stdout
+    return orjson.loads(out)
+
+
+def _curl(url, body: bytes, *headers):
+    assert shutil.which("curl"), "curl is part of the test setup"
+    out = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", "-X", "POST", url, "-H", "Content-Type: text/plain",
+                          *[a for h in headers for a in ("-H", h)], "--data-binary", "@-"],
+                         input=body, capture_output=True, check=True).stdout.decode()
+    text, status = out.rsplit("\n", 1)
+    return int(status), text
+
+
+def _batch(n, site="acme"):
+    now = int(time.time() * 1000)
+    return {"site": site, "sent_at": now, "events": [event("engagement", ts=now - 1000, room="deal-1") for _ in range(n)]}
+
+
+def test_curl_batch_then_clickhouse_connect_count_and_restart_keeps_data(server_factory, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    _add_site(data)
+    srv = server_factory("--no-demo", data_dir=data).start()
+    status, text = _curl(srv.url + "/v1/events", orjson.dumps(_batch(7)))
+    assert status == 202 and orjson.loads(text) == {"accepted": 7, "rejected": []}
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port)
+    assert ch.query("SELECT count() FROM events").result_rows == [(7,)]
+    assert ch.query("SELECT sum(engaged_ms) FROM events FINAL").result_rows == [(7 * 15_000,)]
+    assert srv.stop() == 0
+    srv2 = server_factory("--no-demo", data_dir=data)
+    srv2.port, srv2.sql_port = srv.port, srv.sql_port
+    srv2.start()
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv2.sql_port)
+    assert ch.query("SELECT count() FROM events").result_rows == [(7,)]
+
+
+@pytest.mark.parametrize("sql", ["INSERT INTO events (site) VALUES ('x')", "CREATE TABLE t (a Int8) ENGINE = Memory",
+                                 "DROP TABLE events", "ALTER TABLE events DELETE WHERE 1",
+                                 "SELECT * FROM file('/etc/passwd', 'LineAsString')", "SELECT * FROM url('http://127.0.0.1:1/x', 'CSV', 'a String')"])
+def test_sql_port_refuses_writes_via_clickhouse_connect(server_factory, tmp_path, sql):
+    srv = server_factory("--no-demo").start()
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port)
+    with pytest.raises(Exception, match="read-only"):
+        ch.command(sql)
+    assert ch.query("SELECT count() FROM events").result_rows == [(0,)]
+
+
+def test_demo_mode_feeds_simulated_rooms(server_factory):
+    srv = server_factory().start()  # no flags: demo site + simulated traffic
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port)
+    deadline = time.time() + 30
+    rooms = []
+    while time.time() < deadline and len(rooms) < 2:
+        rooms = ch.query("SELECT DISTINCT room_id FROM events").result_rows
+        time.sleep(0.5)
+    assert len(rooms) >= 2, srv.log()
+    types = {r[0] for r in ch.query("SELECT DISTINCT type FROM events").result_rows}
+    assert {"room_view", "content_view", "engagement"} <= types
+    verified = ch.query("SELECT countIf(token_status = 'valid'), count() FROM events").result_rows[0]
+    assert verified[0] == verified[1] > 0  # demo visitors carry valid stakeholder tokens

@@ -1,0 +1,55 @@
+"""Functional tier: the real Starlette app and the real chdb engine (one store per test process; chdb binds
+one path per process), tables truncated between tests."""
+import contextlib
+
+import pytest
+from starlette.testclient import TestClient
+
+from dealbeacon.clock import FixedClock
+from dealbeacon.embedded import EmbeddedHandoff
+from dealbeacon.settings import Settings
+from dealbeacon.sites import Site, SiteRegistry
+from ingest.app import create_app
+from sinks.store import ChdbStore
+from streams.processors import process
+from tests.helpers import NOW_MS
+
+ORIGIN = "https://rooms.example.com"
+SECRET = "site-secret"
+
+
+@pytest.fixture(scope="session")
+def chdb_store(tmp_path_factory):
+    store = ChdbStore(str(tmp_path_factory.mktemp("chdb")))
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def store(chdb_store):
+    for table in ("events", "dead_letters"):
+        chdb_store.execute(f"TRUNCATE TABLE {table}")
+    return chdb_store
+
+
+def make_client(store, settings: Settings | None = None, clock=None, started=True):
+    settings = settings or Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000)
+    sites = SiteRegistry({"test": Site("test", SECRET, (ORIGIN,))})
+    handoff = EmbeddedHandoff(store, process, linger_ms=0)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if started:
+            await handoff.start()
+        yield
+        await handoff.stop()
+
+    app = create_app(settings, sites, handoff, clock=clock or FixedClock(NOW_MS), lifespan=lifespan)
+    return TestClient(app, headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"})
+
+
+@pytest.fixture
+def client(store):
+    with make_client(store) as c:
+        yield c

@@ -1,0 +1,29 @@
+"""Shared test helpers: event builders and small utilities (no fakes of real parts)."""
+from __future__ import annotations
+
+import socket
+import uuid
+
+NOW_MS = 1_790_000_000_000  # 2026-09-21, a fixed clock for deterministic tests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def event(etype: str = "room_view", *, ts: int = NOW_MS - 1_000, room: str = "room-1", **fields) -> dict:
+    e = {"event_id": str(uuid.uuid4()), "type": etype, "room_id": room, "visitor_id": "visitor-1",
+         "session_id": "session-1", "ts": ts}
+    defaults = {"content_view": {"content_id": "proposal"}, "engagement": {"engaged_ms": 15_000},
+                "content_progress": {"content_id": "proposal", "page": 3}, "download": {"href": "https://x/y.pdf"},
+                "link_click": {"href": "https://x/"}, "share": {"share_channel": "email", "share_to": "a@b.c"},
+                "cta": {"cta": "book-meeting"}}
+    e.update(defaults.get(etype, {}))
+    e.update(fields)
+    return e
+
+
+def batch(*events: dict, site: str = "test", sent_at: int = NOW_MS) -> dict:
+    return {"site": site, "sent_at": sent_at, "events": list(events)}

@@ -1,0 +1,48 @@
+from hypothesis import given, strategies as st
+
+from dealbeacon import tokens
+
+SECRET = "s3cret"
+
+
+def test_valid_token_verifies():
+    t = tokens.mint(SECRET, "room-1", "cfo", 2_000)
+    check = tokens.verify(SECRET, t, "room-1", now_s=1_999)
+    assert check.verified and check.stakeholder_id == "cfo"
+
+
+def test_expired_token_never_verifies():
+    t = tokens.mint(SECRET, "room-1", "cfo", 2_000)
+    assert tokens.verify(SECRET, t, "room-1", now_s=2_000).status == "expired"
+    assert tokens.verify(SECRET, t, "room-1", now_s=2_000).stakeholder_id == ""
+
+
+def test_token_of_another_room_is_refused():
+    t = tokens.mint(SECRET, "room-1", "cfo", 2_000)
+    assert tokens.verify(SECRET, t, "room-2", now_s=1_000).status == "room_mismatch"
+
+
+def test_wrong_secret_and_tampering_are_invalid():
+    t = tokens.mint(SECRET, "room-1", "cfo", 2_000)
+    assert tokens.verify("other", t, "room-1", now_s=1_000).status == "invalid"
+    v, payload, sig = t.split(".")
+    forged_payload = tokens._b64(b'["room-1","ceo",2000]')
+    assert tokens.verify(SECRET, f"{v}.{forged_payload}.{sig}", "room-1", now_s=1_000).status == "invalid"
+    assert tokens.verify(SECRET, t + "x", "room-1", now_s=1_000).status == "invalid"
+
+
+@given(st.text(max_size=200))
+def test_arbitrary_strings_never_verify(garbage):
+    assert not tokens.verify(SECRET, garbage, "room-1", now_s=0).verified
+
+
+def test_cli_helper_mints_with_the_site_secret(tmp_path):
+    from dealbeacon.cli import main, mint_for_site
+    from dealbeacon.settings import Settings
+    from dealbeacon.sites import SiteRegistry
+
+    sites = str(tmp_path / "sites.json")
+    assert main(["site", "add", "acme", "--secret", "k1", "--sites-file", sites]) == 0
+    s = Settings(sites_file=sites)
+    t = mint_for_site(s, "acme", "room-9", "legal", ttl_days=1, now_s=1_000)
+    assert tokens.verify(SiteRegistry.load(sites).get("acme").secret, t, "room-9", now_s=1_001).stakeholder_id == "legal"
