@@ -63,21 +63,17 @@ class ChdbStore:
     def insert(self, table: str, rows: list[dict], dedup_token: str | None = None) -> None:
         if not rows:
             return
-        times = _time_columns(table)
-        cols = COLUMNS[table]
-        lines = []
-        for row in rows:
-            r = {c: row[c] for c in cols if c in row}
-            for c in times:
-                if c in r:
-                    r[c] = r[c] / 1000.0
-            lines.append(orjson.dumps(r))
+        cols = list(COLUMNS[table])
+        times = set(_time_columns(table))
+        # positional JSON arrays parse ~1.7x faster in chdb than JSONEachRow objects (bench/insert paths)
+        conv = [(c, c in times) for c in cols]
+        payload = b"\n".join(orjson.dumps([row[c] / 1000.0 if t else row[c] for c, t in conv]) for row in rows)
         settings = ""
         if dedup_token:
             settings = " SETTINGS insert_deduplication_token = '" + dedup_token.replace("'", "") + "'"
-        sql = f"INSERT INTO {table} ({', '.join(cols)}){settings} FORMAT JSONEachRow\n"
+        sql = f"INSERT INTO {table} ({', '.join(cols)}){settings} FORMAT JSONCompactEachRow\n"
         with self._lock:
-            self._conn.query(sql + b"\n".join(lines).decode())
+            self._conn.query(sql + payload.decode())
 
     def close(self) -> None:
         for c in (self._readonly, self._conn):

@@ -1,0 +1,52 @@
+"""A bounded HTTP load generator (aiohttp): N pre-built JSON batches, C concurrent connections, a time cap.
+Run as a separate process so it does not share the server's event loop."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import aiohttp
+import orjson
+
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+
+def make_bodies(n_requests: int, per_batch: int, site: str) -> list[bytes]:
+    now = int(time.time() * 1000)
+    out = []
+    for r in range(n_requests):
+        events = [{"event_id": str(uuid.uuid4()), "type": "engagement", "room_id": f"room-{r % 50}",
+                   "visitor_id": f"v-{r % 500}", "session_id": f"s-{r % 1000}", "ts": now - 1000,
+                   "content_id": "proposal", "engaged_ms": 15000, "scroll_pct": 40.0,
+                   "url": "https://rooms.example.com/r/room"} for _ in range(per_batch)]
+        out.append(orjson.dumps({"site": site, "sent_at": now, "events": events}))
+    return out
+
+
+async def _run(url: str, bodies: list[bytes], concurrency: int, time_cap_s: float) -> dict:
+    latencies, statuses, it = [], {}, iter(bodies)
+    deadline = time.perf_counter() + time_cap_s
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn, headers={"User-Agent": UA, "Content-Type": "text/plain"}) as s:
+        async def worker():
+            for body in it:
+                if time.perf_counter() > deadline:
+                    return
+                t = time.perf_counter()
+                async with s.post(url, data=body) as resp:
+                    await resp.read()
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                latencies.append(time.perf_counter() - t)
+
+        start = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"requests": len(latencies), "elapsed_s": elapsed, "statuses": statuses,
+            "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
+            "p95_ms": 1000 * latencies[int(len(latencies) * 0.95)] if latencies else None}
+
+
+def run(url: str, bodies: list[bytes], concurrency: int, time_cap_s: float) -> dict:
+    return asyncio.run(_run(url, bodies, concurrency, time_cap_s))
