@@ -1,10 +1,12 @@
 """Records that flow between stages (the inter-stage half of the contract).
 
 An *accepted event* is a validated event plus what the server knows: site, receive time, skew-corrected
-``ts``, token verdict, truncated IP and user agent. A *dead letter* is anything rejected, with its reason.
+``ts``, token verdict, truncated IP and user agent. A *dead letter* is anything rejected, with its reason and its own id (``dl_id``) so replays collapse.
 Both are flat dicts, encoded with orjson on Kafka. Stages depend on this module, never on each other.
 """
 from __future__ import annotations
+
+import uuid
 
 import orjson
 
@@ -27,7 +29,7 @@ def dead_letter(*, received_at: int, site: str, stage: str, reason: str, field: 
         payload = payload[:max_payload].decode("utf-8", "replace")
     else:
         payload = payload[:max_payload]
-    return {"rv": RECORD_VERSION, "received_at": received_at, "site": site[:128], "stage": stage,
+    return {"rv": RECORD_VERSION, "dl_id": str(uuid.uuid4()), "received_at": received_at, "site": site[:128], "stage": stage,
             "reason": reason, "field": field[:128], "detail": detail[:512], "event_index": event_index,
             "event_id": str(event_id)[:64], "payload": payload, "ip": ip, "user_agent": user_agent[:512]}
 

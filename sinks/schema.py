@@ -3,9 +3,11 @@
 The same DDL runs on chdb (engine 26.x) and on clickhouse-server 24+. Never edit a shipped migration;
 append a new one and update COLUMNS (a test compares COLUMNS with DESCRIBE TABLE after migrating).
 
-Dedup: ``events`` is a ReplacingMergeTree ordered by (site, room_id, event_id), so a client retry of the
-same event collapses on merge and ``FINAL`` (or ``uniqExact(event_id)``) never double counts. Sink
-replays are also dropped at insert time by ``insert_deduplication_token`` (non_replicated window).
+Dedup: every table is a ReplacingMergeTree whose key ends in a record id. ``events`` is ordered by
+(site, room_id, event_id), so a client retry of the same event collapses and ``FINAL`` (or
+``uniqExact(event_id)``) never double counts; ``dead_letters`` carries ``dl_id``. Sink replays of the same
+offset range are dropped at insert time by ``insert_deduplication_token`` (non_replicated window), and
+replays cut at other boundaries collapse on the id.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ SETTINGS non_replicated_deduplication_window = 10000
 """),
     (2, "dead_letters", """
 CREATE TABLE IF NOT EXISTS dead_letters (
+    dl_id UUID,
     received_at DateTime64(3, 'UTC'),
     site String,
     stage LowCardinality(String),
@@ -58,9 +61,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload String,
     ip String,
     user_agent String
-) ENGINE = MergeTree
+) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(received_at)
-ORDER BY (site, reason, received_at)
+ORDER BY (site, reason, received_at, dl_id)
 TTL toDateTime(received_at) + INTERVAL 90 DAY
 SETTINGS non_replicated_deduplication_window = 10000
 """),
@@ -85,7 +88,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "referrer": "String", "props": "String", "ip": "String", "user_agent": "String",
     },
     "dead_letters": {
-        "received_at": "DateTime64(3, 'UTC')", "site": "String", "stage": "LowCardinality(String)",
+        "dl_id": "UUID", "received_at": "DateTime64(3, 'UTC')", "site": "String", "stage": "LowCardinality(String)",
         "reason": "LowCardinality(String)", "field": "String", "detail": "String", "event_index": "Int32",
         "event_id": "String", "payload": "String", "ip": "String", "user_agent": "String",
     },

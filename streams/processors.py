@@ -24,7 +24,7 @@ def event_row(rec: dict) -> dict:
     return row
 
 
-_DEAD_FIELDS = ("received_at", "site", "stage", "reason", "field", "detail", "event_index", "event_id",
+_DEAD_FIELDS = ("dl_id", "received_at", "site", "stage", "reason", "field", "detail", "event_index", "event_id",
                 "payload", "ip", "user_agent")
 
 
