@@ -63,6 +63,44 @@ def cmd_site_add(args) -> int:
     return 0
 
 
+def cmd_ingest(args) -> int:
+    from dealbeacon.distributed import run_ingest
+
+    asyncio.run(run_ingest(_settings(args)))
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from dealbeacon.distributed import run_worker
+
+    run_worker(_settings(args))
+    return 0
+
+
+def cmd_sink(args) -> int:
+    from dealbeacon.distributed import run_sink
+
+    asyncio.run(run_sink(_settings(args)))
+    return 0
+
+
+def cmd_kafka(args) -> int:
+    from dealbeacon import kafka_local
+
+    if args.action == "fetch":
+        print(kafka_local.fetch(quiet=False))
+        return 0
+    k = kafka_local.LocalKafka(args.dir, args.port, args.controller_port)
+    if args.action == "start":
+        k.start()
+        k.proc = None  # leave it running after this command exits
+        print(f"Kafka {kafka_local.KAFKA_VERSION} on {k.bootstrap} (data {args.dir}, log {k.log_path})")
+    else:
+        k.stop()
+        print("stopped")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dealbeacon", description="Engagement tracking for digital sales rooms")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -97,6 +135,21 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--origin", action="append", help="allowed origin (repeat); default *")
     add.add_argument("--secret", help="default: random")
     add.set_defaults(fn=cmd_site_add)
+    for name, fn, text in (("ingest", cmd_ingest, "distributed: HTTP ingest publishing to Kafka"),
+                           ("worker", cmd_worker, "distributed: a Faust stream worker"),
+                           ("sink", cmd_sink, "distributed: Kafka -> ClickHouse sink")):
+        sp = sub.add_parser(name, help=text)
+        common(sp)
+        sp.add_argument("--host")
+        sp.add_argument("--port", type=int)
+        sp.set_defaults(fn=fn)
+
+    kafka = sub.add_parser("kafka", help="local single-node Kafka for development and tests")
+    kafka.add_argument("action", choices=["fetch", "start", "stop"])
+    kafka.add_argument("--dir", default=".cache/kafka-data")
+    kafka.add_argument("--port", type=int, default=9092)
+    kafka.add_argument("--controller-port", type=int, default=9093)
+    kafka.set_defaults(fn=cmd_kafka)
     return p
 
 

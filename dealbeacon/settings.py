@@ -40,11 +40,20 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_events: str = "dealbeacon.events"
     topic_dead_letters: str = "dealbeacon.dead_letters"
+    topic_rows_prefix: str = "dealbeacon.rows."  # + table name: what the streams emit and the sink stores
     topic_partitions: int = 6
+    kafka_linger_ms: int = 5
+    kafka_compression: str = "lz4"
+    streams_group: str = "dealbeacon-streams"
+    faust_store: str = "rocksdb://"  # memory:// in tests
+    faust_batch: int = 500
     # -- ClickHouse sink
     clickhouse_url: str = ""  # clickhouse://host:9000/db for a server; empty -> chdb in <data_dir>/clickhouse
     sink_batch_rows: int = 10_000
     sink_batch_ms: int = 1_000
+    sink_group: str = "dealbeacon-sink"
+    sink_metrics_port: int = 9464
+    sink_sql_port: int = 0  # >0 with a local chdb directory: serve the read-only SQL port from the sink
     # -- demo
     demo: bool = True
     demo_max_events: int = 200_000

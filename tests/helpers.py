@@ -27,3 +27,10 @@ def event(etype: str = "room_view", *, ts: int = NOW_MS - 1_000, room: str = "ro
 
 def batch(*events: dict, site: str = "test", sent_at: int = NOW_MS) -> dict:
     return {"site": site, "sent_at": sent_at, "events": list(events)}
+
+
+def live_event(etype: str = "room_view", **fields) -> dict:
+    """An event stamped with the real clock, for tests against real server processes."""
+    import time
+
+    return event(etype, ts=int(time.time() * 1000) - 1_000, **fields)

@@ -1,0 +1,128 @@
+"""Distributed mode's processes (composition roots): ``dealbeacon ingest``, ``worker`` and ``sink``.
+
+    ingest (Starlette + aiokafka producer) -> Kafka -> worker (Faust agents) -> Kafka -> sink -> ClickHouse
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from dealbeacon.kafka_ops import TABLES, all_topics, consumer_lag, ensure_topics, row_topic
+from dealbeacon.runtime import SNIPPET_FILE, _Server
+from dealbeacon.settings import Settings
+from dealbeacon.sites import SiteRegistry
+
+log = logging.getLogger("dealbeacon")
+
+
+def _on_signals(callback) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, callback)
+
+
+async def run_ingest(s: Settings) -> None:
+    from ingest.app import create_app
+    from ingest.kafka import KafkaHandoff
+
+    sites = SiteRegistry.load(s.resolved_sites_file)
+    if not sites.sites:
+        log.warning("no sites in %s: add one with `dealbeacon site add`", s.resolved_sites_file)
+    await ensure_topics(s)
+    handoff = KafkaHandoff(s)
+    await handoff.start()
+    server = _Server(uvicorn.Config(create_app(s, sites, handoff, snippet_file=SNIPPET_FILE), host=s.host,
+                                    port=s.port, log_level="warning", access_log=False))
+    _on_signals(lambda: setattr(server, "should_exit", True))
+    print(f"dealbeacon ingest on http://{s.host}:{s.port}/v1/events -> Kafka {s.kafka_bootstrap}", flush=True)
+    try:
+        await server.serve()
+    finally:
+        await handoff.stop()
+
+
+def run_worker(s: Settings) -> None:
+    import faust
+
+    from streams.faust_app import create_faust_app
+
+    os.makedirs(s.data_dir, exist_ok=True)
+    asyncio.run(ensure_topics(s))
+    app = create_faust_app(s)
+    faust.Worker(app, loglevel=os.environ.get("DEALBEACON_LOG_LEVEL", "WARNING"), quiet=True).execute_from_commandline()
+
+
+async def _lag_monitor(s: Settings, metrics, every_s: float = 5.0) -> None:
+    groups = {s.streams_group: [s.topic_events, s.topic_dead_letters],
+              s.sink_group: [row_topic(s, t) for t in TABLES]}
+    while True:
+        for group, topics in groups.items():
+            try:
+                for topic, lag in (await consumer_lag(s, group, topics)).items():
+                    metrics.lag.labels(group, topic).set(lag)
+            except Exception as e:  # the broker may be away; lag is reported when it answers again
+                log.debug("lag check failed: %s", e)
+        await asyncio.sleep(every_s)
+
+
+async def run_sink(s: Settings) -> None:
+    from sinks.sqlport import create_sql_app
+    from sinks.store import ChdbStore, open_store
+    from sinks.worker import SinkMetrics, SinkWorker
+
+    target = s.clickhouse_url or s.chdb_path
+    if not s.clickhouse_url:
+        os.makedirs(s.data_dir, exist_ok=True)
+    store = open_store(target)
+    await asyncio.to_thread(store.migrate)
+    await ensure_topics(s)
+    metrics = SinkMetrics()
+    worker = SinkWorker(s, store, metrics)
+
+    async def metrics_endpoint(request):
+        return Response(metrics_render(metrics), media_type="text/plain; version=0.0.4")
+
+    async def healthz(request):
+        return PlainTextResponse("paused\n" if worker.paused else "ok\n", status_code=503 if worker.paused else 200)
+
+    servers = [_Server(uvicorn.Config(Starlette(routes=[Route("/metrics", metrics_endpoint), Route("/healthz", healthz)]),
+                                      host=s.host, port=s.sink_metrics_port, log_level="warning", access_log=False))]
+    if s.sink_sql_port and isinstance(store, ChdbStore):
+        servers.append(_Server(uvicorn.Config(create_sql_app(store.readonly_session()), host=s.host,
+                                              port=s.sink_sql_port, log_level="warning", access_log=False)))
+
+    def stop():
+        worker.stop()
+        for srv in servers:
+            srv.should_exit = True
+
+    _on_signals(stop)
+    tasks = [asyncio.create_task(srv.serve()) for srv in servers]
+    lag = asyncio.create_task(_lag_monitor(s, metrics))
+    print(f"dealbeacon sink: {', '.join(row_topic(s, t) for t in TABLES)} -> {target}; "
+          f"metrics on :{s.sink_metrics_port}" + (f", SQL on :{s.sink_sql_port}" if len(servers) > 1 else ""), flush=True)
+    try:
+        await worker.run()
+    finally:
+        stop()
+        lag.cancel()
+        await asyncio.gather(lag, *tasks, return_exceptions=True)
+        store.close()
+
+
+def metrics_render(metrics) -> bytes:
+    from prometheus_client import generate_latest
+
+    return generate_latest(metrics.registry)
+
+
+__all__ = ["run_ingest", "run_worker", "run_sink", "all_topics"]

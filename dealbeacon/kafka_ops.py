@@ -1,0 +1,66 @@
+"""Kafka plumbing shared by the distributed stages: topic names, topic creation, consumer lag.
+No business logic here."""
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
+
+from dealbeacon.settings import Settings
+
+log = logging.getLogger("dealbeacon.kafka")
+TABLES = ("events", "dead_letters")  # tables the streams emit rows for (later issues add more)
+
+
+def row_topic(s: Settings, table: str) -> str:
+    return s.topic_rows_prefix + table
+
+
+def all_topics(s: Settings) -> list[str]:
+    return [s.topic_events, s.topic_dead_letters, *(row_topic(s, t) for t in TABLES)]
+
+
+async def ensure_topics(s: Settings) -> None:
+    """Create every topic the pipeline uses, with the configured partition count, if missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, num_partitions=s.topic_partitions, replication_factor=1)
+                   for t in all_topics(s) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race
+            log.info("created topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+async def consumer_lag(s: Settings, group: str, topics: list[str]) -> dict[str, int]:
+    """Messages not yet committed by ``group``, per topic (end offset - committed offset)."""
+    from aiokafka import AIOKafkaConsumer
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=5_000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        if not parts:
+            for t in topics:
+                await consumer._client.force_metadata_update()
+                parts += [TopicPartition(t, p) for p in (consumer.partitions_for_topic(t) or ())]
+        ends = await consumer.end_offsets(parts) if parts else {}
+        lag: dict[str, int] = {t: 0 for t in topics}
+        for tp, end in ends.items():
+            meta = committed.get(tp)
+            lag[tp.topic] += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()

@@ -1,0 +1,59 @@
+"""Distributed mode's hand-off: publish records to Kafka with aiokafka.
+
+acks=all with the idempotent producer; records keyed by site/room so a deal's events stay ordered on one
+partition; batched (linger) and compressed. ``submit`` returns only after the broker acknowledged every
+record; the pipeline bounds the wait (503 + Retry-After), so a dead broker never hangs a request.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+
+from dealbeacon import records
+from dealbeacon.handoff import HandoffUnavailable
+from dealbeacon.settings import Settings
+
+log = logging.getLogger("dealbeacon.ingest.kafka")
+
+
+class KafkaHandoff:
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.producer: AIOKafkaProducer | None = None
+        self._healthy = False
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.s.kafka_bootstrap, acks="all", enable_idempotence=True,
+            linger_ms=self.s.kafka_linger_ms, compression_type=self.s.kafka_compression or None,
+            request_timeout_ms=int(self.s.handoff_timeout_s * 1000), max_batch_size=256 * 1024,
+            client_id="dealbeacon-ingest")
+        await self.producer.start()
+        self._healthy = True
+
+    async def stop(self) -> None:
+        if self.producer:
+            await self.producer.stop()
+            self.producer = None
+
+    def ready(self) -> bool:
+        return self.producer is not None and self._healthy
+
+    async def submit(self, events: list[dict], dead_letters: list[dict]) -> None:
+        if self.producer is None:
+            raise HandoffUnavailable("Kafka producer is not running")
+        try:
+            futures = [await self.producer.send(self.s.topic_events, records.encode(r), key=records.room_key(r))
+                       for r in events]
+            futures += [await self.producer.send(self.s.topic_dead_letters, records.encode(r), key=records.room_key(r))
+                        for r in dead_letters]
+            await asyncio.gather(*futures)
+        except asyncio.CancelledError:
+            self._healthy = False  # timed out by the pipeline: the broker is slow or gone
+            raise
+        except Exception as e:  # KafkaError and friends: the broker did not take it
+            self._healthy = False
+            raise HandoffUnavailable(f"Kafka: {type(e).__name__}: {e}") from e
+        self._healthy = True

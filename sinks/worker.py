@@ -1,0 +1,130 @@
+"""The sink worker (``dealbeacon sink``): consume row topics, batch by size and time, insert into
+ClickHouse (server via clickhouse-driver, or chdb given a local directory), then commit offsets.
+
+- Offsets are committed only after the insert succeeded (at-least-once).
+- Each insert carries ``insert_deduplication_token`` = topic/partition/first-last offset, so replaying the
+  same range is dropped by ClickHouse; ranges cut differently collapse on the row id (ReplacingMergeTree).
+- ClickHouse unreachable: the batch is kept, partitions are paused, the insert is retried with capped
+  exponential backoff, and consumption resumes by itself once it succeeds. Nothing is dropped.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from dealbeacon import records
+from dealbeacon.kafka_ops import TABLES, row_topic
+from dealbeacon.settings import Settings
+
+log = logging.getLogger("dealbeacon.sink")
+
+
+class SinkMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        r = self.registry = registry or CollectorRegistry()
+        self.rows = Counter("dealbeacon_sink_rows_total", "Rows inserted", ["table"], registry=r)
+        self.batches = Counter("dealbeacon_sink_batches_total", "Insert batches", ["table"], registry=r)
+        self.batch_rows = Histogram("dealbeacon_sink_batch_rows", "Rows per insert", registry=r,
+                                    buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000))
+        self.insert_seconds = Histogram("dealbeacon_sink_insert_seconds", "Insert latency", registry=r)
+        self.failures = Counter("dealbeacon_sink_insert_failures_total", "Failed insert attempts", registry=r)
+        self.paused = Gauge("dealbeacon_sink_paused", "1 while ClickHouse is unreachable", registry=r)
+        self.lag = Gauge("dealbeacon_consumer_lag", "Uncommitted messages per group and topic",
+                         ["group", "topic"], registry=r)
+
+
+@dataclass
+class Pending:
+    rows: list[dict] = field(default_factory=list)
+    first: int = -1
+    last: int = -1
+
+
+class SinkWorker:
+    def __init__(self, settings: Settings, store, metrics: SinkMetrics | None = None, *, max_backoff_s: float = 10.0):
+        self.s, self.store = settings, store
+        self.metrics = metrics or SinkMetrics()
+        self.max_backoff = max_backoff_s
+        self.topics = {row_topic(settings, t): t for t in TABLES}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.paused = False
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _insert(self, tp: TopicPartition, p: Pending) -> None:
+        table = self.topics[tp.topic]
+        token = f"{tp.topic}/{tp.partition}/{p.first}-{p.last}"
+        delay = 0.2
+        while True:
+            t0 = time.perf_counter()
+            try:
+                await asyncio.to_thread(self.store.insert, table, p.rows, token)
+                break
+            except Exception as e:  # ClickHouse down or refusing: keep the batch, pause, retry
+                self.metrics.failures.inc()
+                if not self.paused:
+                    log.warning("insert into %s failed (%s); pausing consumption and retrying", table, e)
+                    self.paused = True
+                    self.metrics.paused.set(1)
+                    self.consumer.pause(*self.consumer.assignment())
+                if self._stop.is_set():
+                    raise RuntimeError("stopping with an uninserted batch; it will be replayed") from e
+                # poll while paused so the group does not evict us; anything a newly assigned partition
+                # returns is rewound, never skipped
+                for rtp, msgs in (await self.consumer.getmany(timeout_ms=int(delay * 1000))).items():
+                    self.consumer.seek(rtp, msgs[0].offset)
+                self.consumer.pause(*self.consumer.assignment())
+                delay = min(self.max_backoff, delay * 2)
+        if self.paused:
+            log.info("ClickHouse is back; resuming consumption")
+            self.paused = False
+            self.metrics.paused.set(0)
+            self.consumer.resume(*self.consumer.assignment())
+        self.metrics.insert_seconds.observe(time.perf_counter() - t0)
+        self.metrics.rows.labels(table).inc(len(p.rows))
+        self.metrics.batches.labels(table).inc()
+        self.metrics.batch_rows.observe(len(p.rows))
+
+    async def _flush(self, pending: dict[TopicPartition, Pending]) -> None:
+        for tp, p in list(pending.items()):
+            await self._insert(tp, p)
+        try:
+            await self.consumer.commit({tp: OffsetAndMetadata(p.last + 1, "") for tp, p in pending.items()})
+        except CommitFailedError as e:  # rebalanced meanwhile: the new owner replays, dedup absorbs it
+            log.warning("offset commit failed after insert (%s); the range will be replayed", e)
+        pending.clear()
+
+    async def run(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            *self.topics, bootstrap_servers=self.s.kafka_bootstrap, group_id=self.s.sink_group,
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=self.s.sink_batch_rows,
+            client_id="dealbeacon-sink")
+        await self.consumer.start()
+        pending: dict[TopicPartition, Pending] = {}
+        oldest = None
+        try:
+            while not self._stop.is_set():
+                got = await self.consumer.getmany(timeout_ms=100, max_records=self.s.sink_batch_rows)
+                for tp, msgs in got.items():
+                    p = pending.setdefault(tp, Pending())
+                    if p.first < 0:
+                        p.first = msgs[0].offset
+                    p.last = msgs[-1].offset
+                    p.rows.extend(records.decode(m.value) for m in msgs)
+                    oldest = oldest or time.monotonic()
+                size = sum(len(p.rows) for p in pending.values())
+                due = oldest is not None and (time.monotonic() - oldest) * 1000 >= self.s.sink_batch_ms
+                if pending and (size >= self.s.sink_batch_rows or due):
+                    await self._flush(pending)
+                    oldest = None
+        finally:
+            await self.consumer.stop()  # uncommitted batches are replayed by the next owner

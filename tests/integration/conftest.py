@@ -1,0 +1,140 @@
+"""Integration tier: the real Kafka broker (session fixture, free ports), real dealbeacon processes
+(ingest, Faust worker, sink) and the real ClickHouse engine (chdb, queried through the sink's SQL port).
+Each test gets its own topics and consumer groups, so tests share one broker without interfering."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+
+from dealbeacon.kafka_local import LocalKafka
+from tests.helpers import free_port
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
+    k = LocalKafka(str(tmp_path_factory.mktemp("kafka")), free_port(), free_port())
+    k.start()
+    yield k
+    k.stop()
+
+
+class Proc:
+    def __init__(self, name, args, env, log_dir):
+        self.name, self.args, self.env = name, args, env
+        self.log_path = os.path.join(log_dir, f"{name}.log")
+        self.p = None
+
+    def start(self):
+        self.p = subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", *self.args], env=self.env,
+                                  stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill9(self):
+        os.killpg(self.p.pid, signal.SIGKILL)
+        self.p.wait()
+
+    def stop(self):
+        if self.p and self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def log(self):
+        with open(self.log_path, "rb") as fh:
+            return fh.read()[-3000:].decode(errors="replace")
+
+
+class Stack:
+    """ingest + N Faust workers + sink (chdb dir + SQL port) on one broker, named per test."""
+
+    def __init__(self, kafka, tmp_path, site_secret="secret"):
+        self.tmp = str(tmp_path)
+        os.makedirs(self.tmp, exist_ok=True)
+        tag = uuid.uuid4().hex[:8]
+        self.port, self.sql_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.sites_file = os.path.join(self.tmp, "sites.json")
+        with open(self.sites_file, "w") as fh:
+            fh.write('[{"key": "acme", "secret": "%s", "origins": ["*"]}]' % site_secret)
+        self.env = {**os.environ,
+                    "DEALBEACON_KAFKA_BOOTSTRAP": kafka.bootstrap, "DEALBEACON_SITES_FILE": self.sites_file,
+                    "DEALBEACON_TOPIC_EVENTS": f"t{tag}.events", "DEALBEACON_TOPIC_DEAD_LETTERS": f"t{tag}.dead",
+                    "DEALBEACON_TOPIC_ROWS_PREFIX": f"t{tag}.rows.", "DEALBEACON_STREAMS_GROUP": f"streams-{tag}",
+                    "DEALBEACON_SINK_GROUP": f"sink-{tag}", "DEALBEACON_FAUST_STORE": "memory://",
+                    "DEALBEACON_PORT": str(self.port), "DEALBEACON_SINK_SQL_PORT": str(self.sql_port),
+                    "DEALBEACON_SINK_METRICS_PORT": str(self.metrics_port), "DEALBEACON_SINK_BATCH_MS": "300",
+                    "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1000000", "DEALBEACON_RATE_LIMIT_BURST": "1000000"}
+        self.procs = {}
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def proc(self, name, *args, data_dir=None):
+        env = {**self.env, "DEALBEACON_DATA_DIR": data_dir or os.path.join(self.tmp, name)}
+        p = Proc(name, args, env, self.tmp)
+        self.procs[name] = p
+        return p.start()
+
+    def start(self, workers=1):
+        self.proc("ingest", "ingest")
+        for i in range(workers):
+            self.proc(f"worker{i}", "worker")
+        self.proc("sink", "sink", data_dir=os.path.join(self.tmp, "sink"))
+        self.wait_http(f"{self.url}/readyz", "ingest")
+        self.wait_http(f"http://127.0.0.1:{self.sql_port}/ping", "sink")
+        return self
+
+    def wait_http(self, url, name, timeout=90):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.procs[name].p.poll() is None, self.procs[name].log()
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{name} not ready:\n{self.procs[name].log()}")
+
+    def sql(self, query):
+        r = httpx.post(f"http://127.0.0.1:{self.sql_port}/", content=query + " FORMAT JSONCompact", timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()["data"]
+
+    def wait_rows(self, query, expected, timeout=120):
+        deadline, got = time.time() + timeout, None
+        while time.time() < deadline:
+            try:
+                got = self.sql(query)
+                if got == expected:
+                    return got
+            except (httpx.HTTPError, AssertionError):
+                pass
+            time.sleep(0.5)
+        logs = "\n".join(f"--- {n}\n{p.log()}" for n, p in self.procs.items())
+        raise AssertionError(f"{query}: wanted {expected}, last {got}\n{logs}")
+
+    def stop(self):
+        for p in self.procs.values():
+            p.stop()
+
+
+@pytest.fixture
+def stack_factory(kafka, tmp_path):
+    stacks = []
+
+    def make(**kw):
+        s = Stack(kafka, tmp_path / f"stack{len(stacks)}", **kw)
+        stacks.append(s)
+        return s
+
+    yield make
+    for s in stacks:
+        s.stop()
