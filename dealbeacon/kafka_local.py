@@ -1,7 +1,7 @@
 """A local single-node Apache Kafka (KRaft, combined broker+controller) for development, tests and CI.
 
-Jars come from Maven Central through tools/kafka/pom.xml into a cache (``.cache/kafka/<version>/lib``,
-resolved once); the broker runs as ``java -cp 'lib/*' kafka.Kafka server.properties`` after
+Jars come from Maven Central through tools/kafka/pom.xml into a cache (``~/.cache/dealbeacon/kafka/<version>/lib``,
+or ``$DEALBEACON_KAFKA_CACHE``; resolved once); the broker runs as ``java -cp 'lib/*' kafka.Kafka server.properties`` after
 ``kafka.tools.StorageTool format``. Not for production: there, use real Kafka (see docker-compose.yml).
 
     dealbeacon kafka fetch                       resolve the jars (cached)
@@ -23,7 +23,9 @@ from dataclasses import dataclass
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "tools", "kafka")
 KAFKA_VERSION = "4.1.1"
-CACHE = os.environ.get("DEALBEACON_KAFKA_CACHE", os.path.join(ROOT, ".cache", "kafka", KAFKA_VERSION))
+_XDG = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+# outside the checkout, so fresh clones (CI) reuse it
+CACHE = os.environ.get("DEALBEACON_KAFKA_CACHE") or os.path.join(_XDG, "dealbeacon", "kafka", KAFKA_VERSION)
 
 
 def lib_dir() -> str:

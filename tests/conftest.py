@@ -11,3 +11,19 @@ def pytest_collection_modifyitems(config, items):
         path = str(item.fspath)
         if "/functional/" in path or "/e2e/" in path or "/integration/" in path:
             item.add_marker(pytest.mark.integration)
+
+
+_skipped_integration: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "integration" in report.keywords:
+        _skipped_integration.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if IN_CI and _skipped_integration:
+        print(f"\nCI: {len(_skipped_integration)} integration test(s) skipped; the integration tier must run:")
+        for nodeid in _skipped_integration:
+            print("  " + nodeid)
+        session.exitstatus = 1

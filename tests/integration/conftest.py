@@ -69,7 +69,8 @@ class Stack:
                     "DEALBEACON_SINK_GROUP": f"sink-{tag}", "DEALBEACON_FAUST_STORE": "memory://",
                     "DEALBEACON_PORT": str(self.port), "DEALBEACON_SINK_SQL_PORT": str(self.sql_port),
                     "DEALBEACON_SINK_METRICS_PORT": str(self.metrics_port), "DEALBEACON_SINK_BATCH_MS": "300",
-                    "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1000000", "DEALBEACON_RATE_LIMIT_BURST": "1000000"}
+                    "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1000000", "DEALBEACON_RATE_LIMIT_BURST": "1000000",
+                    "DEALBEACON_LOG_LEVEL": "INFO"}
         self.procs = {}
 
     @property

@@ -1,0 +1,214 @@
+"""Distributed-mode benchmarks on a real local broker, each against a baseline measured in the same run.
+
+1. Faust worker events/s (decode + processors + produce rows, acked) vs a raw aiokafka consume+decode loop
+   over the same topic and data.
+2. Sink rows/s (Kafka -> batches -> chdb insert -> commit) vs a raw bulk insert of the same rows.
+3. Latency from POST /v1/events to the row being visible in ClickHouse (p50/p95), full stack.
+
+    python bench/stream_bench.py [--events 100000] [--latency-samples 60]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import httpx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka.structs import TopicPartition  # noqa: E402
+
+from dealbeacon import records  # noqa: E402
+from dealbeacon.kafka_local import LocalKafka  # noqa: E402
+from dealbeacon.kafka_ops import ensure_topics, row_topic  # noqa: E402
+from dealbeacon.settings import Settings  # noqa: E402
+from streams.processors import process  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
+
+
+def _records(n: int) -> list[dict]:
+    now = int(time.time() * 1000)
+    return [records.accepted_event(
+        {"event_id": str(uuid.uuid4()), "type": "engagement", "room_id": f"room-{i % 200}", "visitor_id": f"v{i % 900}",
+         "session_id": f"s{i % 3000}", "ts": now, "content_id": "proposal", "engaged_ms": 15000, "scroll_pct": 40.0,
+         "url": "https://rooms.example.com/r/x"},
+        site="bench", received_at=now, ts=now, token_status="none", stakeholder_id="", ip="203.0.113.0",
+        user_agent="Mozilla/5.0 Chrome/126") for i in range(n)]
+
+
+async def _produce(s: Settings, topic: str, recs: list[dict]) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=20, compression_type="lz4",
+                         max_batch_size=512 * 1024)
+    await p.start()
+    try:
+        futs = [await p.send(topic, records.encode(r), key=records.room_key(r)) for r in recs]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+
+
+async def _end_total(s: Settings, topic: str) -> int:
+    c = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
+    await c.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or range(s.topic_partitions)]
+        return sum((await c.end_offsets(parts)).values())
+    finally:
+        await c.stop()
+
+
+async def raw_consume(s: Settings, topic: str, n: int) -> float:
+    c = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap, group_id=f"raw-{uuid.uuid4().hex[:6]}",
+                         auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000)
+    await c.start()
+    got, t0 = 0, time.perf_counter()
+    try:
+        while got < n:
+            for msgs in (await c.getmany(timeout_ms=500, max_records=5000)).values():
+                for m in msgs:
+                    records.decode(m.value)
+                got += len(msgs)
+        return time.perf_counter() - t0
+    finally:
+        await c.stop()
+
+
+def faust_run(s: Settings, env: dict, n: int, tmp: str) -> float:
+    target = row_topic(s, "events")
+    proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", "worker"], cwd=ROOT,
+                            env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "w")},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0, first = time.perf_counter(), None
+        deadline = t0 + 600
+        while time.perf_counter() < deadline:
+            done = asyncio.run(_end_total(s, target))
+            if done and first is None:
+                first = (time.perf_counter(), done)  # processing started: time from here excludes rebalancing
+            if done >= n:
+                t1, d1 = first
+                return (time.perf_counter() - t1) * n / max(1, n - d1)
+            time.sleep(0.2)
+        raise SystemExit("faust worker did not finish in time")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float]:
+    from sinks.store import ChdbStore
+    from sinks.worker import SinkWorker
+
+    rows = process(_records(rows_n), [])["events"]
+    store = ChdbStore(os.path.join(tmp, "ch"))
+    store.migrate()
+    try:
+        t0 = time.perf_counter()
+        for i in range(0, len(rows), s.sink_batch_rows):
+            store.insert("events", rows[i:i + s.sink_batch_rows])
+        raw = time.perf_counter() - t0
+        store.execute("TRUNCATE TABLE events")
+        asyncio.run(_produce(s, row_topic(s, "events"), rows))
+
+        async def sink():
+            w = SinkWorker(s, store)
+            task = asyncio.create_task(w.run())
+            t = time.perf_counter()
+            while int(store.query("SELECT count() FROM events")[0][0]) < rows_n:
+                await asyncio.sleep(0.1)
+            w.stop()
+            await task
+            return time.perf_counter() - t
+
+        return raw, asyncio.run(sink())
+    finally:
+        store.close()
+
+
+def latency_run(env: dict, tmp: str, samples: int) -> list[float]:
+    port, sql_port = free_port(), free_port()
+    env = {**env, "DEALBEACON_PORT": str(port), "DEALBEACON_SINK_SQL_PORT": str(sql_port),
+           "DEALBEACON_SINK_METRICS_PORT": str(free_port()), "DEALBEACON_SINK_GROUP": "lat-sink",
+           "DEALBEACON_STREAMS_GROUP": "lat-streams", "DEALBEACON_SINK_BATCH_MS": "200"}
+    procs = [subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", cmd], cwd=ROOT,
+                              env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, cmd)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in ("ingest", "worker", "sink")]
+    try:
+        with httpx.Client(timeout=10) as c:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    if c.get(f"http://127.0.0.1:{port}/readyz").status_code == 200 and \
+                            c.get(f"http://127.0.0.1:{sql_port}/ping").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.time() < deadline, "stack did not start"
+                time.sleep(0.3)
+            out = []
+            for i in range(samples + 5):  # the first few include group joins: dropped
+                eid = str(uuid.uuid4())
+                now = int(time.time() * 1000)
+                body = {"site": "bench", "sent_at": now, "events": [{"event_id": eid, "type": "room_view", "room_id": "lat",
+                                                                      "visitor_id": "v", "session_id": "s", "ts": now}]}
+                t0 = time.perf_counter()
+                assert c.post(f"http://127.0.0.1:{port}/v1/events", json=body).status_code == 202
+                q = f"SELECT count() FROM events WHERE event_id = '{eid}'"
+                while c.get(f"http://127.0.0.1:{sql_port}/", params={"query": q}).text.strip() != "1":
+                    assert time.perf_counter() - t0 < 120, "row never became visible"
+                    time.sleep(0.01)
+                if i >= 5:
+                    out.append(time.perf_counter() - t0)
+            return sorted(out)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--latency-samples", type=int, default=60)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="dealbeacon-bench-")
+    kafka = LocalKafka(os.path.join(tmp, "kafka"), free_port(), free_port()).start()
+    try:
+        s = Settings(kafka_bootstrap=kafka.bootstrap, sites_file=os.path.join(tmp, "sites.json"))
+        subprocess.run([sys.executable, "-m", "dealbeacon.cli", "site", "add", "bench", "--sites-file", s.sites_file],
+                       check=True, capture_output=True, cwd=ROOT)
+        env = {**os.environ, "DEALBEACON_KAFKA_BOOTSTRAP": kafka.bootstrap, "DEALBEACON_SITES_FILE": s.sites_file,
+               "DEALBEACON_FAUST_STORE": "memory://", "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1e9",
+               "DEALBEACON_RATE_LIMIT_BURST": "1000000000"}
+        asyncio.run(ensure_topics(s))
+        asyncio.run(_produce(s, s.topic_events, _records(a.events)))
+        raw = asyncio.run(raw_consume(s, s.topic_events, a.events))
+        fst = faust_run(s, env, a.events, tmp)
+        print(f"streams: raw aiokafka consume+decode {a.events / raw:9.0f} ev/s | faust worker (decode, process, "
+              f"produce, acked) {a.events / fst:9.0f} ev/s | ratio faust/raw = {raw / fst:.3f}")
+        s2 = s.replace(topic_rows_prefix="sinkbench.rows.", sink_group="sinkbench")
+        asyncio.run(ensure_topics(s2))
+        raw_ins, sink_t = sink_run(s2, a.events, tmp)
+        print(f"sink:    raw bulk insert {a.events / raw_ins:9.0f} rows/s | sink worker {a.events / sink_t:9.0f} rows/s "
+              f"| ratio sink/raw = {raw_ins / sink_t:.3f}")
+        lat = latency_run(env, tmp, a.latency_samples)
+        p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95)]
+        print(f"latency: POST -> row visible in ClickHouse over {len(lat)} events: p50 {p50 * 1000:.0f} ms, "
+              f"p95 {p95 * 1000:.0f} ms (sink batch window 200 ms, Faust take window 200 ms)")
+    finally:
+        kafka.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
