@@ -25,7 +25,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from aiokafka.structs import TopicPartition  # noqa: E402
 
 from dealbeacon import records  # noqa: E402
 from dealbeacon.kafka_local import LocalKafka  # noqa: E402
@@ -38,7 +37,7 @@ from tests.helpers import free_port  # noqa: E402
 def _records(n: int) -> list[dict]:
     now = int(time.time() * 1000)
     return [records.accepted_event(
-        {"event_id": str(uuid.uuid4()), "type": "engagement", "room_id": f"room-{i % 200}", "visitor_id": f"v{i % 900}",
+        {"event_id": str(uuid.uuid4()), "type": "engagement", "room_id": f"room-{(i // 20) % 200}", "visitor_id": f"v{i % 900}",
          "session_id": f"s{i % 3000}", "ts": now, "content_id": "proposal", "engaged_ms": 15000, "scroll_pct": 40.0,
          "url": "https://rooms.example.com/r/x"},
         site="bench", received_at=now, ts=now, token_status="none", stakeholder_id="", ip="203.0.113.0",
@@ -50,20 +49,24 @@ async def _produce(s: Settings, topic: str, recs: list[dict]) -> None:
                          max_batch_size=512 * 1024)
     await p.start()
     try:
-        futs = [await p.send(topic, records.encode(r), key=records.room_key(r)) for r in recs]
+        # as ingest publishes: one message per room per request of 20 events
+        futs = [await p.send(topic, records.encode_many(recs[i:i + 20]), key=records.room_key(recs[i]))
+                for i in range(0, len(recs), 20)]
         await asyncio.gather(*futs)
     finally:
         await p.stop()
 
 
-async def _end_total(s: Settings, topic: str) -> int:
-    c = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
-    await c.start()
+async def _produce_rows(s: Settings, topic: str, rows: list[dict], per_message: int = 500) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=20, compression_type="lz4",
+                         max_batch_size=1024 * 1024)
+    await p.start()
     try:
-        parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or range(s.topic_partitions)]
-        return sum((await c.end_offsets(parts)).values())
+        futs = [await p.send(topic, records.encode_many(rows[i:i + per_message]))
+                for i in range(0, len(rows), per_message)]
+        await asyncio.gather(*futs)
     finally:
-        await c.stop()
+        await p.stop()
 
 
 async def raw_consume(s: Settings, topic: str, n: int) -> float:
@@ -75,30 +78,39 @@ async def raw_consume(s: Settings, topic: str, n: int) -> float:
         while got < n:
             for msgs in (await c.getmany(timeout_ms=500, max_records=5000)).values():
                 for m in msgs:
-                    records.decode(m.value)
-                got += len(msgs)
+                    got += len(records.decode_many(m.value))
         return time.perf_counter() - t0
     finally:
         await c.stop()
 
 
+async def _count_rows(s: Settings, topic: str, n: int, timeout_s: float = 600) -> float:
+    """Consume ``topic`` until n rows arrived; seconds from the first row to the last."""
+    c = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap, group_id=f"count-{uuid.uuid4().hex[:6]}",
+                         auto_offset_reset="earliest", enable_auto_commit=False)
+    await c.start()
+    try:
+        got, first, deadline = 0, None, time.perf_counter() + timeout_s
+        while got < n:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"only {got}/{n} rows arrived")
+            for msgs in (await c.getmany(timeout_ms=200)).values():
+                if first is None:
+                    first = time.perf_counter()
+                got += sum(len(records.decode_many(m.value)) for m in msgs)
+        return time.perf_counter() - first
+    finally:
+        await c.stop()
+
+
 def faust_run(s: Settings, env: dict, n: int, tmp: str) -> float:
-    target = row_topic(s, "events")
+    """Seconds for one worker to turn n events into n acked rows, timed from its first output row
+    (so group join and recovery are not counted)."""
     proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", "worker"], cwd=ROOT,
                             env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "w")},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        t0, first = time.perf_counter(), None
-        deadline = t0 + 600
-        while time.perf_counter() < deadline:
-            done = asyncio.run(_end_total(s, target))
-            if done and first is None:
-                first = (time.perf_counter(), done)  # processing started: time from here excludes rebalancing
-            if done >= n:
-                t1, d1 = first
-                return (time.perf_counter() - t1) * n / max(1, n - d1)
-            time.sleep(0.2)
-        raise SystemExit("faust worker did not finish in time")
+        return asyncio.run(_count_rows(s, row_topic(s, "events"), n))
     finally:
         proc.terminate()
         proc.wait(30)
@@ -117,7 +129,7 @@ def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float]:
             store.insert("events", rows[i:i + s.sink_batch_rows])
         raw = time.perf_counter() - t0
         store.execute("TRUNCATE TABLE events")
-        asyncio.run(_produce(s, row_topic(s, "events"), rows))
+        asyncio.run(_produce_rows(s, row_topic(s, "events"), rows))
 
         async def sink():
             w = SinkWorker(s, store)
@@ -138,7 +150,9 @@ def latency_run(env: dict, tmp: str, samples: int) -> list[float]:
     port, sql_port = free_port(), free_port()
     env = {**env, "DEALBEACON_PORT": str(port), "DEALBEACON_SINK_SQL_PORT": str(sql_port),
            "DEALBEACON_SINK_METRICS_PORT": str(free_port()), "DEALBEACON_SINK_GROUP": "lat-sink",
-           "DEALBEACON_STREAMS_GROUP": "lat-streams", "DEALBEACON_SINK_BATCH_MS": "200"}
+           "DEALBEACON_STREAMS_GROUP": "lat-streams", "DEALBEACON_SINK_BATCH_MS": "200",
+           "DEALBEACON_TOPIC_EVENTS": "lat.events", "DEALBEACON_TOPIC_DEAD_LETTERS": "lat.dead",
+           "DEALBEACON_TOPIC_ROWS_PREFIX": "lat.rows."}  # fresh topics: nothing queued ahead of the samples
     procs = [subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", cmd], cwd=ROOT,
                               env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, cmd)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in ("ingest", "worker", "sink")]

@@ -55,8 +55,11 @@ def run_worker(s: Settings) -> None:
 
     from streams.faust_app import create_faust_app
 
+    import uvloop
+
     os.makedirs(s.data_dir, exist_ok=True)
     asyncio.run(ensure_topics(s))
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # Faust's per-message plumbing is loop-bound
     app = create_faust_app(s)
     faust.Worker(app, loglevel=os.environ.get("DEALBEACON_LOG_LEVEL", "WARNING"), quiet=True).execute_from_commandline()
 

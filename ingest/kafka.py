@@ -1,7 +1,7 @@
 """Distributed mode's hand-off: publish records to Kafka with aiokafka.
 
-acks=all with the idempotent producer; records keyed by site/room so a deal's events stay ordered on one
-partition; batched (linger) and compressed. ``submit`` returns only after the broker acknowledged every
+acks=all with the idempotent producer; one message per room per request (a JSON array of records) keyed
+by site/room, so a deal's events stay ordered on one partition; batched (linger) and compressed. ``submit`` returns only after the broker acknowledged every
 record; the pipeline bounds the wait (503 + Retry-After), so a dead broker never hangs a request.
 """
 from __future__ import annotations
@@ -45,10 +45,12 @@ class KafkaHandoff:
         if self.producer is None:
             raise HandoffUnavailable("Kafka producer is not running")
         try:
-            futures = [await self.producer.send(self.s.topic_events, records.encode(r), key=records.room_key(r))
-                       for r in events]
-            futures += [await self.producer.send(self.s.topic_dead_letters, records.encode(r), key=records.room_key(r))
-                        for r in dead_letters]
+            # one message per room per request: keyed by room, so a deal's events stay in order
+            futures = [await self.producer.send(self.s.topic_events, records.encode_many(group), key=key)
+                       for key, group in records.group_by_room(events).items()]
+            if dead_letters:
+                futures.append(await self.producer.send(self.s.topic_dead_letters, records.encode_many(dead_letters),
+                                                        key=dead_letters[0]["site"].encode()))
             await asyncio.gather(*futures)
         except asyncio.CancelledError:
             self._healthy = False  # timed out by the pipeline: the broker is slow or gone

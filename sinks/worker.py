@@ -119,7 +119,8 @@ class SinkWorker:
                     if p.first < 0:
                         p.first = msgs[0].offset
                     p.last = msgs[-1].offset
-                    p.rows.extend(records.decode(m.value) for m in msgs)
+                    for m in msgs:
+                        p.rows.extend(records.decode_many(m.value))
                     oldest = oldest or time.monotonic()
                 size = sum(len(p.rows) for p in pending.values())
                 due = oldest is not None and (time.monotonic() - oldest) * 1000 >= self.s.sink_batch_ms

@@ -29,3 +29,18 @@ def test_props_are_stored_as_json_text():
 def test_processing_is_deterministic():
     recs = [_accepted(event(t)) for t in ("room_view", "engagement", "download")]
     assert process(recs, []) == process(recs, [])
+
+
+def test_kafka_messages_are_arrays_grouped_by_room():
+    recs = [_accepted(event(room=r)) for r in ("a", "b", "a")]
+    groups = records.group_by_room(recs)
+    assert [len(g) for g in groups.values()] == [2, 1] and list(groups) == [b"s/a", b"s/b"]
+    assert records.decode_many(records.encode_many(groups[b"s/a"])) == groups[b"s/a"]
+
+
+def test_decode_many_refuses_non_records():
+    import pytest
+
+    for bad in (b"[1, 2]", b'"x"', b"not json"):
+        with pytest.raises(ValueError):
+            records.decode_many(bad)
