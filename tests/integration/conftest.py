@@ -28,17 +28,21 @@ class Proc:
         self.name, self.args, self.env = name, args, env
         self.log_path = os.path.join(log_dir, f"{name}.log")
         self.p = None
+        self.expected_exit = False
 
     def start(self):
+        self.expected_exit = False
         self.p = subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", *self.args], env=self.env,
                                   stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def kill9(self):
+        self.expected_exit = True
         os.killpg(self.p.pid, signal.SIGKILL)
         self.p.wait()
 
     def stop(self):
+        self.expected_exit = True
         if self.p and self.p.poll() is None:
             os.killpg(self.p.pid, signal.SIGTERM)
             try:
@@ -90,6 +94,7 @@ class Stack:
         self.proc("sink", "sink", data_dir=os.path.join(self.tmp, "sink"))
         self.wait_http(f"{self.url}/readyz", "ingest")
         self.wait_http(f"http://127.0.0.1:{self.sql_port}/ping", "sink")
+        self.assert_alive()
         return self
 
     def wait_http(self, url, name, timeout=90):
@@ -109,9 +114,15 @@ class Stack:
         assert r.status_code == 200, r.text
         return r.json()["data"]
 
+    def assert_alive(self):
+        for name, p in self.procs.items():
+            if p.p.poll() is not None and not p.expected_exit:
+                raise AssertionError(f"{name} exited with {p.p.returncode}:\n{p.log()}")
+
     def wait_rows(self, query, expected, timeout=120):
         deadline, got = time.time() + timeout, None
         while time.time() < deadline:
+            self.assert_alive()
             try:
                 got = self.sql(query)
                 if got == expected:

@@ -1,0 +1,30 @@
+// A capped event queue persisted in storage (localStorage): survives reloads and offline periods.
+// Oldest events are dropped past the cap (an ad-blocked endpoint must not fill storage).
+export const createQueue = (storage, key, cap = 500) => {
+  let items = [];
+  try {
+    items = JSON.parse(storage.getItem(key)) || [];
+  } catch (e) {}
+  const save = () => {
+    try {
+      storage.setItem(key, JSON.stringify(items));
+    } catch (e) {}
+  };
+  return {
+    push(e) {
+      items.push(e);
+      if (items.length > cap) items.splice(0, items.length - cap);
+      save();
+    },
+    peek: (n) => items.slice(0, n),
+    remove(ids) {
+      items = items.filter((e) => !ids.includes(e.event_id));
+      save();
+    },
+    size: () => items.length,
+    clear() {
+      items = [];
+      save();
+    },
+  };
+};

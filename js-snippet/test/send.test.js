@@ -1,0 +1,69 @@
+import { describe, expect, it, vi } from "vitest";
+import { createQueue } from "../src/queue.js";
+import { createSender } from "../src/send.js";
+
+const mem = () => { const m = {}; return { getItem: (k) => m[k] ?? null, setItem: (k, v) => (m[k] = v) }; };
+const resp = (status, retryAfter) => ({ status, headers: { get: (h) => (h === "Retry-After" ? retryAfter ?? null : null) } });
+
+const setup = (responses) => {
+  const queue = createQueue(mem(), "q");
+  const timers = [];
+  const calls = [];
+  const fetchFn = vi.fn(async (url, opts) => {
+    calls.push(JSON.parse(opts.body));
+    const r = responses.shift();
+    if (r === "offline") throw new TypeError("Failed to fetch");
+    return r;
+  });
+  const sender = createSender({ endpoint: "https://in/v1/events", site: "acme", queue, now: () => 5, rand: () => 1,
+    fetchFn, beaconFn: null, setTimer: (f, ms) => timers.push(ms), clearTimer: () => {} });
+  for (const id of "abc") queue.push({ event_id: id });
+  return { queue, timers, calls, sender, fetchFn };
+};
+
+describe("sender", () => {
+  it("sends text/plain with keepalive and empties the queue on 202", async () => {
+    const { queue, sender, fetchFn, calls } = setup([resp(202)]);
+    await sender.flush();
+    const opts = fetchFn.mock.calls[0][1];
+    expect(opts.headers["Content-Type"]).toBe("text/plain");
+    expect(opts.keepalive).toBe(true);
+    expect(calls[0]).toMatchObject({ site: "acme", sent_at: 5 });
+    expect(queue.size()).toBe(0);
+  });
+  it("keeps events and backs off on network errors, 5xx and 429 (honouring Retry-After)", async () => {
+    const { queue, sender, timers } = setup(["offline", resp(503), resp(429, "7"), resp(202)]);
+    await sender.flush();
+    await sender.flush();
+    await sender.flush();
+    expect(queue.size()).toBe(3);
+    expect(timers).toEqual([1000, 2000, 7000]);
+    await sender.flush();
+    expect(queue.size()).toBe(0);
+  });
+  it("never retries other 4xx (the server dead-lettered them)", async () => {
+    const { queue, sender, timers } = setup([resp(400)]);
+    await sender.flush();
+    expect(queue.size()).toBe(0);
+    expect(timers).toEqual([]);
+  });
+  it("hands the queue to sendBeacon on unload", () => {
+    const queue = createQueue(mem(), "q");
+    for (let i = 0; i < 45; i++) queue.push({ event_id: "e" + i });
+    const blobs = [];
+    const sender = createSender({ endpoint: "https://in/v1/events", site: "acme", queue, now: () => 1, rand: () => 0,
+      fetchFn: null, beaconFn: (u, b) => (blobs.push(b), true), setTimer: () => {}, clearTimer: () => {} });
+    sender.unload();
+    expect(blobs.length).toBe(3);
+    expect(blobs[0].type).toBe("text/plain");
+    expect(queue.size()).toBe(0);
+  });
+  it("keeps the queue when sendBeacon refuses", () => {
+    const queue = createQueue(mem(), "q");
+    queue.push({ event_id: "x" });
+    const sender = createSender({ endpoint: "u", site: "s", queue, now: () => 1, rand: () => 0, fetchFn: null,
+      beaconFn: () => false, setTimer: () => {}, clearTimer: () => {} });
+    sender.unload();
+    expect(queue.size()).toBe(1);
+  });
+});
