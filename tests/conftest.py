@@ -9,7 +9,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = str(item.fspath)
-        if "/functional/" in path or "/e2e/" in path or "/integration/" in path:
+        if any(f"/{tier}/" in path for tier in ("functional", "e2e", "integration", "browser")):
             item.add_marker(pytest.mark.integration)
 
 

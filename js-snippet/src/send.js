@@ -18,8 +18,8 @@ export const createSender = ({ endpoint, site, queue, now, rand, fetchFn, beacon
     let status = 0;
     let retryAfter = 0;
     try {
-      const r = await fetchFn(endpoint, { method: "POST", body: body(events), keepalive: true, credentials: "omit",
-        headers: { "Content-Type": "text/plain" } });
+      // a string body goes as text/plain;charset=UTF-8: a CORS-simple request, no preflight
+      const r = await fetchFn(endpoint, { method: "POST", body: body(events), keepalive: true, credentials: "omit" });
       status = r.status;
       retryAfter = +r.headers.get("Retry-After") || 0;
     } catch (e) {} // offline or network error: status 0, retried

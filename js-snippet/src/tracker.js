@@ -40,7 +40,8 @@ export const start = (cfg, w = window) => {
     if (queue.size() >= 10) sender.schedule(0);
   };
 
-  // content in view: >= 50 % visible for >= 1 s is a view; the most visible item gets engaged time
+  // content in view: >= 50 % of it visible, or covering >= 50 % of the viewport (a long document), for
+  // >= 1 s is a view; the item with the highest such score gets the engaged time
   const ratios = new Map();
   const seen = new Set();
   const pages = {};
@@ -62,11 +63,13 @@ export const start = (cfg, w = window) => {
       }
       return;
     }
-    ratios.set(el, en.intersectionRatio);
-    if (en.intersectionRatio >= 0.5 && !seen.has(el)) {
+    const r = en.intersectionRect;
+    const score = Math.max(en.intersectionRatio, (r.width * r.height) / (w.innerWidth * w.innerHeight));
+    ratios.set(el, score);
+    if (score >= 0.5 && !seen.has(el)) {
       w.setTimeout(() => ratios.get(el) >= 0.5 && !seen.has(el) && (seen.add(el), track("content_view", { content_id: el.dataset.dbContent })), 1000);
     }
-  }), { threshold: [0, 0.5, 1] });
+  }), { threshold: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1] });
   const watched = new WeakMap();
   const scan = () => d.querySelectorAll("[data-db-content],[data-db-page]").forEach((el) => {
     if (el.dbo) return;
@@ -97,7 +100,8 @@ export const start = (cfg, w = window) => {
   const playing = () => [...d.querySelectorAll("video")].some((v) => !v.paused && !v.ended);
   w.setInterval(() => eng.tick(now(), d.visibilityState == "visible", inView(), playing()), 1000);
   w.setInterval(() => (beat(), sender.flush()), cfg.heartbeat);
-  ["mousemove", "keydown", "scroll", "touchstart", "pointerdown", "wheel"].forEach((t) =>
+  // pointerdown covers touch, scroll covers the wheel
+  ["mousemove", "keydown", "scroll", "pointerdown"].forEach((t) =>
     w.addEventListener(t, () => eng.activity(now()), { passive: true, capture: true }));
   w.addEventListener("scroll", () => {
     const h = d.documentElement.scrollHeight - w.innerHeight;

@@ -22,11 +22,12 @@ const setup = (responses) => {
 };
 
 describe("sender", () => {
-  it("sends text/plain with keepalive and empties the queue on 202", async () => {
+  it("sends a plain string body (text/plain, no preflight) with keepalive and empties the queue on 202", async () => {
     const { queue, sender, fetchFn, calls } = setup([resp(202)]);
     await sender.flush();
     const opts = fetchFn.mock.calls[0][1];
-    expect(opts.headers["Content-Type"]).toBe("text/plain");
+    expect(typeof opts.body).toBe("string");
+    expect(opts.headers).toBeUndefined(); // any custom header would trigger a CORS preflight
     expect(opts.keepalive).toBe(true);
     expect(calls[0]).toMatchObject({ site: "acme", sent_at: 5 });
     expect(queue.size()).toBe(0);
