@@ -23,7 +23,9 @@ bash scripts/setup.sh test
 # the beacon: npm deps, unit tests (vitest), build with the 3 KB gzip budget, committed bundle up to date
 (
   cd js-snippet
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm install (not ci): with this machine's npm config (omit-lockfile-registry-resolved) `npm ci` rejects
+  # the lock over other platforms' optional packages; install still honours the locked versions
+  npm install --no-audit --no-fund --loglevel=error
   npx vitest run
   node build.mjs
 )

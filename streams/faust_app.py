@@ -47,11 +47,11 @@ def create_faust_app(s: Settings) -> faust.App:
     events_topic = app.topic(s.topic_events, partitions=s.topic_partitions)
     dead_topic = app.topic(s.topic_dead_letters, partitions=s.topic_partitions)
     out = {t: app.topic(row_topic(s, t), partitions=s.topic_partitions) for t in TABLES}
-    # latest event time per room (site/room key): the state quiet-deal detection reads. Written from a
-    # batch (no current event), so the key picks the changelog partition: the same murmur2 partitioner
-    # and key as the events topic, hence co-partitioned with it.
+    # latest event time per room (site/room key): the state quiet-deal detection reads. The events topic
+    # is keyed by room, so each write is made "as" the room's latest event (its partition picks the
+    # store shard and changelog partition: rocksdb:// requires a current event for every write).
     room_last_seen = app.Table("room_last_seen", default=int, partitions=s.topic_partitions,
-                               key_type=bytes, value_type=int, use_partitioner=True)
+                               key_type=bytes, value_type=int)
 
     async def emit(tables: dict[str, list[dict]]) -> None:
         futures = []
@@ -62,13 +62,13 @@ def create_faust_app(s: Settings) -> faust.App:
                                                      value=records.encode_many(chunk)))
         await asyncio.gather(*futures)  # wait for the broker's acks before the batch is acked
 
-    async def handle(batch, work) -> None:
+    async def handle(stream, batch, work) -> None:
         """take_events acks the batch in a ``finally``, even when the body raises: so never raise while
         holding one. Retry until the rows are acknowledged; a killed worker acks nothing and replays."""
         delay = 0.2
         while True:
             try:
-                await work(batch)
+                await work(stream, batch)
                 return
             except asyncio.CancelledError:
                 raise
@@ -77,41 +77,48 @@ def create_faust_app(s: Settings) -> faust.App:
                 await asyncio.sleep(delay)
                 delay = min(10.0, delay * 2)
 
-    def decode_all(batch) -> tuple[list[dict], list[dict]]:
+    def decode_all(batch, latest: dict | None = None) -> tuple[list[dict], list[dict]]:
         good, bad = [], []
         for e in batch:
             try:
-                good.extend(records.decode_many(e.value))
+                recs = records.decode_many(e.value)
+                good.extend(recs)
+                if latest is not None and recs:
+                    key = e.message.key or records.room_key(recs[0])
+                    ts = max(r["ts"] for r in recs)
+                    if ts > latest.get(key, (0, None))[0]:
+                        latest[key] = (ts, e)
             except ValueError as err:
                 bad.append(records.dead_letter(
                     received_at=e.message.timestamp or 0, site="", stage="streams", reason="undecodable_record",
                     detail=str(err)[:200], payload=e.value or b""))
         return good, bad
 
-    async def events_batch(batch) -> None:
-        recs, bad = decode_all(batch)
-        latest: dict[bytes, int] = {}
-        for rec in recs:
-            key = records.room_key(rec)
-            latest[key] = max(latest.get(key, 0), rec["ts"])
-        for key, ts in latest.items():  # one changelog write per room per batch
-            if ts > room_last_seen[key]:
-                room_last_seen[key] = ts
+    async def events_batch(stream, batch) -> None:
+        latest: dict[bytes, tuple[int, object]] = {}
+        recs, bad = decode_all(batch, latest)
+        try:
+            for key, (ts, event) in latest.items():  # one changelog write per room per batch
+                stream._set_current_event(event)
+                if ts > room_last_seen[key]:
+                    room_last_seen[key] = ts
+        finally:
+            stream._set_current_event(None)
         await emit(processors.process(recs, bad))
 
-    async def dead_letters_batch(batch) -> None:
+    async def dead_letters_batch(stream, batch) -> None:
         recs, bad = decode_all(batch)
         await emit(processors.process([], recs + bad))
 
     @app.agent(events_topic, concurrency=1)
     async def process_events(stream):
         async for batch in stream.take_events(s.faust_batch, within=0.2):
-            await handle(batch, events_batch)
+            await handle(stream, batch, events_batch)
 
     @app.agent(dead_topic, concurrency=1)
     async def process_dead_letters(stream):
         async for batch in stream.take_events(s.faust_batch, within=0.2):
-            await handle(batch, dead_letters_batch)
+            await handle(stream, batch, dead_letters_batch)
 
     app.dealbeacon_tables = {"room_last_seen": room_last_seen}
     return app

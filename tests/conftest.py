@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from sinks.store import ChdbStore
+
 # In CI the integration tier must run: a missing real part is an error, never a skip.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -27,3 +29,12 @@ def pytest_sessionfinish(session, exitstatus):
         for nodeid in _skipped_integration:
             print("  " + nodeid)
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def chdb_store(tmp_path_factory):
+    """The pytest process's one chdb engine (chdb binds one data directory per process)."""
+    store = ChdbStore(str(tmp_path_factory.mktemp("chdb")))
+    store.migrate()
+    yield store
+    store.close()

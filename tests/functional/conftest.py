@@ -10,20 +10,11 @@ from dealbeacon.embedded import EmbeddedHandoff
 from dealbeacon.settings import Settings
 from dealbeacon.sites import Site, SiteRegistry
 from ingest.app import create_app
-from sinks.store import ChdbStore
 from streams.processors import process
 from tests.helpers import NOW_MS
 
 ORIGIN = "https://rooms.example.com"
 SECRET = "site-secret"
-
-
-@pytest.fixture(scope="session")
-def chdb_store(tmp_path_factory):
-    store = ChdbStore(str(tmp_path_factory.mktemp("chdb")))
-    store.migrate()
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """HTTP -> Kafka -> Faust -> sink -> ClickHouse engine, on the real broker."""
+import asyncio
 import random
 import threading
 import time
@@ -56,8 +57,24 @@ def post_all(url: str, bodies: list[dict], accepted: list | None = None, deadlin
     return accepted
 
 
+async def _topic_size(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await c.start()
+    try:
+        await c._client.force_metadata_update()
+        parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
+        return sum((await c.end_offsets(parts)).values()) if parts else 0
+    finally:
+        await c.stop()
+
+
 def test_http_kafka_faust_sink_clickhouse_exact_rows(stack_factory):
-    st = stack_factory().start()
+    st = stack_factory()
+    st.env["DEALBEACON_FAUST_STORE"] = "rocksdb://"  # the production table store (rocksdict)
+    st.start()
     good = [event("content_view", room="deal-1"), event("engagement", room="deal-1", engaged_ms=12_345),
             event("share", room="deal-2", share_to="cfo@buyer.example")]
     bad = {**event("cta"), "cta": 7}
@@ -71,6 +88,9 @@ def test_http_kafka_faust_sink_clickhouse_exact_rows(stack_factory):
                            [good[2]["event_id"], "share", "deal-2", 0, "cfo@buyer.example"]], key=lambda r: r[1])
     st.wait_rows("SELECT reason, field, event_index, event_id FROM dead_letters",
                  [["invalid_type", "cta", 3, bad["event_id"]]])
+    # the worker's table (rocksdb store) recorded both rooms in its changelog
+    group = st.env["DEALBEACON_STREAMS_GROUP"]
+    assert asyncio.run(_topic_size(st.env["DEALBEACON_KAFKA_BOOTSTRAP"], f"{group}-room_last_seen-changelog")) >= 2
     m = httpx.get(f"http://127.0.0.1:{st.metrics_port}/metrics").text
     assert "dealbeacon_sink_rows_total" in m and "dealbeacon_consumer_lag" in m
 
