@@ -30,7 +30,7 @@ class EmbeddedHandoff:
 
     async def stop(self) -> None:
         if self._task:
-            while self._pending:  # drain what was already promised
+            while self._pending and not self._task.done():  # drain what was already promised
                 await asyncio.sleep(0.01)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
