@@ -1,0 +1,191 @@
+"""Engagement scoring: pure functions over accepted-event records with an explicit ``now`` (ms).
+
+Per stakeholder: points per event (weight by event type x content kind), capped per type per day, decaying
+with a half-life; kept as (value, updated) and decayed lazily, with per-reason contributions so every
+score explains itself. Per deal: a 0-100 roll-up of breadth (engaged vs invited, roles covered), depth,
+recency and velocity (recent window vs the one before).
+
+All weights and windows live in ``ScoringConfig``. Not wired into the streams yet (see issue 5).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    half_life_days: float = 14.0
+    # points per event type; engagement is per engaged minute
+    type_weights: tuple[tuple[str, float], ...] = (
+        ("room_view", 1.0), ("content_view", 2.0), ("engagement", 1.0), ("content_progress", 0.5),
+        ("download", 3.0), ("link_click", 1.0), ("share", 5.0), ("cta", 8.0), ("identify", 2.0))
+    # multiplier by content kind, matched as a word in content_id (first match wins)
+    content_kinds: tuple[tuple[str, float], ...] = (
+        ("pricing", 2.0), ("proposal", 1.5), ("contract", 1.5), ("security", 1.3), ("case-study", 1.0),
+        ("case_study", 1.0), ("video", 1.0))
+    cap_per_type_per_day: float = 20.0
+    velocity_window_days: int = 30
+    active_velocity: float = 0.8  # velocity >= this: Active
+    dark_velocity: float = 0.3  # below: Dark; between: Cooling
+    # deal roll-up
+    key_roles: tuple[str, ...] = ("champion", "economic_buyer", "technical", "legal")
+    depth_saturation: float = 60.0  # summed stakeholder score giving full depth
+    recency_half_life_days: float = 7.0
+
+    def weight(self, etype: str) -> float:
+        return dict(self.type_weights).get(etype, 0.0)
+
+    def kind(self, content_id: str) -> str:
+        cid = content_id.lower()
+        for kind, _ in self.content_kinds:
+            if kind in cid:
+                return kind.replace("-", "_")
+        return "other"
+
+    def kind_multiplier(self, content_id: str) -> float:
+        cid = content_id.lower()
+        for kind, mult in self.content_kinds:
+            if kind in cid:
+                return mult
+        return 1.0
+
+
+DEFAULT = ScoringConfig()
+
+
+def decay(value: float, from_ms: int, to_ms: int, half_life_days: float) -> float:
+    """value x 0.5^(age / half-life); never increases, never negative."""
+    if to_ms <= from_ms or value <= 0:
+        return max(0.0, value)
+    return value * 0.5 ** ((to_ms - from_ms) / (half_life_days * DAY_MS))
+
+
+def event_points(rec: dict, cfg: ScoringConfig = DEFAULT) -> tuple[float, str]:
+    """Raw points of one event and the reason it counts under (e.g. 'content_view:pricing')."""
+    etype = rec.get("type", "")
+    base = cfg.weight(etype)
+    if etype == "engagement":
+        base *= rec.get("engaged_ms", 0) / 60_000
+    cid = rec.get("content_id", "")
+    if cid:
+        base *= cfg.kind_multiplier(cid)
+    reason = f"{etype}:{cfg.kind(cid)}" if cid else etype
+    return max(0.0, base), reason
+
+
+@dataclass(frozen=True)
+class StakeholderScore:
+    value: float = 0.0
+    updated_ms: int = 0
+    first_seen_ms: int = 0
+    last_seen_ms: int = 0
+    reasons: tuple[tuple[str, float], ...] = ()  # decayed contribution per reason, as of updated_ms
+    day_type_points: tuple[tuple[tuple[int, str], float], ...] = ()  # caps: points per (day, type), recent days
+    daily: tuple[tuple[int, float], ...] = ()  # raw points per day, for velocity (2 windows kept)
+
+
+def apply_event(state: StakeholderScore, rec: dict, cfg: ScoringConfig = DEFAULT) -> StakeholderScore:
+    """Fold one event into a stakeholder's score. Events may arrive out of order: an event older than the
+    state's clock is decayed to it; the state never moves back in time."""
+    ts = int(rec["ts"])
+    pts, reason = event_points(rec, cfg)
+    day = ts // DAY_MS
+    caps = dict(state.day_type_points)
+    used = caps.get((day, rec.get("type", "")), 0.0)
+    pts = max(0.0, min(pts, cfg.cap_per_type_per_day - used))
+    now = max(state.updated_ms, ts)
+    hl = cfg.half_life_days
+    contribution = decay(pts, ts, now, hl)
+    reasons = {r: decay(v, state.updated_ms, now, hl) for r, v in state.reasons}
+    reasons[reason] = reasons.get(reason, 0.0) + contribution
+    keep_from = day - 2 * cfg.velocity_window_days
+    if pts > 0:
+        caps[(day, rec.get("type", ""))] = used + pts
+    daily = dict(state.daily)
+    daily[day] = daily.get(day, 0.0) + pts
+    return replace(
+        state,
+        value=decay(state.value, state.updated_ms, now, hl) + contribution,
+        updated_ms=now,
+        first_seen_ms=min(state.first_seen_ms or ts, ts),
+        last_seen_ms=max(state.last_seen_ms, ts),
+        reasons=tuple(sorted((r, v) for r, v in reasons.items() if v > 1e-9)),
+        day_type_points=tuple(sorted((k, v) for k, v in caps.items() if k[0] >= day - 1)),
+        daily=tuple(sorted((d, v) for d, v in daily.items() if d >= keep_from)),
+    )
+
+
+def value_at(state: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -> float:
+    return decay(state.value, state.updated_ms, now_ms, cfg.half_life_days)
+
+
+def top_reasons(state: StakeholderScore, now_ms: int, n: int = 3, cfg: ScoringConfig = DEFAULT) -> list[tuple[str, float]]:
+    decayed = [(r, decay(v, state.updated_ms, now_ms, cfg.half_life_days)) for r, v in state.reasons]
+    return sorted(decayed, key=lambda x: (-x[1], x[0]))[:n]
+
+
+def velocity(state: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:
+    """Points in the last window / points in the window before; None when both are empty."""
+    w = cfg.velocity_window_days
+    today = now_ms // DAY_MS
+    recent = sum(v for d, v in state.daily if today - w < d <= today)
+    previous = sum(v for d, v in state.daily if today - 2 * w < d <= today - w)
+    if previous == 0:
+        return None if recent == 0 else math.inf
+    return recent / previous
+
+
+def band(vel: float | None, cfg: ScoringConfig = DEFAULT) -> str:
+    if vel is None:
+        return "Dark"
+    if vel >= cfg.active_velocity:
+        return "Active"
+    return "Cooling" if vel >= cfg.dark_velocity else "Dark"
+
+
+@dataclass(frozen=True)
+class DealScore:
+    value: float  # 0..100
+    breadth: float  # 0..1
+    depth: float  # 0..1
+    recency: float  # 0..1
+    velocity: float | None
+    reasons: tuple[str, ...] = field(default=())
+
+
+def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str], invited: int, now_ms: int,
+               cfg: ScoringConfig = DEFAULT) -> DealScore:
+    """Roll stakeholder scores up to a 0-100 deal score. ``roles``: stakeholder id -> role of the invited
+    committee; ``invited``: committee size (>= 1)."""
+    values = {sid: value_at(s, now_ms, cfg) for sid, s in stakeholders.items()}
+    engaged = [sid for sid, v in values.items() if v >= 1.0]
+    covered = {roles[sid] for sid in engaged if sid in roles} & set(cfg.key_roles)
+    breadth = 0.6 * min(1.0, len(engaged) / max(1, invited)) + 0.4 * len(covered) / len(cfg.key_roles)
+    depth = min(1.0, sum(values.values()) / cfg.depth_saturation)
+    last = max((s.last_seen_ms for s in stakeholders.values()), default=0)
+    recency = decay(1.0, last, now_ms, cfg.recency_half_life_days) if last else 0.0
+    merged = StakeholderScore(daily=tuple(_sum_daily(s.daily for s in stakeholders.values())))
+    vel = velocity(merged, now_ms, cfg)
+    vel_term = 0.5 if vel is None else min(1.0, vel / 2)
+    value = 100 * (0.35 * breadth + 0.3 * depth + 0.2 * recency + 0.15 * vel_term)
+    reasons = []
+    if engaged:
+        reasons.append(f"{len(engaged)} of {invited} invited stakeholders engaged")
+    if covered:
+        reasons.append("roles engaged: " + ", ".join(sorted(covered)))
+    missing = set(cfg.key_roles) & set(roles.values()) - covered
+    if missing:
+        reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
+    reasons.append(f"deal velocity {band(vel, cfg)}")
+    return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons))
+
+
+def _sum_daily(dailies) -> list[tuple[int, float]]:
+    total: dict[int, float] = {}
+    for daily in dailies:
+        for d, v in daily:
+            total[d] = total.get(d, 0.0) + v
+    return sorted(total.items())

@@ -1,0 +1,105 @@
+"""Scoring core: explicit clocks, reasons, caps, decay, velocity bands, deal roll-up; property tests."""
+import math
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from streams.scoring import (DAY_MS, DEFAULT, ScoringConfig, StakeholderScore, apply_event, band, deal_score,
+                             decay, event_points, top_reasons, value_at, velocity)
+
+T0 = 1_790_000_000_000
+
+
+def ev(etype, ts, **kw):
+    return {"type": etype, "ts": ts, **kw}
+
+
+def fold(events, cfg=DEFAULT):
+    s = StakeholderScore()
+    for e in events:
+        s = apply_event(s, e, cfg)
+    return s
+
+
+def test_points_weight_type_and_content_kind():
+    assert event_points(ev("content_view", T0, content_id="pricing-2026")) == (4.0, "content_view:pricing")
+    assert event_points(ev("content_view", T0, content_id="misc")) == (2.0, "content_view:other")
+    assert event_points(ev("engagement", T0, engaged_ms=120_000, content_id="proposal")) == (3.0, "engagement:proposal")
+    assert event_points(ev("cta", T0, cta="book")) == (8.0, "cta")
+
+
+def test_score_decays_with_half_life():
+    s = fold([ev("cta", T0)])
+    assert value_at(s, T0) == pytest.approx(8.0)
+    assert value_at(s, T0 + 14 * DAY_MS) == pytest.approx(4.0)
+    assert value_at(s, T0 + 28 * DAY_MS) == pytest.approx(2.0)
+
+
+def test_caps_per_type_per_day():
+    views = [ev("content_view", T0 + i * 1000, content_id="pricing") for i in range(20)]  # 20 x 4 points
+    s = fold(views)
+    assert value_at(s, T0 + 20_000) == pytest.approx(20.0, rel=1e-4)
+    nxt = apply_event(s, ev("content_view", T0 + DAY_MS, content_id="pricing"))  # a new day: a new cap
+    assert value_at(nxt, T0 + DAY_MS) > value_at(s, T0 + DAY_MS) + 3.9
+
+
+def test_reasons_explain_the_score():
+    s = fold([ev("content_view", T0, content_id="pricing"), ev("share", T0 + 1000), ev("room_view", T0 + 2000)])
+    reasons = top_reasons(s, T0 + 2000)
+    assert [r for r, _ in reasons] == ["share", "content_view:pricing", "room_view"]
+    assert sum(v for _, v in top_reasons(s, T0 + 2000, n=10)) == pytest.approx(value_at(s, T0 + 2000))
+
+
+def test_out_of_order_events_never_move_the_clock_back():
+    late = fold([ev("cta", T0 + DAY_MS), ev("cta", T0)])
+    assert late.updated_ms == T0 + DAY_MS
+    assert value_at(late, T0 + DAY_MS) == pytest.approx(8 + decay(8, T0, T0 + DAY_MS, 14))
+
+
+def test_velocity_bands():
+    cfg = ScoringConfig(velocity_window_days=30)
+    old = [ev("cta", T0 + d * DAY_MS) for d in range(0, 30, 3)]  # 10 CTAs in the first window
+    recent_few = [ev("cta", T0 + 31 * DAY_MS)]
+    now = T0 + 59 * DAY_MS
+    assert band(velocity(fold(old + recent_few, cfg), now, cfg), cfg) == "Dark"
+    recent_many = [ev("cta", T0 + (31 + d) * DAY_MS) for d in range(0, 27, 3)]
+    assert band(velocity(fold(old + recent_many, cfg), now, cfg), cfg) == "Active"
+    recent_some = recent_many[:5]
+    assert band(velocity(fold(old + recent_some, cfg), now, cfg), cfg) == "Cooling"
+    assert velocity(StakeholderScore(), now) is None and band(None) == "Dark"
+    assert velocity(fold(recent_few), now) == math.inf
+
+
+def test_deal_score_rolls_up_breadth_depth_recency():
+    roles = {"cfo": "economic_buyer", "ops": "champion", "it": "technical"}
+    one = {"ops": fold([ev("content_view", T0, content_id="proposal")])}
+    broad = {sid: fold([ev("content_view", T0, content_id="pricing"), ev("share", T0 + 1)]) for sid in roles}
+    now = T0 + DAY_MS
+    a, b = deal_score(one, roles, 3, now), deal_score(broad, roles, 3, now)
+    assert 0 <= a.value < b.value <= 100
+    assert b.breadth > a.breadth and b.depth > a.depth
+    assert any("not engaged yet" in r for r in a.reasons)
+    assert deal_score(broad, roles, 3, now + 60 * DAY_MS).value < b.value  # silence costs
+
+
+_events = st.lists(st.fixed_dictionaries({
+    "type": st.sampled_from([t for t, _ in DEFAULT.type_weights]),
+    "ts": st.integers(T0, T0 + 90 * DAY_MS),
+    "engaged_ms": st.integers(0, 300_000),
+    "content_id": st.sampled_from(["", "pricing", "proposal", "security-whitepaper", "other"]),
+}), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_events, st.integers(0, 200 * DAY_MS))
+def test_score_is_never_negative_and_decays_monotonically_without_events(events, gap):
+    s = fold(events)
+    now = max([e["ts"] for e in events], default=T0)
+    v1, v2 = value_at(s, now), value_at(s, now + gap)
+    assert v1 >= 0 and v2 >= 0 and v2 <= v1 + 1e-9
+
+
+@settings(max_examples=100, deadline=None)
+@given(_events)
+def test_replaying_the_same_events_in_the_same_order_gives_the_same_state(events):
+    assert fold(events) == fold(list(events))
