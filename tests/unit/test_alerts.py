@@ -1,0 +1,109 @@
+"""Every alert rule with an explicit clock."""
+from streams.alerts import BandState, Room, RoomFacts, evaluate, observe
+from streams.scoring import DAY_MS, StakeholderScore, apply_event
+
+T0 = 1_790_000_000_000
+ROOM = Room("deal-1", stage="proposal", created_ms=T0,
+            invited=(("cfo", "economic_buyer"), ("ops", "champion"), ("it", "technical")))
+
+
+def ev(etype, ts, **kw):
+    return {"type": etype, "ts": ts, "room_id": "deal-1", "visitor_id": "v1", **kw}
+
+
+def run(events, room=ROOM):
+    facts, out = RoomFacts(), []
+    for e in events:
+        facts, alerts = observe(room, facts, e)
+        out += alerts
+    return facts, out
+
+
+def kinds(alerts):
+    return [a.kind for a in alerts]
+
+
+def test_quiet_past_the_stage_cadence_with_severity_by_overshoot():
+    facts, _ = run([ev("content_view", T0, content_id="pricing", stakeholder_id="ops")])
+    assert kinds(evaluate(ROOM, facts, {}, BandState(), T0 + 4 * DAY_MS)[1]) == []  # proposal cadence: 5 days
+    for days, sev in ((6, "low"), (11, "medium"), (16, "high")):
+        alerts = evaluate(ROOM, facts, {}, BandState(), T0 + days * DAY_MS)[1]
+        assert [(a.kind, a.severity) for a in alerts] == [("quiet", sev)]
+    assert "security" in alerts[0].suggestion  # pricing seen, security not: the suggestion says so
+
+
+def test_closed_deals_raise_nothing():
+    closed = Room("deal-1", stage="closed_won", created_ms=T0)
+    assert evaluate(closed, RoomFacts(last_activity_ms=T0), {}, BandState(), T0 + 90 * DAY_MS)[1] == []
+
+
+def _score(days):
+    s = StakeholderScore()
+    for d in days:
+        s = apply_event(s, {"type": "cta", "ts": T0 + d * DAY_MS})
+    return s
+
+
+def test_active_to_dark_for_the_deal_and_the_champion():
+    busy = _score(range(0, 60, 2))  # steady: Active at day 59
+    at = T0 + 59 * DAY_MS
+    bands, alerts = evaluate(ROOM, RoomFacts(last_activity_ms=at), {"ops": busy}, BandState(), at)
+    assert bands.deal == "Active" and dict(bands.stakeholders)["ops"] == "Active"
+    later = T0 + 100 * DAY_MS  # nothing for 40 days
+    bands2, alerts = evaluate(ROOM, RoomFacts(last_activity_ms=at), {"ops": busy}, bands, later)
+    assert {"deal_went_dark", "champion_dark"} <= set(kinds(alerts))
+    champion = next(a for a in alerts if a.kind == "champion_dark")
+    assert champion.severity == "high" and champion.stakeholders == ("ops",)
+    assert "deal_went_dark" not in kinds(evaluate(ROOM, RoomFacts(last_activity_ms=at), {"ops": busy}, bands2, later)[1])
+
+
+def test_single_threaded_after_n_days():
+    one = {"ops": _score([0, 1, 2])}
+    facts = RoomFacts(last_activity_ms=T0 + 2 * DAY_MS)
+    assert "single_threaded" not in kinds(evaluate(ROOM, facts, one, BandState(), T0 + 5 * DAY_MS)[1])
+    alerts = evaluate(ROOM, facts, one, BandState(), T0 + 11 * DAY_MS)[1]
+    st = next(a for a in alerts if a.kind == "single_threaded")
+    assert st.stakeholders == ("ops",) and "cfo" in st.suggestion
+
+
+def test_proposal_shared_but_unopened():
+    room = Room("deal-1", stage="proposal", created_ms=T0, proposal_shared_ms=T0)
+    facts, _ = run([ev("content_view", T0 + DAY_MS, content_id="pricing")], room)
+    assert "proposal_unopened" in kinds(evaluate(room, facts, {}, BandState(), T0 + 3 * DAY_MS)[1])
+    facts, _ = run([ev("content_view", T0 + DAY_MS, content_id="proposal")], room)
+    assert "proposal_unopened" not in kinds(evaluate(room, facts, {}, BandState(), T0 + 3 * DAY_MS)[1])
+
+
+def test_new_stakeholder_uninvited_forwarded_or_shared():
+    _, alerts = run([ev("room_view", T0, stakeholder_id="cto")])
+    assert kinds(alerts) == ["new_stakeholder"] and "not on the invited committee" in alerts[0].evidence
+    _, alerts = run([ev("room_view", T0, stakeholder_id="cfo"), ev("room_view", T0 + 1, stakeholder_id="cfo", visitor_id="v9")])
+    assert kinds(alerts) == ["new_stakeholder"] and "forwarded" in alerts[0].suggestion
+    _, alerts = run([ev("room_view", T0, stakeholder_id="cfo"), ev("room_view", T0 + 1, stakeholder_id="cfo")])
+    assert alerts == []  # same person, same device
+    _, alerts = run([ev("share", T0, share_channel="email", share_to="legal@buyer.example")])
+    assert kinds(alerts) == ["new_stakeholder"] and "legal@buyer.example" in alerts[0].evidence
+
+
+def test_pricing_revisited_fires_once_on_the_second_day():
+    _, alerts = run([ev("content_view", T0, content_id="pricing"), ev("content_view", T0 + 3600_000, content_id="pricing"),
+                     ev("content_view", T0 + DAY_MS, content_id="pricing"), ev("content_view", T0 + 2 * DAY_MS, content_id="pricing")])
+    assert kinds(alerts) == ["pricing_revisited"]
+
+
+def test_proposal_read_to_the_end_fires_once():
+    _, alerts = run([ev("content_progress", T0 + i, content_id="proposal", progress_pct=p) for i, p in
+                     enumerate((25, 50, 100, 100))])
+    assert kinds(alerts) == ["proposal_read"]
+
+
+def test_engagement_spike_is_hot():
+    today = (T0 + 20 * DAY_MS) // DAY_MS
+    history = tuple((today - d, 2.0) for d in range(1, 15))  # 2 points a day for two weeks
+    facts = RoomFacts()
+    _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 8.0),), points=8.0)
+    assert alerts == []  # 8 < max(10, 3 x 2)
+    _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 16.0),), points=8.0)
+    assert kinds(alerts) == ["hot"] and alerts[0].severity == "medium"
+    _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 24.0),), points=8.0)
+    assert alerts == []  # already past the threshold before this event: no second notice
