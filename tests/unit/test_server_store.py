@@ -1,0 +1,38 @@
+"""ServerStore's columnar conversion (pure logic). No ClickHouse server >= 24 runs on this machine, so the
+network half is exercised only by docker compose users; this pins what it sends."""
+import datetime as dt
+
+from dealbeacon import records
+from sinks.schema import COLUMNS
+from sinks.store import ServerStore, open_store
+from streams.processors import process
+from tests.helpers import NOW_MS, event
+
+
+class RecordingClient:
+    def __init__(self):
+        self.calls = []
+
+    def execute(self, sql, data=None, **kw):
+        self.calls.append((sql, data, kw))
+        return []
+
+
+def test_columnar_insert_in_schema_order_with_utc_datetimes_and_dedup_token():
+    store = ServerStore("clickhouse://u:p@ch:9000/db")
+    store._local.client = client = RecordingClient()
+    rec = records.accepted_event(event("content_progress", progress_pct=50), site="s", received_at=NOW_MS,
+                                 ts=NOW_MS - 5, token_status="none", stakeholder_id="", ip="", user_agent="ua")
+    rows = process([rec], [])["events"]
+    store.insert("events", rows, dedup_token="t/0/1-9")
+    sql, columns, kw = client.calls[0]
+    assert sql == f"INSERT INTO events ({', '.join(COLUMNS['events'])}) VALUES"
+    assert kw == {"columnar": True, "settings": {"insert_deduplication_token": "t/0/1-9"}}
+    by_name = dict(zip(COLUMNS["events"], columns))
+    assert by_name["ts"] == [dt.datetime.fromtimestamp((NOW_MS - 5) / 1000, dt.timezone.utc)]
+    assert by_name["event_id"] == [rec["event_id"]] and by_name["progress_pct"] == [50.0] and by_name["page"] == [3]
+    assert by_name["scroll_pct"] == [None]  # Nullable stays NULL
+
+
+def test_open_store_picks_the_backend_by_url():
+    assert isinstance(open_store("clickhouse://ch:9000/db"), ServerStore)
