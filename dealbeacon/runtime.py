@@ -41,6 +41,7 @@ def _banner(s: Settings, demo: bool) -> str:
     ]
     if demo:
         lines.append(f"  demo       site key '{DEMO_SITE_KEY}': simulated buying committees are visiting 3 rooms now")
+        lines.append(f"             be a buyer yourself: open http://{s.host}:{s.port}/demo in a browser")
     lines.append("  stop with Ctrl-C")
     return "\n".join(lines)
 
@@ -56,7 +57,8 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
     handoff = EmbeddedHandoff(store, processors.process, linger_ms=settings.embedded_linger_ms,
                               max_batch=settings.embedded_max_batch)
     await handoff.start()
-    app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE)
+    demo_page = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_room.html") if demo_site else None
+    app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE, demo_page=demo_page)
     sql_app = create_sql_app(store.readonly_session())
     servers = [_Server(uvicorn.Config(a, host=settings.host, port=p, log_level="warning", lifespan="off",
                                       access_log=False))

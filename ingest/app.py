@@ -42,7 +42,8 @@ async def _read_capped(request: HTTPRequest, cap: int) -> bytes:
 
 
 def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clock: Clock | None = None,
-               metrics: Metrics | None = None, snippet_file: str | None = None, lifespan=None) -> Starlette:
+               metrics: Metrics | None = None, snippet_file: str | None = None, demo_page: str | None = None,
+               lifespan=None) -> Starlette:
     """``lifespan``: optional async context manager factory (Starlette's), e.g. to start the hand-off."""
     clock = clock or Clock()
     metrics = metrics or Metrics()
@@ -95,6 +96,9 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
                             headers={"Cache-Control": "public, max-age=3600, stale-while-revalidate=86400",
                                      "Access-Control-Allow-Origin": "*"})
 
+    async def demo(request: HTTPRequest) -> Response:
+        return FileResponse(demo_page, media_type="text/html")
+
     routes = [
         Route("/v1/events", post_events, methods=["POST"]),
         Route("/v1/events", preflight, methods=["OPTIONS"]),
@@ -102,6 +106,8 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
         Route("/metrics", metrics_endpoint), Route("/openapi.json", openapi),
         Route(SNIPPET_PATH, snippet),
     ]
+    if demo_page:  # embedded demo only: a sales room to click through as a buyer
+        routes.append(Route("/demo", demo))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.pipeline, app.state.metrics = pipeline, metrics
     return app

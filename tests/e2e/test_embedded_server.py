@@ -74,3 +74,8 @@ def test_demo_mode_feeds_simulated_rooms(server_factory):
     assert {"room_view", "content_view", "engagement"} <= types
     verified = ch.query("SELECT countIf(token_status = 'valid'), count() FROM events").result_rows[0]
     assert verified[0] == verified[1] > 0  # demo visitors carry valid stakeholder tokens
+    import httpx
+
+    page = httpx.get(srv.url + "/demo")  # the demo room a newcomer opens, with the beacon served alongside
+    assert page.status_code == 200 and 'data-site="demo"' in page.text
+    assert httpx.get(srv.url + "/snippet/v1/dealbeacon.js").headers["cache-control"].startswith("public")
