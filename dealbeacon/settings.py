@@ -46,7 +46,6 @@ class Settings:
     kafka_compression: str = "lz4"
     streams_group: str = "dealbeacon-streams"
     faust_store: str = "rocksdb://"  # memory:// in tests
-    faust_batch: int = 500
     # -- ClickHouse sink
     clickhouse_url: str = ""  # clickhouse://host:9000/db for a server; empty -> chdb in <data_dir>/clickhouse
     sink_batch_rows: int = 10_000
