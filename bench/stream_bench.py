@@ -218,7 +218,7 @@ def main() -> None:
         lat = latency_run(env, tmp, a.latency_samples)
         p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95)]
         print(f"latency: POST -> row visible in ClickHouse over {len(lat)} events: p50 {p50 * 1000:.0f} ms, "
-              f"p95 {p95 * 1000:.0f} ms (sink batch window 200 ms, Faust take window 200 ms)")
+              f"p95 {p95 * 1000:.0f} ms (sink batch window 200 ms)")
     finally:
         kafka.stop()
         shutil.rmtree(tmp, ignore_errors=True)
