@@ -4,8 +4,7 @@ import { createQueue } from "./queue.js";
 import { createEngagement } from "./engage.js";
 import { createSender } from "./send.js";
 
-const FILE = /\.(pdf|docx?|xlsx?|pptx?|key|numbers|csv|zip)(\?|#|$)/i;
-const MILESTONES = [25, 50, 75, 100];
+const FILE = /\.(pdf|docx?|xlsx?|pptx?|key|numbers|csv|zip)$/i; // matched against a.pathname
 
 export const start = (cfg, w = window) => {
   const d = w.document;
@@ -69,7 +68,7 @@ export const start = (cfg, w = window) => {
     if (score >= 0.5 && !seen.has(el)) {
       w.setTimeout(() => ratios.get(el) >= 0.5 && !seen.has(el) && (seen.add(el), track("content_view", { content_id: el.dataset.dbContent })), 1000);
     }
-  }), { threshold: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1] });
+  }), { threshold: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 1] });
   const watched = new WeakMap();
   const scan = () => d.querySelectorAll("[data-db-content],[data-db-page]").forEach((el) => {
     if (el.dbo) return;
@@ -83,7 +82,7 @@ export const start = (cfg, w = window) => {
         if (dt > 0 && dt < 2) sum += dt;
         watched.set(el, sum);
         const pct = (100 * el.currentTime) / el.duration;
-        const m = MILESTONES.filter((x) => pct >= x - 0.5).pop();
+        const m = [25, 50, 75, 100].filter((x) => pct >= x - 0.5).pop();
         if (m > done) {
           done = m;
           track("content_progress", { content_id: el.dataset.dbContent, progress_pct: m,
