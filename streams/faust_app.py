@@ -64,7 +64,8 @@ def create_faust_app(s: Settings) -> faust.App:
                 chunk = rows[i:i + ROWS_PER_MESSAGE]
                 futures.append(await out[table].send(key=chunk[0].get("site", "").encode(),
                                                      value=records.encode_many(chunk), force=True))
-        await asyncio.gather(*futures)
+        # bounded: a send that never completes becomes a retry of the whole message (the sink dedups)
+        await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
 
     async def guarded(work, event) -> None:
         """An exception would crash the agent and Faust would still ack the message: never raise while
