@@ -80,6 +80,15 @@ def _props(data_dir: str, port: int, controller_port: int) -> str:
     ]) + "\n"
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: base64url of a random UUID, redrawn when it starts with '-' (the storage tool would
+    read it as an option; Kafka's own Uuid.randomUuid does the same)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
 def _wait_port(port: int, timeout: float, proc: subprocess.Popen, log_path: str) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -145,7 +154,7 @@ class LocalKafka:
         with open(props, "w") as fh:
             fh.write(_props(self.data_dir, self.port, self.controller_port))
         if not os.path.exists(os.path.join(self.data_dir, "logs", "meta.properties")):
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = new_cluster_id()
             subprocess.run(_java(lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", props,
                                  "--ignore-formatted"),
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -85,3 +85,10 @@ def test_bot_rules():
     assert not is_bot(chrome, has_origin=True)
     assert not is_bot("curl/7.88.1", has_origin=False)  # server-side sender with the site key
     assert is_bot("curl/7.88.1", has_origin=True)  # a tool pretending to be a page
+
+
+def test_kraft_cluster_ids_never_start_with_a_dash():
+    from dealbeacon.kafka_local import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(2000)]  # about 31 of 2000 raw draws start with '-'
+    assert not any(i.startswith("-") for i in ids) and all(len(i) == 22 for i in ids)
