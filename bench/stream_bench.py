@@ -44,44 +44,23 @@ def _records(n: int) -> list[dict]:
         user_agent="Mozilla/5.0 Chrome/126") for i in range(n)]
 
 
-async def _produce(s: Settings, topic: str, recs: list[dict]) -> None:
-    p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=20, compression_type="lz4",
-                         max_batch_size=512 * 1024)
-    await p.start()
-    try:
-        # as ingest publishes: one message per room per request of 20 events
-        futs = [await p.send(topic, records.encode_many(recs[i:i + 20]), key=records.room_key(recs[i]))
-                for i in range(0, len(recs), 20)]
-        await asyncio.gather(*futs)
-    finally:
-        await p.stop()
-
-
-async def _produce_rows(s: Settings, topic: str, rows: list[dict], per_message: int = 500) -> None:
+async def _produce(s: Settings, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
     p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=20, compression_type="lz4",
                          max_batch_size=1024 * 1024)
     await p.start()
     try:
-        futs = [await p.send(topic, records.encode_many(rows[i:i + per_message]))
-                for i in range(0, len(rows), per_message)]
-        await asyncio.gather(*futs)
+        await asyncio.gather(*[await p.send(topic, value, key=key) for key, value in messages])
     finally:
         await p.stop()
 
 
-async def raw_consume(s: Settings, topic: str, n: int) -> float:
-    c = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap, group_id=f"raw-{uuid.uuid4().hex[:6]}",
-                         auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000)
-    await c.start()
-    got, t0 = 0, time.perf_counter()
-    try:
-        while got < n:
-            for msgs in (await c.getmany(timeout_ms=500, max_records=5000)).values():
-                for m in msgs:
-                    got += len(records.decode_many(m.value))
-        return time.perf_counter() - t0
-    finally:
-        await c.stop()
+def _event_messages(recs: list[dict]) -> list[tuple[bytes, bytes]]:
+    """As ingest publishes: one message per room per request of 20 events."""
+    return [(records.room_key(recs[i]), records.encode_many(recs[i:i + 20])) for i in range(0, len(recs), 20)]
+
+
+def _row_messages(rows: list[dict], per_message: int = 500) -> list[tuple[None, bytes]]:
+    return [(None, records.encode_many(rows[i:i + per_message])) for i in range(0, len(rows), per_message)]
 
 
 async def _count_rows(s: Settings, topic: str, n: int, timeout_s: float = 600) -> float:
@@ -129,7 +108,7 @@ def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float]:
             store.insert("events", rows[i:i + s.sink_batch_rows])
         raw = time.perf_counter() - t0
         store.execute("TRUNCATE TABLE events")
-        asyncio.run(_produce_rows(s, row_topic(s, "events"), rows))
+        asyncio.run(_produce(s, row_topic(s, "events"), _row_messages(rows)))
 
         async def sink():
             w = SinkWorker(s, store)
@@ -205,7 +184,7 @@ def main() -> None:
                "DEALBEACON_FAUST_STORE": "memory://", "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1e9",
                "DEALBEACON_RATE_LIMIT_BURST": "1000000000"}
         asyncio.run(ensure_topics(s))
-        asyncio.run(_produce(s, s.topic_events, _records(a.events)))
+        asyncio.run(_produce(s, s.topic_events, _event_messages(_records(a.events))))
         raw = asyncio.run(raw_consume(s, s.topic_events, a.events))
         fst = faust_run(s, env, a.events, tmp)
         print(f"streams: raw aiokafka consume+decode {a.events / raw:9.0f} ev/s | faust worker (decode, process, "

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dealbeacon.kafka_ops import TABLES, all_topics, consumer_lag, ensure_topics, row_topic
+from dealbeacon.kafka_ops import TABLES, consumer_lag, ensure_topics, row_topic
 from dealbeacon.runtime import SNIPPET_FILE, _Server
 from dealbeacon.settings import Settings
 from dealbeacon.sites import SiteRegistry
@@ -92,7 +92,7 @@ async def run_sink(s: Settings) -> None:
     worker = SinkWorker(s, store, metrics)
 
     async def metrics_endpoint(request):
-        return Response(metrics_render(metrics), media_type="text/plain; version=0.0.4")
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def healthz(request):
         return PlainTextResponse("paused\n" if worker.paused else "ok\n", status_code=503 if worker.paused else 200)
@@ -120,12 +120,3 @@ async def run_sink(s: Settings) -> None:
         lag.cancel()
         await asyncio.gather(lag, *tasks, return_exceptions=True)
         store.close()
-
-
-def metrics_render(metrics) -> bytes:
-    from prometheus_client import generate_latest
-
-    return generate_latest(metrics.registry)
-
-
-__all__ = ["run_ingest", "run_worker", "run_sink", "all_topics"]

@@ -38,10 +38,6 @@ def encode(record: dict) -> bytes:
     return orjson.dumps(record)
 
 
-def decode(data: bytes) -> dict:
-    return orjson.loads(data)
-
-
 def encode_many(items: list[dict]) -> bytes:
     """Kafka messages carry JSON arrays: the events of one room from one request (events topic), the dead
     letters of one request, or a chunk of rows of one table (row topics). Per-message cost dominates in

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from dealbeacon import records
 from dealbeacon.kafka_ops import TABLES, row_topic
@@ -38,6 +38,9 @@ class SinkMetrics:
         self.paused = Gauge("dealbeacon_sink_paused", "1 while ClickHouse is unreachable", registry=r)
         self.lag = Gauge("dealbeacon_consumer_lag", "Uncommitted messages per group and topic",
                          ["group", "topic"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
 
 @dataclass

@@ -113,5 +113,4 @@ def create_faust_app(s: Settings) -> faust.App:
         async for event in stream.events():
             await guarded(on_dead_letters, event)
 
-    app.dealbeacon_tables = {"room_last_seen": room_last_seen}
     return app
