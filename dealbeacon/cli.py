@@ -54,6 +54,24 @@ def cmd_token(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from dealbeacon.simulate import build, replay
+
+    s = _settings(args)
+    secret = args.secret
+    if not secret:
+        site = SiteRegistry.load(s.resolved_sites_file).get(args.site)
+        if site is None:
+            print(f"unknown site {args.site!r}: give --secret or --sites-file", file=sys.stderr)
+            return 2
+        secret = site.secret
+    ops = build(args.site, secret, deals=args.deals, seed=args.seed, days=args.days, start_ms=args.start_ms,
+                tick_hours=args.tick_hours, now_ms=int(time.time() * 1000))
+    counts = asyncio.run(replay(args.url, args.site, secret, ops, speed=args.speed, deadline_s=args.deadline_s))
+    print(orjson.dumps(counts).decode())
+    return 0
+
+
 def cmd_site_add(args) -> int:
     s = _settings(args)
     reg = SiteRegistry.load(s.resolved_sites_file)
@@ -143,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--host")
         sp.add_argument("--port", type=int)
         sp.set_defaults(fn=fn)
+
+    sim = sub.add_parser("simulate", help="replay simulated buying committees against a running dealbeacon")
+    common(sim)
+    sim.add_argument("--url", default="http://127.0.0.1:8080")
+    sim.add_argument("--site", default="demo")
+    sim.add_argument("--secret", help="the site's secret (default: read from the sites file)")
+    sim.add_argument("--deals", type=int, default=20)
+    sim.add_argument("--days", type=int, default=60)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--start-ms", dest="start_ms", type=int, help="simulated start (default: --days ago)")
+    sim.add_argument("--speed", type=float, default=0.0,
+                     help="time compression: simulated seconds per real second (0: as fast as possible)")
+    sim.add_argument("--tick-hours", dest="tick_hours", type=float, default=0.0,
+                     help="send a clock tick every N simulated hours (server with DEALBEACON_CLOCK=external)")
+    sim.add_argument("--deadline-s", dest="deadline_s", type=float, default=3600.0)
+    sim.set_defaults(fn=cmd_simulate)
 
     kafka = sub.add_parser("kafka", help="local single-node Kafka for development and tests")
     kafka.add_argument("action", choices=["fetch", "start", "stop"])

@@ -2,15 +2,50 @@
 
 Concurrent requests that arrive while an insert runs are folded into the next one, so a 202 still means
 "the rows are in the engine" without one insert per request. chdb calls run in a worker thread.
+
+``EmbeddedProcessor`` runs the same pure processors as the Faust agents: event and dead-letter rows, and
+each room's state machine (scores, alerts). Room states live in memory and are snapshotted into the
+``room_state`` table with the batch that changed them (loaded again at start); a batch whose insert fails
+leaves the states untouched, so the client's retry is not counted twice.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from dealbeacon.handoff import HandoffUnavailable
+from streams import deals, processors
 
 log = logging.getLogger("dealbeacon.embedded")
+
+
+class EmbeddedProcessor:
+    def __init__(self, store):
+        self.store = store
+        self.states: dict[bytes, deals.RoomState] = {}
+        self._version = 0
+
+    def load(self) -> int:
+        """Room states from the last snapshots (blocking: call in a thread)."""
+        for site, room_id, state in self.store.query("SELECT site, room_id, state FROM room_state FINAL"):
+            self.states[f"{site}/{room_id}".encode()] = deals.loads(state.encode())
+        return len(self.states)
+
+    def local_rooms(self, site: str) -> list[bytes]:
+        prefix = f"{site}/".encode()
+        return [k for k in self.states if k.startswith(prefix)]
+
+    def __call__(self, recs: list[dict], dead_letters: list[dict]):
+        """Rows for one batch, and a commit callback that makes the new room states current."""
+        tables = processors.process([r for r in recs if processors.is_event(r)], dead_letters)
+        changed, rows = processors.process_rooms(recs, self.states.get, self.local_rooms)
+        tables.update(rows)
+        if changed:
+            self._version = max(self._version + 1, time.time_ns())  # snapshot order, not domain time
+            tables["room_state"] = [{"site": st.site, "room_id": st.room.room_id, "version": self._version,
+                                     "state": deals.dumps(st).decode()} for st in changed.values()]
+        return tables, lambda: self.states.update(changed)
 
 
 class EmbeddedHandoff:
@@ -73,7 +108,12 @@ class EmbeddedHandoff:
                 dead = [d for b in batch for d in b[1]]
                 try:
                     tables = self.process(events, dead)
+                    commit = None
+                    if isinstance(tables, tuple):
+                        tables, commit = tables
                     await asyncio.to_thread(self._write, tables)
+                    if commit:
+                        commit()
                     self._healthy = True
                     self.batches += 1
                     for *_, fut in batch:

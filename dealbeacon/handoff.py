@@ -15,7 +15,8 @@ class HandoffUnavailable(Exception):
 
 class Handoff(Protocol):
     async def submit(self, events: list[dict], dead_letters: list[dict]) -> None:
-        """Durably hand off accepted events and dead letters, or raise HandoffUnavailable."""
+        """Durably hand off accepted events and dead letters, or raise HandoffUnavailable. ``events`` may also
+        hold room updates (``record: "room"``) and ticks (``record: "tick"`` per room, ``"clock"`` per site)."""
 
     def ready(self) -> bool:
         """True when submit is expected to succeed."""

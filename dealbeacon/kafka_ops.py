@@ -11,7 +11,8 @@ from aiokafka.structs import TopicPartition
 from dealbeacon.settings import Settings
 
 log = logging.getLogger("dealbeacon.kafka")
-TABLES = ("events", "dead_letters")  # tables the streams emit rows for (later issues add more)
+TABLES = ("events", "dead_letters", "rooms", "room_stage_history", "stakeholder_scores", "deal_scores", "alerts")
+# ^ tables the streams emit rows for (the sink stores each from its own topic)
 
 
 def row_topic(s: Settings, table: str) -> str:

@@ -7,16 +7,16 @@ import contextlib
 import logging
 import os
 import signal
+import time
 
 import uvicorn
 
-from dealbeacon.embedded import EmbeddedHandoff
+from dealbeacon.embedded import EmbeddedHandoff, EmbeddedProcessor
 from dealbeacon.settings import Settings
 from dealbeacon.sites import DEMO_SITE_KEY, SiteRegistry
 from ingest.app import SNIPPET_PATH, create_app
 from sinks.sqlport import create_sql_app
 from sinks.store import ChdbStore
-from streams import processors
 
 log = logging.getLogger("dealbeacon")
 SNIPPET_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "js-snippet", "dist", "dealbeacon.js")
@@ -46,6 +46,17 @@ def _banner(s: Settings, demo: bool) -> str:
     return "\n".join(lines)
 
 
+async def _ticker(settings: Settings, sites: SiteRegistry, handoff: EmbeddedHandoff) -> None:
+    """Time rules on the wall clock: a site-wide tick through the same hand-off as events."""
+    while True:
+        await asyncio.sleep(settings.tick_interval_s)
+        now = int(time.time() * 1000)
+        try:
+            await handoff.submit([{"record": "clock", "site": k, "now": now} for k in sites.sites], [])
+        except Exception as e:  # the next tick retries; rules are evaluated against the state, not the gap
+            log.warning("tick failed: %s", e)
+
+
 async def run_embedded(settings: Settings, *, started: asyncio.Event | None = None) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
     sites = SiteRegistry.load(settings.resolved_sites_file)
@@ -54,9 +65,13 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
         log.warning("no sites configured: add one with `dealbeacon site add KEY --origin https://...`")
     store = ChdbStore(settings.chdb_path)
     await asyncio.to_thread(store.migrate)
-    handoff = EmbeddedHandoff(store, processors.process, linger_ms=settings.embedded_linger_ms,
+    processor = EmbeddedProcessor(store)
+    rooms = await asyncio.to_thread(processor.load)
+    handoff = EmbeddedHandoff(store, processor, linger_ms=settings.embedded_linger_ms,
                               max_batch=settings.embedded_max_batch)
     await handoff.start()
+    ticker = asyncio.create_task(_ticker(settings, sites, handoff)) if settings.clock == "wall" else None
+    log.info("room states loaded: %d", rooms)
     demo_page = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_room.html") if demo_site else None
     app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE, demo_page=demo_page)
     sql_app = create_sql_app(store.readonly_session())
@@ -91,5 +106,8 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
         if demo_task:
             demo_task.cancel()
             await asyncio.gather(demo_task, return_exceptions=True)
+        if ticker:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
         await handoff.stop()
         store.close()

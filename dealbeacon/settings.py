@@ -9,6 +9,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 
+from dealbeacon.contract import DEFAULT_STAGES
+
 ENV_PREFIX = "DEALBEACON_"
 
 
@@ -53,6 +55,10 @@ class Settings:
     sink_group: str = "dealbeacon-sink"
     sink_metrics_port: int = 9464
     sink_sql_port: int = 0  # >0 with a local chdb directory: serve the read-only SQL port from the sink
+    # -- deals: stages, time rules
+    stages: str = ",".join(DEFAULT_STAGES)  # ordered; the rooms API accepts these
+    clock: str = "wall"  # wall: time rules tick on the wall clock; external: only POST /v1/sites/{site}/clock
+    tick_interval_s: float = 60.0  # how often the time rules run (wall clock)
     # -- demo
     demo: bool = True
     demo_max_events: int = 200_000
@@ -74,6 +80,10 @@ class Settings:
     @property
     def resolved_sites_file(self) -> str:
         return self.sites_file or os.path.join(self.data_dir, "sites.json")
+
+    @property
+    def stage_list(self) -> tuple[str, ...]:
+        return tuple(x.strip() for x in self.stages.split(",") if x.strip())
 
     @property
     def chdb_path(self) -> str:

@@ -3,13 +3,18 @@ outcomes that depend on engagement plausibly but noisily, and ground truth of wh
 
 Pure and seeded: ``simulate(seed, n, start_ms)`` returns the same deals every time. Events are
 accepted-event-like records (type, ts, room_id, stakeholder_id, visitor_id, content_id, engaged_ms, ...).
-Replaying them over HTTP with time compression, and the demo's use of it, come with the lead-score work.
+``plan`` turns deals into the HTTP operations a seller's CRM and the buyers would cause (room updates with
+stage changes, event batches carrying stakeholder link tokens, clock ticks), in time order; the sender
+(dealbeacon/simulate.py) replays them with a time-compression factor.
 """
 from __future__ import annotations
 
 import math
 import random
+import uuid
 from dataclasses import dataclass, field
+
+from dealbeacon import tokens
 
 DAY_MS = 86_400_000
 ROLES = ("champion", "economic_buyer", "technical", "legal", "user")
@@ -100,3 +105,64 @@ def simulate_deal(rng: random.Random, room_id: str, created_ms: int, days: int =
 def simulate(seed: int, n: int, start_ms: int, days: int = 90) -> list[Deal]:
     rng = random.Random(seed)
     return [simulate_deal(rng, f"sim-{i:04d}", start_ms, days) for i in range(n)]
+
+
+def stage_for(day: int, deal: Deal) -> str:
+    """The stage a simulated seller records: qualification, proposal from day 15, negotiation from day 40,
+    closed at the close day."""
+    if day >= deal.closed_day:
+        return "closed_won" if deal.won else "closed_lost"
+    return "qualification" if day < 15 else "proposal" if day < 40 else "negotiation"
+
+
+@dataclass(frozen=True)
+class Op:
+    at_ms: int  # simulated time
+    kind: str  # room | events | clock
+    room_id: str
+    body: dict
+
+
+def plan(deals: list[Deal], site: str, secret: str, token_expiry_s: int, *, tick_ms: int = 0,
+         until_ms: int | None = None, batch: int = 20) -> list[Op]:
+    """HTTP operations for ``deals`` in simulated-time order. Event ids are derived from the deal and index,
+    so a replay sends the same ids. ``tick_ms`` > 0 adds a site-wide clock tick every ``tick_ms`` (for a
+    server whose clock is external); ``token_expiry_s`` is wall-clock (the server checks link tokens on it)."""
+    ops: list[Op] = []
+    for deal in deals:
+        stages = [(0, stage_for(0, deal))]
+        for day in (15, 40, deal.closed_day):
+            if day <= deal.closed_day and stage_for(day, deal) != stages[-1][1]:
+                stages.append((day, stage_for(day, deal)))
+        people = [{"id": sid, "role": role, "email": f"{sid}@buyer.example"} for sid, role in deal.committee]
+        owner = f"seller-{int(deal.room_id.rsplit('-', 1)[-1]) % 3 + 1}" if deal.room_id[-1].isdigit() else "seller-1"
+        for i, (day, stage) in enumerate(stages):
+            body = {"stage": stage, "updated_at": deal.created_ms + day * DAY_MS}
+            if i == 0:
+                body.update(name=f"Deal {deal.room_id}", owner=owner, amount=float(10_000 * (len(people) + 1)),
+                            stakeholders=people)
+            if stage == "proposal":
+                body["proposal_shared_at"] = deal.created_ms + day * DAY_MS
+            ops.append(Op(body["updated_at"], "room", deal.room_id, body))
+        toks = {sid: tokens.mint(secret, deal.room_id, sid, token_expiry_s) for sid, _ in deal.committee}
+        wire = []
+        for n, e in enumerate(deal.events):
+            ev = {k: v for k, v in e.items() if k not in ("site", "stakeholder_id", "token_status")}
+            ev["event_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"dealbeacon-sim/{deal.room_id}/{n}"))
+            ev["session_id"] = f"s-{e['visitor_id'][2:10]}-{e['ts'] // DAY_MS}"
+            ev["token"] = toks[e["stakeholder_id"]]
+            wire.append(ev)
+        visit: list[dict] = []
+        for ev in wire + [None]:
+            if visit and (ev is None or ev["type"] == "room_view" or len(visit) == batch):
+                ops.append(Op(visit[-1]["ts"], "events", deal.room_id, {"site": site, "sent_at": visit[-1]["ts"],
+                                                                         "events": visit}))
+                visit = []
+            if ev is not None:
+                visit.append(ev)
+    if tick_ms and deals:
+        start = min(d.created_ms for d in deals)
+        end = until_ms or max(d.created_ms + d.closed_day * DAY_MS for d in deals)
+        ops += [Op(t, "clock", "", {"now": t}) for t in range(start + tick_ms, end + 1, tick_ms)]
+    order = {"room": 0, "events": 1, "clock": 2}  # at equal times: a stage change, then events, then the tick
+    return sorted(ops, key=lambda o: (o.at_ms, order[o.kind]))

@@ -1,4 +1,4 @@
-"""The ingest HTTP app: POST /v1/events, health, metrics, OpenAPI and the beacon file."""
+"""The ingest HTTP app: POST /v1/events, the rooms API, health, metrics, OpenAPI and the beacon file."""
 from __future__ import annotations
 
 import os
@@ -18,6 +18,7 @@ from .metrics import Metrics
 from .netinfo import client_ip, truncate_ip
 from .openapi import openapi_document
 from .pipeline import IngestPipeline, Outcome, Request
+from .rooms import room_routes
 
 SNIPPET_PATH = "/snippet/v1/dealbeacon.js"
 _CORS_ALLOW = {"Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -64,7 +65,8 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
             user_agent=request.headers.get("user-agent", ""),
             ip=truncate_ip(client_ip(request.client.host if request.client else None,
                                      request.headers.get("x-forwarded-for"), settings.trust_proxy_headers)),
-            received_at_ms=clock.wall_ms(), monotonic_s=start)
+            received_at_ms=clock.wall_ms(), monotonic_s=start,
+            authorization=request.headers.get("authorization", ""))
         out = await pipeline.handle(req)
         metrics.request_seconds.labels(str(out.status)).observe(max(0.0, clock.monotonic() - start))
         return respond(out)
@@ -99,8 +101,11 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
     async def demo(request: HTTPRequest) -> Response:
         return FileResponse(demo_page, media_type="text/html")
 
+    put_room, post_clock = room_routes(settings, sites, handoff, clock)
     routes = [
         Route("/v1/events", post_events, methods=["POST"]),
+        Route("/v1/sites/{site}/rooms/{room_id}", put_room, methods=["PUT"]),
+        Route("/v1/sites/{site}/clock", post_clock, methods=["POST"]),
         Route("/v1/events", preflight, methods=["OPTIONS"]),
         Route("/healthz", healthz), Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint), Route("/openapi.json", openapi),

@@ -1,7 +1,8 @@
 """Distributed mode's hand-off: publish records to Kafka with aiokafka.
 
 acks=all with the idempotent producer; one message per room per request (a JSON array of records) keyed
-by site/room, so a deal's events stay ordered on one partition; batched (linger) and compressed. ``submit`` returns only after the broker acknowledged every
+by site/room, so a deal's events, room updates and ticks stay ordered on one partition (a site-wide clock
+tick goes to every partition); batched (linger) and compressed. ``submit`` returns only after the broker acknowledged every
 record; the pipeline bounds the wait (503 + Retry-After), so a dead broker never hangs a request.
 """
 from __future__ import annotations
@@ -46,8 +47,15 @@ class KafkaHandoff:
             raise HandoffUnavailable("Kafka producer is not running")
         try:
             # one message per room per request: keyed by room, so a deal's events stay in order
+            clocks = [e for e in events if e.get("record") == "clock"]
+            keyed = [e for e in events if e.get("record") != "clock"]
             futures = [await self.producer.send(self.s.topic_events, records.encode_many(group), key=key)
-                       for key, group in records.group_by_room(events).items()]
+                       for key, group in records.group_by_room(keyed).items()]
+            if clocks:  # a site-wide tick reaches every partition, after this request's own records
+                await asyncio.gather(*futures)
+                parts = await self.producer.partitions_for(self.s.topic_events)
+                futures += [await self.producer.send(self.s.topic_events, records.encode_many(clocks), partition=p)
+                            for p in sorted(parts)]
             if dead_letters:
                 futures.append(await self.producer.send(self.s.topic_dead_letters, records.encode_many(dead_letters),
                                                         key=dead_letters[0]["site"].encode()))

@@ -67,6 +67,93 @@ ORDER BY (site, reason, received_at, dl_id)
 TTL toDateTime(received_at) + INTERVAL 90 DAY
 SETTINGS non_replicated_deduplication_window = 10000
 """),
+    (3, "deals", """
+CREATE TABLE IF NOT EXISTS rooms (
+    site LowCardinality(String),
+    room_id String,
+    name String,
+    owner String,
+    stage LowCardinality(String),
+    amount Float64,
+    expected_close Nullable(Date),
+    stakeholders String,
+    proposal_shared_at DateTime64(3, 'UTC'),
+    created_at DateTime64(3, 'UTC'),
+    updated_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY (site, room_id);
+CREATE TABLE IF NOT EXISTS room_stage_history (
+    site LowCardinality(String),
+    room_id String,
+    from_stage LowCardinality(String),
+    to_stage LowCardinality(String),
+    changed_at DateTime64(3, 'UTC'),
+    owner String
+) ENGINE = ReplacingMergeTree
+ORDER BY (site, room_id, changed_at, to_stage);
+CREATE TABLE IF NOT EXISTS stakeholder_scores (
+    site LowCardinality(String),
+    room_id String,
+    stakeholder_id String,
+    role LowCardinality(String),
+    at DateTime64(3, 'UTC'),
+    score Float64,
+    band LowCardinality(String),
+    velocity Float64,
+    first_seen DateTime64(3, 'UTC'),
+    last_seen DateTime64(3, 'UTC'),
+    reasons String
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (site, room_id, stakeholder_id, at)
+SETTINGS non_replicated_deduplication_window = 10000;
+CREATE TABLE IF NOT EXISTS deal_scores (
+    site LowCardinality(String),
+    room_id String,
+    owner String,
+    stage LowCardinality(String),
+    at DateTime64(3, 'UTC'),
+    score Float64,
+    breadth Float64,
+    depth Float64,
+    recency Float64,
+    velocity Float64,
+    band LowCardinality(String),
+    engaged UInt16,
+    invited UInt16,
+    reasons String
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (site, room_id, at)
+SETTINGS non_replicated_deduplication_window = 10000;
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id UUID,
+    site LowCardinality(String),
+    room_id String,
+    owner String,
+    stage LowCardinality(String),
+    kind LowCardinality(String),
+    severity LowCardinality(String),
+    stakeholders Array(String),
+    evidence String,
+    suggestion String,
+    at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (site, room_id, at, alert_id)
+SETTINGS non_replicated_deduplication_window = 10000;
+CREATE VIEW IF NOT EXISTS deal_scores_latest AS
+SELECT * FROM deal_scores FINAL ORDER BY at DESC LIMIT 1 BY site, room_id;
+CREATE VIEW IF NOT EXISTS stakeholder_scores_latest AS
+SELECT * FROM stakeholder_scores FINAL ORDER BY at DESC LIMIT 1 BY site, room_id, stakeholder_id;
+CREATE TABLE IF NOT EXISTS room_state (
+    site LowCardinality(String),
+    room_id String,
+    version UInt64,
+    state String
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (site, room_id)
+"""),
 ]
 
 MIGRATIONS_TABLE = """
@@ -92,6 +179,34 @@ COLUMNS: dict[str, dict[str, str]] = {
         "reason": "LowCardinality(String)", "field": "String", "detail": "String", "event_index": "Int32",
         "event_id": "String", "payload": "String", "ip": "String", "user_agent": "String",
     },
+    "rooms": {
+        "site": "LowCardinality(String)", "room_id": "String", "name": "String", "owner": "String",
+        "stage": "LowCardinality(String)", "amount": "Float64", "expected_close": "Nullable(Date)",
+        "stakeholders": "String", "proposal_shared_at": "DateTime64(3, 'UTC')", "created_at": "DateTime64(3, 'UTC')",
+        "updated_at": "DateTime64(3, 'UTC')",
+    },
+    "room_stage_history": {
+        "site": "LowCardinality(String)", "room_id": "String", "from_stage": "LowCardinality(String)",
+        "to_stage": "LowCardinality(String)", "changed_at": "DateTime64(3, 'UTC')", "owner": "String",
+    },
+    "stakeholder_scores": {
+        "site": "LowCardinality(String)", "room_id": "String", "stakeholder_id": "String",
+        "role": "LowCardinality(String)", "at": "DateTime64(3, 'UTC')", "score": "Float64",
+        "band": "LowCardinality(String)", "velocity": "Float64", "first_seen": "DateTime64(3, 'UTC')",
+        "last_seen": "DateTime64(3, 'UTC')", "reasons": "String",
+    },
+    "deal_scores": {
+        "site": "LowCardinality(String)", "room_id": "String", "owner": "String", "stage": "LowCardinality(String)",
+        "at": "DateTime64(3, 'UTC')", "score": "Float64", "breadth": "Float64", "depth": "Float64",
+        "recency": "Float64", "velocity": "Float64", "band": "LowCardinality(String)", "engaged": "UInt16",
+        "invited": "UInt16", "reasons": "String",
+    },
+    "alerts": {
+        "alert_id": "UUID", "site": "LowCardinality(String)", "room_id": "String", "owner": "String",
+        "stage": "LowCardinality(String)", "kind": "LowCardinality(String)", "severity": "LowCardinality(String)",
+        "stakeholders": "Array(String)", "evidence": "String", "suggestion": "String", "at": "DateTime64(3, 'UTC')",
+    },
+    "room_state": {"site": "LowCardinality(String)", "room_id": "String", "version": "UInt64", "state": "String"},
 }
 
 
@@ -104,7 +219,8 @@ def migrate(execute, query_scalar_list) -> list[int]:
     for version, name, ddl in MIGRATIONS:
         if version in done:
             continue
-        execute(ddl)
+        for statement in filter(None, (x.strip() for x in ddl.split(";\n"))):
+            execute(statement)
         execute(f"INSERT INTO schema_migrations (version, name) VALUES ({int(version)}, '{name}')")
         applied.append(version)
     return applied

@@ -118,6 +118,8 @@ class ServerStore:
             values = [r.get(c, default) for r in rows]
             if c in times:
                 values = [dt.datetime.fromtimestamp(v / 1000, _UTC) for v in values]
+            elif "Date" in ctype:  # ISO dates ('2026-12-31') or None
+                values = [dt.date.fromisoformat(v) if v else None for v in values]
             columns.append(values)
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
         self._client().execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES", columns,

@@ -6,7 +6,7 @@ triggers: engagement spike, new stakeholder, pricing revisited, proposal read to
 velocity bands Active -> Dark (deal and stakeholders), champion dark, single-threaded, proposal unopened.
 Every alert carries kind, severity, room, stakeholders, evidence and a follow-up suggestion.
 Fatigue control (one alert per episode, cooldowns, quiet hours) is the delivery stage's job.
-Not wired into the streams yet (see issue 5).
+Wired through streams/deals.py (both modes).
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ class Room:
     created_ms: int = 0
     invited: tuple[tuple[str, str], ...] = ()  # (stakeholder id, role)
     proposal_shared_ms: int = 0  # when the proposal was shared with the buyer (0: not yet)
+    owner: str = ""  # the seller who owns the deal
 
 
 @dataclass(frozen=True)

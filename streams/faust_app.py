@@ -11,13 +11,14 @@ No business rules here: they live in streams/processors.py.
 """
 import asyncio
 import logging
+import time
 
 import faust
 
 from dealbeacon import records
 from dealbeacon.kafka_ops import TABLES, row_topic
 from dealbeacon.settings import Settings
-from streams import processors
+from streams import deals, processors
 
 log = logging.getLogger("dealbeacon.streams")
 
@@ -44,15 +45,15 @@ def create_faust_app(s: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger_ms=0,  # each message waits for its output's ack: lingering only adds latency
         producer_compression_type=s.kafka_compression or None,
+        table_standby_replicas=0,
     )
     events_topic = app.topic(s.topic_events, partitions=s.topic_partitions)
     dead_topic = app.topic(s.topic_dead_letters, partitions=s.topic_partitions)
     out = {t: app.topic(row_topic(s, t), partitions=s.topic_partitions) for t in TABLES}
-    # latest event time per room (site/room key): the state quiet-deal detection reads; written per
-    # message, co-partitioned with the events topic (keyed by room)
-    room_last_seen = app.Table("room_last_seen", default=int, partitions=s.topic_partitions,
-                               key_type=bytes, value_type=int)
-
+    # each room's state machine (scores, alert facts), keyed site/room and co-partitioned with the events
+    # topic; values are streams.deals JSON. No standby replicas: the wall-clock timer iterates the table,
+    # and must see only the rooms this worker owns.
+    room_state = app.Table("room_state", partitions=s.topic_partitions, key_type=bytes, value_type=bytes)
     async def emit(tables: dict[str, list[dict]]) -> None:
         # Sent now (force: not attached to the source message) and awaited until the broker acknowledged
         # them: only then is the source message done and its offset ackable. Faust's attachments publish
@@ -90,14 +91,27 @@ def create_faust_app(s: Settings) -> faust.App:
                 received_at=event.message.timestamp or 0, site="", stage="streams", reason="undecodable_record",
                 detail=str(err)[:200], payload=event.value or b"")]
 
+    def local_rooms(partition: int):
+        def keys(site: str):
+            prefix = f"{site}/".encode()
+            return [k for k, v in room_state.items() if k.startswith(prefix) and deals.loads(v).partition == partition]
+        return keys
+
+    def get_state(key: bytes):
+        raw = room_state.get(key)
+        return deals.loads(raw) if raw else None
+
     async def on_events(event) -> None:
         recs, bad = decode(event)
-        if recs:
-            key = event.message.key or records.room_key(recs[0])
-            ts = max(r["ts"] for r in recs)
-            if ts > room_last_seen[key]:
-                room_last_seen[key] = ts
-        await emit(processors.process(recs, bad))
+        tables = processors.process([r for r in recs if processors.is_event(r)], bad)
+        msg = event.message
+        changed, rows = processors.process_rooms(recs, get_state, local_rooms(msg.partition), msg.partition, msg.offset)
+        tables.update(rows)
+        # rows first, state after: a crash in between replays the message from the old state and emits the same
+        # rows (deterministic ids: the tables collapse them); a state saved with this offset skips the replay
+        await emit(tables)
+        for key, state in changed.items():
+            room_state[key] = deals.dumps(state)
 
     async def on_dead_letters(event) -> None:
         recs, bad = decode(event)
@@ -112,5 +126,16 @@ def create_faust_app(s: Settings) -> faust.App:
     async def process_dead_letters(stream):
         async for event in stream.events():
             await guarded(on_dead_letters, event)
+
+    if s.clock == "wall":
+        @app.timer(s.tick_interval_s)
+        async def tick() -> None:
+            """Time rules on the wall clock: a tick per room this worker owns, sent to the events topic keyed by
+            room, so the keyed agent runs the rules in order with the room's events (timers cannot write tables)."""
+            now = int(time.time() * 1000)
+            for key in list(room_state.keys()):
+                site, room_id = key.decode().split("/", 1)
+                await events_topic.send(key=key, value=records.encode_many(
+                    [{"record": "tick", "site": site, "room_id": room_id, "now": now}]))
 
     return app

@@ -1,12 +1,19 @@
 """Pure processors: accepted-event and dead-letter records in, table rows out. No I/O, no clock.
 
 Embedded mode calls ``process`` inside the ingest hand-off; distributed mode calls it from Faust agents.
-Later stages (scores, alerts) add tables to the output here, so both modes stay identical. Rows use the
+``process_rooms`` routes the same records (plus room updates and ticks) through each room's state machine
+(streams/deals.py) and returns score, alert and room rows, so both modes stay identical. Rows use the
 column names of sinks/schema.py (a test checks the two agree); times are integer milliseconds.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable, Iterable
+
 import orjson
+
+from dealbeacon import records
+from streams import deals
 
 _EVENT_STRINGS = ("site", "type", "room_id", "visitor_id", "session_id", "stakeholder_id", "token_status",
                   "content_id", "href", "share_channel", "share_to", "cta", "url", "referrer", "ip", "user_agent")
@@ -40,3 +47,50 @@ def process(events: list[dict], dead_letters: list[dict]) -> dict[str, list[dict
     if dead_letters:
         out["dead_letters"] = [dead_letter_row(r) for r in dead_letters]
     return out
+
+
+def is_event(rec: dict) -> bool:
+    return "record" not in rec  # room updates and ticks carry ``record``
+
+
+def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | None],
+                  local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int = -1,
+                  ) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
+    """Fold records, in order, into their rooms' states. ``get(key)``: current state or None; ``local_rooms(site)``:
+    keys of that site's rooms held here (a site-wide ``clock`` record ticks each of them). Returns the
+    changed states by room key and the rows. With a source ``partition``/``offset`` (distributed mode), a
+    room that already folded this offset in (a replay after a crash) is skipped: its rows went out before
+    its state was saved."""
+    groups: dict[bytes, list[dict]] = {}
+    for rec in recs:
+        if rec.get("record") == "clock":
+            prefix = f"{rec['site']}/".encode()
+            for key in {*local_rooms(rec["site"]), *(k for k in groups if k.startswith(prefix))}:
+                groups.setdefault(key, []).append(rec)
+        else:
+            groups.setdefault(records.room_key(rec), []).append(rec)
+    changed: dict[bytes, deals.RoomState] = {}
+    out: dict[str, list[dict]] = {}
+    for key in sorted(groups):
+        batch = groups[key]
+        state = get(key)
+        if state is not None and offset >= 0 and state.partition == partition and state.offset >= offset:
+            continue
+        if state is None:  # a room comes to life with its first event or room update, not with a tick
+            batch = _drop_leading_clocks(batch)
+            if not batch:
+                continue
+        new, rows = deals.step(state, batch)
+        if partition >= 0:
+            new = dataclasses.replace(new, partition=partition, offset=offset)
+        changed[key] = new
+        for table, table_rows in rows.items():
+            out.setdefault(table, []).extend(table_rows)
+    return changed, out
+
+
+def _drop_leading_clocks(recs: list[dict]) -> list[dict]:
+    i = 0
+    while i < len(recs) and recs[i].get("record") == "clock":
+        i += 1
+    return recs[i:]

@@ -5,7 +5,7 @@ with a half-life; kept as (value, updated) and decayed lazily, with per-reason c
 score explains itself. Per deal: a 0-100 roll-up of breadth (engaged vs invited, roles covered), depth,
 recency and velocity (recent window vs the one before).
 
-All weights and windows live in ``ScoringConfig``. Not wired into the streams yet (see issue 5).
+All weights and windows live in ``ScoringConfig``. Wired through streams/deals.py (both modes).
 """
 from __future__ import annotations
 
@@ -172,8 +172,10 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     vel_term = 0.5 if vel is None else min(1.0, vel / 2)
     value = 100 * (0.35 * breadth + 0.3 * depth + 0.2 * recency + 0.15 * vel_term)
     reasons = []
-    if engaged:
+    if engaged and roles:
         reasons.append(f"{len(engaged)} of {invited} invited stakeholders engaged")
+    elif engaged:
+        reasons.append(f"{len(engaged)} stakeholders engaged (no committee on file)")
     if covered:
         reasons.append("roles engaged: " + ", ".join(sorted(covered)))
     missing = set(cfg.key_roles) & set(roles.values()) - covered

@@ -6,11 +6,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from dealbeacon.clock import FixedClock
-from dealbeacon.embedded import EmbeddedHandoff
+from dealbeacon.embedded import EmbeddedHandoff, EmbeddedProcessor
 from dealbeacon.settings import Settings
 from dealbeacon.sites import Site, SiteRegistry
 from ingest.app import create_app
-from streams.processors import process
+from sinks.schema import COLUMNS
 from tests.helpers import NOW_MS
 
 ORIGIN = "https://rooms.example.com"
@@ -19,7 +19,7 @@ SECRET = "site-secret"
 
 @pytest.fixture
 def store(chdb_store):
-    for table in ("events", "dead_letters"):
+    for table in COLUMNS:
         chdb_store.execute(f"TRUNCATE TABLE {table}")
     return chdb_store
 
@@ -27,7 +27,7 @@ def store(chdb_store):
 def make_client(store, settings: Settings | None = None, clock=None, started=True):
     settings = settings or Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000)
     sites = SiteRegistry({"test": Site("test", SECRET, (ORIGIN,))})
-    handoff = EmbeddedHandoff(store, process, linger_ms=0)
+    handoff = EmbeddedHandoff(store, EmbeddedProcessor(store), linger_ms=0)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -1,0 +1,72 @@
+"""``dealbeacon simulate``: replay simulated buying committees (dealbeacon/simulator.py) against a running
+dealbeacon over HTTP, as a seller's CRM (rooms API) and the buyers (events) would, with time compression.
+
+Simulated time maps to real time as ``real = t0 + (sim - sim_start) / speed``; ``speed=0`` sends as fast
+as the server takes it. Server-side senders authenticate with the site secret, so the server keeps the
+simulated timestamps. Clock ticks (``--tick-hours``) drive the time rules on a server started with
+``DEALBEACON_CLOCK=external``; on a wall-clock server, leave them out and the server ticks by itself.
+Bounded: every request retries 429/503 until ``deadline_s``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+
+from dealbeacon.simulator import DAY_MS, Op, plan, simulate
+
+log = logging.getLogger("dealbeacon.simulate")
+
+
+async def replay(url: str, site: str, secret: str, ops: list[Op], *, speed: float = 0.0,
+                 deadline_s: float = 600.0) -> dict[str, int]:
+    """Send ``ops`` in order; returns counts per kind and of accepted events."""
+    headers = {"Authorization": f"Bearer {secret}", "User-Agent": "dealbeacon-simulate/1"}
+    counts = {"room": 0, "events": 0, "clock": 0, "accepted": 0, "rejected": 0}
+    end = time.monotonic() + deadline_s
+    t0, s0 = time.monotonic(), ops[0].at_ms if ops else 0
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        for op in ops:
+            if speed > 0:
+                wait = t0 + (op.at_ms - s0) / 1000 / speed - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            if op.kind == "room":
+                r = await _send(client, "PUT", f"/v1/sites/{site}/rooms/{op.room_id}", op.body, end)
+            elif op.kind == "clock":
+                r = await _send(client, "POST", f"/v1/sites/{site}/clock", op.body, end)
+            else:
+                r = await _send(client, "POST", "/v1/events", op.body, end)
+                counts["accepted"] += r.json()["accepted"]
+                counts["rejected"] += len(r.json()["rejected"])
+            counts[op.kind] += 1
+    return counts
+
+
+async def _send(client: httpx.AsyncClient, method: str, path: str, body: dict, end: float) -> httpx.Response:
+    delay = 0.1
+    while True:
+        try:
+            r = await client.request(method, path, json=body)
+            if r.status_code not in (429, 503):
+                if r.status_code >= 400:
+                    raise RuntimeError(f"{method} {path} answered {r.status_code}: {r.text[:300]}")
+                return r
+        except httpx.TransportError as e:
+            log.debug("%s %s: %s", method, path, e)
+        if time.monotonic() > end:
+            raise TimeoutError(f"{method} {path}: the server did not take it before the deadline")
+        await asyncio.sleep(delay)
+        delay = min(2.0, delay * 2)
+
+
+def build(site: str, secret: str, *, deals: int, seed: int, days: int, start_ms: int | None, tick_hours: float,
+          now_ms: int) -> list[Op]:
+    """The ops of a simulation. Without ``start_ms`` the simulated period ends now (a backfill of history
+    that a wall-clock server then keeps evaluating)."""
+    start = start_ms if start_ms is not None else now_ms - days * DAY_MS
+    sim = simulate(seed, deals, start, days)
+    return plan(sim, site, secret, now_ms // 1000 + 90 * 86_400, tick_ms=int(tick_hours * 3_600_000),
+                until_ms=start + days * DAY_MS if tick_hours else None)

@@ -1,0 +1,148 @@
+"""Server-side API, authenticated with the site's secret (``Authorization: Bearer <secret>``):
+
+    PUT  /v1/sites/{site}/rooms/{room_id}   create or update a room (deal); fields left out keep their value
+    POST /v1/sites/{site}/clock             {"now": ms}: run the time rules at ``now`` (external clock only)
+
+A room update travels the same path as events (hand-off -> room's state machine), so it is ordered with the
+room's events and both modes handle it alike. Every stage change lands in ``room_stage_history``.
+Rejections are dead-lettered with their reason, like events.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import re
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from dealbeacon import records
+from dealbeacon.clock import Clock
+from dealbeacon.contract import ROOM_ROLES as ROLES, Rejected
+from dealbeacon.handoff import Handoff, HandoffUnavailable
+from dealbeacon.settings import Settings
+from dealbeacon.sites import SiteRegistry
+
+_ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
+
+
+def bearer_ok(request: Request, secret: str) -> bool:
+    got = request.headers.get("authorization", "")
+    return hmac.compare_digest(got.encode(), f"Bearer {secret}".encode())
+
+
+def check_room(body: object, stages: tuple[str, ...]) -> dict:
+    """Validate a room update body; returns the clean fields (only those given)."""
+    if not isinstance(body, dict):
+        raise Rejected("invalid_body", "", "expected a JSON object")
+    clean: dict = {}
+    for name in ("name", "owner"):
+        if name in body:
+            if not isinstance(body[name], str) or len(body[name]) > 256:
+                raise Rejected("invalid_type", name, "a string of at most 256 characters")
+            clean[name] = body[name]
+    if "stage" in body:
+        if body["stage"] not in stages:
+            raise Rejected("invalid_value", "stage", "one of " + ", ".join(stages))
+        clean["stage"] = body["stage"]
+    if "amount" in body:
+        a = body["amount"]
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or a < 0:
+            raise Rejected("invalid_value", "amount", "a number >= 0")
+        clean["amount"] = float(a)
+    if "expected_close" in body:
+        try:
+            clean["expected_close"] = dt.date.fromisoformat(body["expected_close"]).isoformat()
+        except (TypeError, ValueError):
+            raise Rejected("invalid_value", "expected_close", "a date, YYYY-MM-DD") from None
+    for name in ("proposal_shared_at", "updated_at"):  # updated_at: when it changed in the CRM (default: now)
+        if name in body:
+            p = body[name]
+            if isinstance(p, bool) or not isinstance(p, int) or p < 0:
+                raise Rejected("invalid_value", name, "epoch milliseconds")
+            clean[name] = p
+    if "stakeholders" in body:
+        people = body["stakeholders"]
+        if not isinstance(people, list) or len(people) > 100:
+            raise Rejected("invalid_type", "stakeholders", "a list of at most 100 {id, email, role}")
+        seen, out = set(), []
+        for i, p in enumerate(people):
+            if not isinstance(p, dict) or not isinstance(p.get("id"), str) or not _ID.match(p["id"]):
+                raise Rejected("invalid_value", f"stakeholders[{i}].id", "an id of 1-128 characters [A-Za-z0-9._:@/-]")
+            if p.get("role", "other") not in ROLES:
+                raise Rejected("invalid_value", f"stakeholders[{i}].role", "one of " + ", ".join(ROLES))
+            email = p.get("email", "")
+            if not isinstance(email, str) or len(email) > 256:
+                raise Rejected("invalid_type", f"stakeholders[{i}].email", "a string")
+            if p["id"] in seen:
+                raise Rejected("duplicate", f"stakeholders[{i}].id")
+            seen.add(p["id"])
+            out.append({"id": p["id"], "email": email, "role": p.get("role", "other")})
+        clean["stakeholders"] = out
+    return clean
+
+
+def room_routes(settings: Settings, sites: SiteRegistry, handoff: Handoff, clock: Clock):
+    async def _read(request: Request):
+        site = sites.get(request.path_params["site"])
+        if site is None or not bearer_ok(request, site.secret):
+            return None, JSONResponse({"error": "unauthorized", "detail": "Authorization: Bearer <site secret>"},
+                                      status_code=401)
+        raw = await request.body()
+        if len(raw) > settings.max_body_bytes:
+            return None, JSONResponse({"error": "body_too_large"}, status_code=413)
+        try:
+            return (site, raw, orjson.loads(raw or b"{}")), None
+        except orjson.JSONDecodeError:
+            return (site, raw, None), None
+
+    async def _handoff(recs: list[dict], dead: list[dict]) -> Response | None:
+        try:
+            await asyncio.wait_for(handoff.submit(recs, dead), settings.handoff_timeout_s)
+        except (HandoffUnavailable, asyncio.TimeoutError) as e:
+            return JSONResponse({"error": "unavailable", "detail": str(e) or "hand-off timed out"}, status_code=503,
+                                headers={"Retry-After": str(settings.retry_after_s)})
+        return None
+
+    async def _reject(site, raw, err: Rejected) -> Response:
+        dead = records.dead_letter(received_at=clock.wall_ms(), site=site.key, stage="rooms_api", reason=err.reason,
+                                   field=err.field, detail=err.detail, payload=raw)
+        await _handoff([], [dead])  # evidence; the client is told not to retry
+        return JSONResponse({"error": err.reason, **err.as_dict()}, status_code=400)
+
+    async def put_room(request: Request) -> Response:
+        got, denied = await _read(request)
+        if denied:
+            return denied
+        site, raw, body = got
+        room_id = request.path_params["room_id"]
+        try:
+            if not _ID.match(room_id):
+                raise Rejected("invalid_value", "room_id", "1-128 characters [A-Za-z0-9._:@/-]")
+            if body is None:
+                raise Rejected("invalid_json", "")
+            clean = check_room(body, settings.stage_list)
+        except Rejected as e:
+            return await _reject(site, raw, e)
+        rec = {"record": "room", "rv": records.RECORD_VERSION, "site": site.key, "room_id": room_id,
+               "updated_at": clock.wall_ms(), **clean}
+        failed = await _handoff([rec], [])
+        return failed or JSONResponse({"accepted": True, "room": rec}, status_code=202)
+
+    async def post_clock(request: Request) -> Response:
+        got, denied = await _read(request)
+        if denied:
+            return denied
+        site, raw, body = got
+        if settings.clock != "external":
+            return JSONResponse({"error": "clock_not_external", "detail": "time rules follow the wall clock here; "
+                                 "start with DEALBEACON_CLOCK=external to drive them"}, status_code=409)
+        now = body.get("now") if isinstance(body, dict) else None
+        if isinstance(now, bool) or not isinstance(now, int) or now <= 0:
+            return await _reject(site, raw, Rejected("invalid_value", "now", "epoch milliseconds"))
+        failed = await _handoff([{"record": "clock", "site": site.key, "now": now}], [])
+        return failed or JSONResponse({"accepted": True, "now": now}, status_code=202)
+
+    return put_room, post_clock

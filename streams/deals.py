@@ -1,0 +1,244 @@
+"""A deal's (room's) state machine: pure, explicit time, no I/O. Both modes call ``step``.
+
+Three record kinds reach a room, in the order they were handed off (one Kafka partition per room):
+- accepted events (``type`` set): scored per stakeholder and observed by the event-driven alert rules;
+- room updates (``record: "room"``, from the rooms API): stage, owner, amount, close date, committee;
+- ticks (``record: "tick"``, ``now``): the time-driven rules run at ``now``. Production ticks carry the wall
+  clock (Faust timer / embedded ticker); simulations and replays send their own.
+
+``step`` returns the new state and table rows: score history (one row per touched stakeholder and one per
+deal after each batch, and a daily deal snapshot on ticks), alerts (one per episode: a rule that keeps
+holding does not fire again until the situation changes), room rows and stage history. Alert ids are
+derived from their content, so a replayed batch yields the same ids and the tables collapse them.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+
+import orjson
+
+from dealbeacon.contract import DEFAULT_STAGES, ROOM_ROLES
+from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe
+from streams.scoring import (DAY_MS, DEFAULT, ScoringConfig, StakeholderScore, apply_event, band, deal_score,
+                             event_points, top_reasons, value_at, velocity)
+
+STAGES, ROLES = DEFAULT_STAGES, ROOM_ROLES
+_NS = uuid.UUID("6f1d3a52-9a43-4d0e-8a0e-5b1b2f6f0d11")
+_MAX_FIRED = 64
+
+
+@dataclass(frozen=True)
+class RoomState:
+    site: str
+    room: Room
+    facts: RoomFacts = RoomFacts()
+    scores: tuple[tuple[str, StakeholderScore], ...] = ()
+    bands: BandState = BandState()
+    daily: tuple[tuple[int, float], ...] = ()  # the room's raw points per day (spike rule)
+    clock_ms: int = 0  # latest time the room has seen (event ts or tick)
+    snapshot_day: int = 0  # last day a deal-score snapshot was written on a tick
+    fired: tuple[str, ...] = ()  # episode keys of time-driven alerts already raised
+    partition: int = -1  # where the room lives (distributed mode: site-wide ticks fan out per partition)
+    offset: int = -1  # last source offset folded in (distributed mode: a replayed message is not counted twice)
+    meta: tuple[tuple[str, object], ...] = ()  # owner, amount, expected_close, stakeholder emails
+
+
+def new_state(site: str, room_id: str, created_ms: int, stage: str = STAGES[0]) -> RoomState:
+    return RoomState(site=site, room=Room(room_id, stage=stage, created_ms=created_ms))
+
+
+def stakeholder_key(rec: dict) -> str:
+    """Verified stakeholder id, else the anonymous visitor (scored too: a forwarded link is news)."""
+    return rec.get("stakeholder_id") or f"visitor:{rec.get('visitor_id', '')}"
+
+
+def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT,
+         acfg: AlertConfig = ALERTS) -> tuple[RoomState, dict[str, list[dict]]]:
+    """Fold one batch of a room's records (events, room updates, ticks) into its state."""
+    out: dict[str, list[dict]] = {}
+    touched: set[str] = set()
+    if state is None:
+        first = recs[0]
+        t0 = int(first.get("ts") or first.get("updated_at") or first.get("now") or 0)
+        state = new_state(first["site"], first["room_id"], t0)
+    for rec in recs:
+        kind = rec.get("record", "event")
+        if kind == "room":
+            state = _room_update(state, rec, out)
+        elif kind in ("tick", "clock"):
+            state = _tick(state, int(rec["now"]), out, cfg, acfg)
+        else:
+            state = _event(state, rec, out, cfg, acfg)
+            touched.add(stakeholder_key(rec))
+    if touched:
+        at = state.clock_ms
+        scores = dict(state.scores)
+        out.setdefault("stakeholder_scores", []).extend(
+            _stakeholder_row(state, sid, scores[sid], at, cfg) for sid in sorted(touched))
+        out.setdefault("deal_scores", []).append(_deal_row(state, at, cfg))
+    return state, out
+
+
+def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
+    ts = int(rec["ts"])
+    sid = stakeholder_key(rec)
+    scores = dict(state.scores)
+    scores[sid] = apply_event(scores.get(sid, StakeholderScore()), rec, cfg)
+    pts, _ = event_points(rec, cfg)
+    daily = dict(state.daily)
+    day = ts // DAY_MS
+    daily[day] = daily.get(day, 0.0) + pts
+    daily = {d: v for d, v in daily.items() if d > day - 2 * acfg.spike_window_days}
+    facts, alerts = observe(state.room, state.facts, rec, tuple(sorted(daily.items())), pts, cfg, acfg)
+    _alert_rows(state, alerts, out)
+    return replace(state, scores=tuple(sorted(scores.items())), daily=tuple(sorted(daily.items())), facts=facts,
+                   clock_ms=max(state.clock_ms, ts))
+
+
+def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
+    bands, alerts = evaluate(state.room, state.facts, dict(state.scores), state.bands, now, cfg, acfg)
+    fired, fresh = list(state.fired), []
+    for a in alerts:
+        key = _episode(a, state)
+        if key not in fired:
+            fired.append(key)
+            fresh.append(a)
+    _alert_rows(state, fresh, out)
+    state = replace(state, bands=bands, fired=tuple(fired[-_MAX_FIRED:]), clock_ms=max(state.clock_ms, now))
+    day = now // DAY_MS
+    if day > state.snapshot_day and state.scores and state.room.stage not in acfg.closed_stages:
+        # one deal-score snapshot per day while the deal is open: scores decay with time
+        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg))
+        state = replace(state, snapshot_day=day)
+    return state
+
+
+def _episode(a: Alert, state: RoomState) -> str:
+    """What makes an alert 'the same situation' (fires once until the situation changes)."""
+    if a.kind == "quiet":  # one per quiet stretch and severity step: re-arms when the buyer comes back
+        return f"quiet/{state.facts.last_activity_ms}/{a.severity}"
+    if a.kind == "proposal_unopened":
+        return f"proposal_unopened/{state.room.proposal_shared_ms}"
+    if a.kind == "single_threaded":
+        return f"single_threaded/{','.join(a.stakeholders)}/{len(state.room.invited)}"
+    return f"{a.kind}/{','.join(a.stakeholders)}/{a.at_ms}"  # band transitions fire on the transition only
+
+
+def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
+    room = state.room
+    at = int(rec["updated_at"])
+    changes: dict = {}
+    if rec.get("stage") and rec["stage"] != room.stage:
+        out.setdefault("room_stage_history", []).append(
+            {"site": state.site, "room_id": room.room_id, "from_stage": room.stage if state.meta else "",
+             "to_stage": rec["stage"], "changed_at": at, "owner": rec.get("owner") or dict(state.meta).get("owner", "")})
+        changes["stage"] = rec["stage"]
+    if "stakeholders" in rec:
+        changes["invited"] = tuple((s["id"], s.get("role", "other")) for s in rec["stakeholders"])
+    if rec.get("proposal_shared_at") is not None:
+        changes["proposal_shared_ms"] = int(rec["proposal_shared_at"])
+    meta = dict(state.meta)
+    meta.setdefault("created_at", room.created_ms)
+    for k in ("owner", "amount", "expected_close", "name"):
+        if rec.get(k) is not None:
+            meta[k] = rec[k]
+    if "stakeholders" in rec:
+        meta["emails"] = [[s["id"], s.get("email", "")] for s in rec["stakeholders"]]
+    meta["updated_at"] = max(at, int(meta.get("updated_at", 0)))
+    room = replace(room, owner=str(meta.get("owner", "")), **changes)
+    state = replace(state, room=room, meta=tuple(sorted(meta.items())))
+    out.setdefault("rooms", []).append(room_row(state))
+    return state
+
+
+def room_row(state: RoomState) -> dict:
+    meta, room = dict(state.meta), state.room
+    emails = dict(tuple(x) for x in meta.get("emails", []))
+    return {"site": state.site, "room_id": room.room_id, "name": str(meta.get("name", "")), "owner": room.owner,
+            "stage": room.stage, "amount": float(meta.get("amount") or 0), "expected_close": meta.get("expected_close") or None,
+            "stakeholders": orjson.dumps([{"id": s, "role": r, "email": emails.get(s, "")} for s, r in room.invited]).decode(),
+            "proposal_shared_at": room.proposal_shared_ms, "created_at": int(meta.get("created_at", room.created_ms)),
+            "updated_at": int(meta["updated_at"])}
+
+
+def _alert_rows(state: RoomState, alerts: list[Alert], out: dict) -> None:
+    for a in alerts:
+        aid = uuid.uuid5(_NS, f"{state.site}/{a.room_id}/{a.kind}/{a.severity}/{','.join(a.stakeholders)}/{a.at_ms}")
+        out.setdefault("alerts", []).append({
+            "alert_id": str(aid), "site": state.site, "room_id": a.room_id, "owner": state.room.owner,
+            "stage": state.room.stage, "kind": a.kind, "severity": a.severity, "stakeholders": list(a.stakeholders),
+            "evidence": a.evidence, "suggestion": a.suggestion, "at": a.at_ms})
+
+
+def _stakeholder_row(state: RoomState, sid: str, s: StakeholderScore, at: int, cfg: ScoringConfig) -> dict:
+    vel = velocity(s, at, cfg)
+    return {"site": state.site, "room_id": state.room.room_id, "stakeholder_id": sid,
+            "role": dict(state.room.invited).get(sid, ""), "at": at, "score": round(value_at(s, at, cfg), 4),
+            "band": band(vel, cfg), "velocity": _finite(vel), "first_seen": s.first_seen_ms, "last_seen": s.last_seen_ms,
+            "reasons": orjson.dumps([[r, round(v, 3)] for r, v in top_reasons(s, at, 3, cfg)]).decode()}
+
+
+def _deal_row(state: RoomState, at: int, cfg: ScoringConfig) -> dict:
+    roles = dict(state.room.invited)
+    scores = dict(state.scores)
+    d = deal_score(scores, roles, max(1, len(roles)), at, cfg)
+    engaged = sum(1 for s in scores.values() if value_at(s, at, cfg) >= 1.0)
+    return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,
+            "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,
+            "velocity": _finite(d.velocity), "band": band(d.velocity, cfg), "engaged": engaged, "invited": len(roles),
+            "reasons": orjson.dumps(list(d.reasons)).decode()}
+
+
+def _finite(v: float | None) -> float:
+    """velocity for storage: -1 = no activity in either window, 1e9 = activity only in the recent one."""
+    if v is None:
+        return -1.0
+    return 1e9 if v == float("inf") else round(v, 4)
+
+
+# -- state (de)serialisation: JSON, stable across processes (Faust table values, embedded snapshots)
+
+def dumps(state: RoomState) -> bytes:
+    return orjson.dumps({
+        "v": 1, "site": state.site, "room": _room_dict(state.room), "facts": _facts_dict(state.facts),
+        "scores": [[sid, _score_dict(s)] for sid, s in state.scores],
+        "bands": {"deal": state.bands.deal, "stakeholders": state.bands.stakeholders},
+        "daily": state.daily, "clock_ms": state.clock_ms, "snapshot_day": state.snapshot_day, "fired": state.fired,
+        "partition": state.partition, "offset": state.offset, "meta": [[k, v] for k, v in state.meta]})
+
+
+def loads(data: bytes) -> RoomState:
+    d = orjson.loads(data)
+    r = d["room"]
+    room = Room(r["room_id"], r["stage"], r["created_ms"], _pairs(r["invited"]), r["proposal_shared_ms"], r["owner"])
+    f = d["facts"]
+    facts = RoomFacts(f["last_activity_ms"], _pairs(f["stakeholders"]), _pairs(f["token_visitors"]),
+                      tuple(f["pricing_days"]), f["proposal_opened_ms"], f["proposal_max_pct"], tuple(f["viewed_kinds"]))
+    scores = tuple((sid, StakeholderScore(
+        s["value"], s["updated_ms"], s["first_seen_ms"], s["last_seen_ms"], _pairs(s["reasons"]),
+        tuple(((k[0], k[1]), v) for k, v in s["day_type_points"]), _pairs(s["daily"]))) for sid, s in d["scores"])
+    return RoomState(d["site"], room, facts, scores, BandState(d["bands"]["deal"], _pairs(d["bands"]["stakeholders"])),
+                     _pairs(d["daily"]), d["clock_ms"], d["snapshot_day"], tuple(d["fired"]), d["partition"],
+                     d["offset"], tuple((k, v) for k, v in d["meta"]))
+
+
+def _pairs(items) -> tuple:
+    return tuple((a, b) for a, b in items)
+
+
+def _room_dict(r: Room) -> dict:
+    return {"room_id": r.room_id, "stage": r.stage, "created_ms": r.created_ms, "invited": r.invited,
+            "proposal_shared_ms": r.proposal_shared_ms, "owner": r.owner}
+
+
+def _facts_dict(f: RoomFacts) -> dict:
+    return {"last_activity_ms": f.last_activity_ms, "stakeholders": f.stakeholders, "token_visitors": f.token_visitors,
+            "pricing_days": f.pricing_days, "proposal_opened_ms": f.proposal_opened_ms,
+            "proposal_max_pct": f.proposal_max_pct, "viewed_kinds": f.viewed_kinds}
+
+
+def _score_dict(s: StakeholderScore) -> dict:
+    return {"value": s.value, "updated_ms": s.updated_ms, "first_seen_ms": s.first_seen_ms,
+            "last_seen_ms": s.last_seen_ms, "reasons": s.reasons,
+            "day_type_points": [[list(k), v] for k, v in s.day_type_points], "daily": s.daily}

@@ -1,0 +1,81 @@
+"""The server-side rooms API and clock, and server-side senders, through the real app and chdb."""
+from dealbeacon.settings import Settings
+from tests.functional.conftest import SECRET, make_client
+from tests.helpers import NOW_MS, batch, event
+
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+DAY = 86_400_000
+COMMITTEE = [{"id": "ops", "email": "ops@buyer.example", "role": "champion"},
+             {"id": "cfo", "email": "cfo@buyer.example", "role": "economic_buyer"}]
+
+
+def test_room_create_update_and_stage_history(client, store):
+    r = client.put("/v1/sites/test/rooms/deal-9", headers=AUTH, json={
+        "name": "Northwind", "owner": "sam@seller.example", "stage": "qualification", "amount": 42000,
+        "expected_close": "2026-12-31", "stakeholders": COMMITTEE})
+    assert r.status_code == 202, r.text
+    assert client.put("/v1/sites/test/rooms/deal-9", headers=AUTH, json={"stage": "proposal", "updated_at": NOW_MS + 1}).status_code == 202
+    assert store.query("SELECT name, owner, stage, amount, toString(expected_close), JSONLength(stakeholders) "
+                       "FROM rooms FINAL") == [("Northwind", "sam@seller.example", "proposal", 42000, "2026-12-31", 2)]
+    assert store.query("SELECT from_stage, to_stage FROM room_stage_history ORDER BY changed_at, to_stage") == [
+        ("", "qualification"), ("qualification", "proposal")]
+
+
+def test_rooms_api_needs_the_site_secret_and_rejects_bad_fields_with_a_dead_letter(client, store):
+    assert client.put("/v1/sites/test/rooms/d", json={"stage": "proposal"}).status_code == 401
+    assert client.put("/v1/sites/test/rooms/d", headers={"Authorization": "Bearer nope"}, json={}).status_code == 401
+    assert client.put("/v1/sites/nosuch/rooms/d", headers=AUTH, json={}).status_code == 401
+    for body, field in (({"stage": "won"}, "stage"), ({"amount": -1}, "amount"), ({"expected_close": "soon"}, "expected_close"),
+                        ({"stakeholders": [{"id": "a", "role": "ceo"}]}, "stakeholders[0].role")):
+        r = client.put("/v1/sites/test/rooms/d", headers=AUTH, json=body)
+        assert r.status_code == 400 and r.json()["field"] == field, r.text
+    assert client.put("/v1/sites/test/rooms/d", headers=AUTH, content=b"{not json").status_code == 400
+    assert [r[0] for r in store.query("SELECT field FROM dead_letters WHERE stage = 'rooms_api' ORDER BY field")] == [
+        "", "amount", "expected_close", "stage", "stakeholders[0].role"]
+    assert store.query("SELECT count() FROM rooms") == [(0,)]
+
+
+def test_clock_is_refused_on_a_wall_clock_server(client):
+    r = client.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS})
+    assert r.status_code == 409 and r.json()["error"] == "clock_not_external"
+
+
+def test_external_clock_drives_the_time_rules(store):
+    s = Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000, clock="external")
+    with make_client(store, s) as c:
+        c.put("/v1/sites/test/rooms/deal-1", headers=AUTH, json={"stage": "proposal", "stakeholders": COMMITTEE,
+                                                                "updated_at": NOW_MS - 30 * DAY})
+        old = event("content_view", ts=NOW_MS - 30 * DAY, room="deal-1", content_id="pricing")
+        r = c.post("/v1/events", headers=AUTH, json=batch(old, sent_at=NOW_MS - 30 * DAY))
+        assert r.status_code == 202 and r.json()["accepted"] == 1
+        for day in (29, 24, 19):
+            assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS - day * DAY}).status_code == 202
+        assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": "soon"}).status_code == 400
+    assert store.query("SELECT kind, severity, toUnixTimestamp64Milli(at) FROM alerts FINAL ORDER BY at, kind") == [
+        ("quiet", "low", NOW_MS - 24 * DAY), ("quiet", "medium", NOW_MS - 19 * DAY),
+        ("single_threaded", "medium", NOW_MS - 19 * DAY)]  # one visitor only, 11 days after the room opened
+    (suggestion,) = store.query("SELECT suggestion FROM alerts FINAL WHERE severity = 'low'")[0]
+    assert "security" in suggestion  # pricing seen, security not
+
+
+def test_server_side_senders_keep_their_timestamps_browsers_do_not(client, store):
+    old_ts = NOW_MS - 40 * DAY
+    trusted = event("room_view", ts=old_ts)
+    r = client.post("/v1/events", headers=AUTH, json=batch(trusted, sent_at=NOW_MS - 40 * DAY))
+    assert r.status_code == 202 and r.json()["accepted"] == 1
+    browser = event("room_view", ts=old_ts)
+    r = client.post("/v1/events", json=batch(browser, sent_at=NOW_MS - 40 * DAY))
+    assert r.status_code == 202  # skew-corrected to the server's time: not stale, but not its own timeline
+    got = dict(store.query("SELECT toString(event_id), toUnixTimestamp64Milli(ts) FROM events"))
+    assert got[trusted["event_id"]] == old_ts and got[browser["event_id"]] != old_ts
+    r = client.post("/v1/events", headers={"Authorization": "Bearer wrong"}, json=batch(event(ts=old_ts), sent_at=old_ts + 1))
+    assert r.json()["accepted"] == 1 and store.query("SELECT count() FROM events WHERE ts = fromUnixTimestamp64Milli("
+                                                     f"{old_ts})") == [(1,)]
+
+
+def test_events_are_scored_in_embedded_mode(client, store):
+    client.put("/v1/sites/test/rooms/room-1", headers=AUTH, json={"stage": "demo", "stakeholders": COMMITTEE})
+    r = client.post("/v1/events", json=batch(event("content_view", content_id="pricing"), event("cta")))
+    assert r.status_code == 202
+    assert store.query("SELECT stakeholder_id, score FROM stakeholder_scores_latest") == [("visitor:visitor-1", 12.0)]
+    assert store.query("SELECT engaged, invited FROM deal_scores_latest") == [(1, 2)]

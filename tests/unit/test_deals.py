@@ -1,0 +1,163 @@
+"""The room state machine (streams/deals.py) and its routing (streams/processors.process_rooms), explicit time."""
+from hypothesis import given, settings, strategies as st
+
+from dealbeacon.simulator import plan, simulate
+from streams import deals, processors
+from streams.scoring import DAY_MS
+
+T0 = 1_790_000_000_000
+SITE = "acme"
+
+
+def ev(etype, ts, room="deal-1", sid="ops", **kw):
+    return {"type": etype, "ts": ts, "site": SITE, "room_id": room, "stakeholder_id": sid,
+            "visitor_id": f"v-{sid}", **kw}
+
+
+def room(ts, room_id="deal-1", **kw):
+    body = {"stage": "proposal", "owner": "sam",
+            "stakeholders": [{"id": "ops", "role": "champion"}, {"id": "cfo", "role": "economic_buyer"}], **kw}
+    return {"record": "room", "site": SITE, "room_id": room_id, "updated_at": ts, **body}
+
+
+def clock(now):
+    return {"record": "clock", "site": SITE, "now": now}
+
+
+class Rooms:
+    """An in-memory holder, as embedded mode keeps them."""
+
+    def __init__(self):
+        self.states, self.rows = {}, {}
+
+    def feed(self, recs, partition=-1, offset=-1):
+        changed, rows = processors.process_rooms(
+            recs, self.states.get, lambda site: [k for k in self.states if k.startswith(f"{site}/".encode())],
+            partition, offset)
+        self.states.update(changed)
+        for t, r in rows.items():
+            self.rows.setdefault(t, []).extend(r)
+        return rows
+
+
+def test_events_score_stakeholders_and_the_deal_with_reasons():
+    r = Rooms()
+    r.feed([room(T0)])
+    rows = r.feed([ev("content_view", T0 + 1000, content_id="pricing"), ev("cta", T0 + 2000, cta="book")])
+    (sh,) = rows["stakeholder_scores"]
+    assert sh["stakeholder_id"] == "ops" and sh["role"] == "champion" and sh["at"] == T0 + 2000
+    assert sh["score"] == 12.0  # content_view 2 x pricing 2 + cta 8
+    assert '"cta"' in sh["reasons"] and "content_view:pricing" in sh["reasons"]
+    (deal,) = rows["deal_scores"]
+    assert deal["engaged"] == 1 and deal["invited"] == 2 and deal["owner"] == "sam"
+    assert "1 of 2 invited stakeholders engaged" in deal["reasons"] and "economic_buyer" in deal["reasons"]
+
+
+def test_room_updates_keep_stage_history_and_unknown_fields_keep_their_value():
+    r = Rooms()
+    r.feed([room(T0, amount=5000.0)])
+    r.feed([{"record": "room", "site": SITE, "room_id": "deal-1", "updated_at": T0 + DAY_MS, "stage": "negotiation"}])
+    hist = [(h["from_stage"], h["to_stage"], h["changed_at"]) for h in r.rows["room_stage_history"]]
+    assert hist == [("", "proposal", T0), ("proposal", "negotiation", T0 + DAY_MS)]
+    last = r.rows["rooms"][-1]
+    assert (last["stage"], last["amount"], last["owner"]) == ("negotiation", 5000.0, "sam")
+    assert '"cfo"' in last["stakeholders"]
+
+
+def test_quiet_alert_fires_once_per_severity_step_and_rearms_after_activity():
+    r = Rooms()
+    r.feed([room(T0), ev("content_view", T0, content_id="pricing")])
+    for day in range(1, 20):
+        r.feed([clock(T0 + day * DAY_MS)])
+    quiet = [(a["severity"], a["at"]) for a in r.rows["alerts"] if a["kind"] == "quiet"]
+    # proposal cadence 5 days: low past 5, medium from 10, high from 15; each once
+    assert quiet == [("low", T0 + 6 * DAY_MS), ("medium", T0 + 10 * DAY_MS), ("high", T0 + 15 * DAY_MS)]
+    r.feed([ev("content_view", T0 + 20 * DAY_MS, content_id="proposal")])  # the buyer is back
+    for day in range(21, 27):
+        r.feed([clock(T0 + day * DAY_MS)])
+    quiet = [(a["severity"], a["at"]) for a in r.rows["alerts"] if a["kind"] == "quiet"]
+    assert quiet[-1] == ("low", T0 + 26 * DAY_MS) and len(quiet) == 4
+    ids = [a["alert_id"] for a in r.rows["alerts"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_a_clock_tick_does_not_create_rooms_and_reaches_every_room_of_its_site_only():
+    r = Rooms()
+    assert r.feed([clock(T0)]) == {} and r.states == {}
+    r.feed([room(T0, "a"), room(T0, "b"), {**room(T0, "c"), "site": "other"}])
+    r.feed([clock(T0 + 8 * DAY_MS)])
+    quiet_rooms = sorted(a["room_id"] for a in r.rows["alerts"] if a["kind"] == "quiet")
+    assert quiet_rooms == ["a", "b"]
+
+
+def test_closed_deals_raise_no_time_alerts_and_take_no_snapshots():
+    r = Rooms()
+    r.feed([room(T0, stage="closed_won"), ev("content_view", T0)])
+    before = len(r.rows["deal_scores"])
+    r.feed([clock(T0 + 30 * DAY_MS)])
+    assert "alerts" not in r.rows and len(r.rows["deal_scores"]) == before
+
+
+def test_a_replayed_source_offset_is_not_counted_twice():
+    r = Rooms()
+    r.feed([room(T0)], partition=2, offset=10)
+    r.feed([ev("cta", T0 + 1, cta="x")], partition=2, offset=11)
+    score = dict(r.states[b"acme/deal-1"].scores)["ops"].value
+    assert r.feed([ev("cta", T0 + 1, cta="x")], partition=2, offset=11) == {}
+    assert dict(r.states[b"acme/deal-1"].scores)["ops"].value == score
+    r.feed([ev("cta", T0 + 2, cta="x")], partition=2, offset=12)
+    assert dict(r.states[b"acme/deal-1"].scores)["ops"].value > score
+
+
+def _simulated_records(n_deals=3):
+    sims = simulate(4, n_deals, T0, days=50)
+    recs = []
+    for op in plan(sims, SITE, "secret", 2_000_000_000, tick_ms=12 * 3_600_000):
+        if op.kind == "room":
+            recs.append({"record": "room", "site": SITE, "room_id": op.room_id, **op.body})
+        elif op.kind == "clock":
+            recs.append(clock(op.body["now"]))
+        else:
+            sid = {e["visitor_id"]: e["stakeholder_id"] for d in sims for e in d.events}
+            recs += [{**e, "site": SITE, "stakeholder_id": sid[e["visitor_id"]]} for e in op.body["events"]]
+    return recs
+
+
+def test_batching_does_not_change_alerts_or_final_state():
+    recs = _simulated_records()
+    one, many = Rooms(), Rooms()
+    for rec in recs:
+        one.feed([rec])
+    for i in range(0, len(recs), 37):
+        many.feed(recs[i:i + 37])
+    def key(a):
+        return a["alert_id"]
+    assert sorted(one.rows["alerts"], key=key) == sorted(many.rows["alerts"], key=key)
+    assert len(one.rows["alerts"]) > 5
+    assert one.states == many.states
+
+
+def test_state_survives_serialisation():
+    r = Rooms()
+    for rec in _simulated_records(2):
+        r.feed([rec])
+    for state in r.states.values():
+        assert deals.loads(deals.dumps(state)) == state
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["content_view", "engagement", "cta", "share", "room_view"]),
+                          st.integers(0, 40 * DAY_MS), st.sampled_from(["ops", "cfo", ""])), max_size=30),
+       st.lists(st.integers(0, 60), max_size=10))
+def test_replaying_the_same_records_in_the_same_order_gives_the_same_state_and_rows(items, tick_days):
+    recs = [room(T0)]
+    for etype, dt_, sid in sorted(items, key=lambda x: x[1]):
+        extra = {"engaged_ms": 10_000} if etype == "engagement" else {"share_channel": "email"} if etype == "share" else {}
+        recs.append(ev(etype, T0 + dt_, sid=sid, content_id="pricing", cta="x", **extra))
+    recs += [clock(T0 + d * DAY_MS) for d in sorted(tick_days)]
+    a, b = Rooms(), Rooms()
+    a.feed(recs)
+    b.feed(recs)
+    assert a.states == b.states and a.rows == b.rows
+    for row in a.rows.get("stakeholder_scores", []) + a.rows.get("deal_scores", []):
+        assert row["score"] >= 0
