@@ -12,8 +12,8 @@ from tests.helpers import free_port
 
 
 class Server:
-    def __init__(self, data_dir, *extra):
-        self.data_dir, self.extra = str(data_dir), extra
+    def __init__(self, data_dir, *extra, env=None):
+        self.data_dir, self.extra, self.env = str(data_dir), extra, env
         self.port, self.sql_port = free_port(), free_port()
         self.proc = None
 
@@ -25,7 +25,8 @@ class Server:
         log = open(os.path.join(self.data_dir, "server.log"), "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", "up", "--data-dir", self.data_dir,
                                       "--port", str(self.port), "--sql-port", str(self.sql_port), *self.extra],
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **self.env} if self.env else None)
         deadline = time.time() + timeout
         while time.time() < deadline:
             assert self.proc.poll() is None, self.log()

@@ -1,0 +1,117 @@
+"""Scores and alerts on the real broker: simulated committees over HTTP -> Kafka -> Faust -> sink -> ClickHouse
+raise the expected alerts at the expected simulated times; embedded mode raises the same ones."""
+import asyncio
+
+import httpx
+
+from dealbeacon.simulate import replay
+from dealbeacon.simulator import DAY_MS, Deal, plan, simulate, stage_for
+from streams import processors
+from tests.e2e.conftest import Server
+
+START = 1_767_225_600_000  # 2026-01-01, the simulated timeline (server-side senders keep their timestamps)
+TICK_MS = 12 * 3_600_000
+SITE, SECRET = "acme", "secret"
+CADENCE_DAYS = {"qualification": 7, "proposal": 5, "negotiation": 3}  # the documented stale-after per stage
+ALERT_COLS = "toString(alert_id), room_id, kind, severity, toUnixTimestamp64Milli(at), stakeholders"
+
+
+def scripted_deal() -> Deal:
+    """Engaged for four days, then silent until it closes: quiet alerts at times the spec fixes."""
+    champ, cfo = "scripted-champion", "scripted-cfo"
+    base = {"room_id": "scripted", "visitor_id": "v-0123456789", "site": SITE, "token_status": "valid"}
+
+    def ev(day, minute, etype, sid, **kw):
+        return {**base, "stakeholder_id": sid, "visitor_id": f"v-{sid[-6:]}00000", "type": etype,
+                "ts": START + day * DAY_MS + 10 * 3_600_000 + minute * 60_000, **kw}
+
+    events = [ev(0, 0, "room_view", champ), ev(0, 1, "content_view", champ, content_id="proposal"),
+              ev(1, 0, "content_view", cfo, content_id="pricing"),
+              *[ev(2, p, "content_progress", champ, content_id="proposal", page=p, progress_pct=round(100 * p / 12, 1))
+                for p in range(1, 13)],
+              ev(3, 0, "content_view", cfo, content_id="pricing")]
+    return Deal("scripted", START, [(champ, "champion"), (cfo, "economic_buyer")], events, won=False, closed_day=45)
+
+
+def expected_quiet(deal: Deal) -> list[tuple[str, int]]:
+    """Quiet alerts by the spec: at each tick, quiet days over the stage's cadence; one alert per severity step
+    (over 1x low, 2x medium, 3x high) per quiet stretch; none once the deal is closed."""
+    last = max(e["ts"] for e in deal.events)
+    out, fired = [], set()
+    for t in range(START + TICK_MS, START + 50 * DAY_MS + 1, TICK_MS):
+        stage = stage_for((t - START) // DAY_MS, deal)
+        if stage not in CADENCE_DAYS or t <= last:
+            continue
+        over = (t - last) / DAY_MS / CADENCE_DAYS[stage]
+        sev = "high" if over >= 3 else "medium" if over >= 2 else "low" if over > 1 else None
+        if sev and sev not in fired:
+            fired.add(sev)
+            out.append((sev, t))
+    return out
+
+
+def scenario():
+    deals = [scripted_deal(), *simulate(21, 4, START, days=50)]
+    return deals, plan(deals, SITE, SECRET, 4_000_000_000, tick_ms=TICK_MS, until_ms=START + 50 * DAY_MS)
+
+
+def reference_alerts(deals, ops) -> list[list]:
+    """The same records through the pure core in this process (what both modes must store)."""
+    sid = {(d.room_id, e["visitor_id"]): e["stakeholder_id"] for d in deals for e in d.events}
+    states, rows = {}, []
+    for op in ops:
+        if op.kind == "room":
+            recs = [{"record": "room", "site": SITE, "room_id": op.room_id, **op.body}]
+        elif op.kind == "clock":
+            recs = [{"record": "clock", "site": SITE, "now": op.body["now"]}]
+        else:
+            recs = [{**e, "site": SITE, "stakeholder_id": sid[(e["room_id"], e["visitor_id"])]} for e in op.body["events"]]
+        changed, out = processors.process_rooms(recs, states.get, lambda s: [k for k in states if k.startswith(b"acme/")])
+        states.update(changed)
+        rows += out.get("alerts", [])
+    return sorted([a["alert_id"], a["room_id"], a["kind"], a["severity"], a["at"], a["stakeholders"]] for a in rows)
+
+
+def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_factory, tmp_path):
+    deals, ops = scenario()
+    want = reference_alerts(deals, ops)
+    st = stack_factory()
+    st.env["DEALBEACON_CLOCK"] = "external"
+    st.start()
+    counts = asyncio.run(replay(st.url, SITE, SECRET, ops, deadline_s=300))
+    n_events = sum(len(d.events) for d in deals)
+    assert counts["accepted"] == n_events and counts["rejected"] == 0
+    st.wait_rows("SELECT count() FROM events FINAL", [[n_events]], timeout=180)
+    st.wait_rows("SELECT count() FROM alerts FINAL", [[len(want)]], timeout=180)
+    distributed = st.sql(f"SELECT {ALERT_COLS} FROM alerts FINAL ORDER BY 1")
+
+    scripted = sorted(((a[3], a[4]) for a in distributed if a[1] == "scripted" and a[2] == "quiet"), key=lambda x: x[1])
+    assert scripted == expected_quiet(deals[0])
+    kinds = {(a[2], a[4]) for a in distributed if a[1] == "scripted"}
+    assert ("proposal_read", deals[0].events[-2]["ts"]) in kinds  # page 12 of 12
+    assert ("pricing_revisited", deals[0].events[-1]["ts"]) in kinds  # pricing again on another day
+    assert distributed == want
+    assert len({a[2] for a in want}) >= 5, "the scenario should exercise several rules"
+
+    # scores are stored: history per batch and the latest per deal, with reasons
+    latest = st.sql("SELECT room_id, score, engaged, invited, reasons FROM deal_scores_latest ORDER BY room_id")
+    assert [r[0] for r in latest] == sorted(d.room_id for d in deals)
+    assert all(0 <= r[1] <= 100 and r[4].startswith("[") for r in latest)
+    assert st.sql("SELECT count() > 0, min(score) >= 0 FROM stakeholder_scores") == [[1, 1]]
+    stages = st.sql("SELECT to_stage FROM room_stage_history FINAL WHERE room_id = 'scripted' ORDER BY changed_at")
+    assert stages == [["qualification"], ["proposal"], ["negotiation"], ["closed_lost"]]
+
+    emb_dir = tmp_path / "embedded"
+    emb_dir.mkdir()
+    (emb_dir / "sites.json").write_text(open(st.sites_file).read())
+    emb = Server(emb_dir, "--no-demo", env={"DEALBEACON_CLOCK": "external"}).start()
+    try:
+        asyncio.run(replay(emb.url, SITE, SECRET, ops, deadline_s=300))
+        q = f"SELECT {ALERT_COLS} FROM alerts FINAL ORDER BY 1 FORMAT JSONCompact"
+        embedded = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", content=q).json()["data"]
+        q = "SELECT room_id, toUnixTimestamp64Milli(at), score FROM deal_scores FINAL ORDER BY 1, 2 FORMAT JSONCompact"
+        emb_scores = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", content=q).json()["data"]
+    finally:
+        emb.stop()
+    assert embedded == distributed
+    assert emb_scores == st.sql(q.replace(" FORMAT JSONCompact", ""))
