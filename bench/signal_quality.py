@@ -1,11 +1,12 @@
 """Signal-quality report (a script, not a test): do the scores and stall alerts mean something?
 
-Simulates buying committees (dealbeacon/simulator.py), folds every deal through the pure scoring and alert
-core (streams/scoring.py, streams/alerts.py) with the time rules evaluated at each day's end, and reports:
+Simulates buying committees (dealbeacon/simulator.py), replays each deal's operations (stage changes from
+the rooms API, events, a clock tick every 6 hours) through the state machine both modes run
+(streams/processors.process_rooms -> streams/deals.py), and reports:
 - AUC of the deal score at fixed days for won vs lost;
 - stall-alert precision and recall against the simulator's ground truth (an alert is right when it falls
   within 14 days after the true start of a dark episode), and the median detection delay;
-- alerts per deal per week (stall alerts counted once per quiet episode, as delivery will do).
+- alerts per deal per week, by kind (one alert per episode and severity step, as the core raises them).
 
     python bench/signal_quality.py [--deals 300] [--seed 7]
 """
@@ -18,16 +19,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dealbeacon.simulator import DAY_MS, simulate  # noqa: E402
-from streams.alerts import BandState, Room, RoomFacts, evaluate, observe  # noqa: E402
-from streams.scoring import StakeholderScore, apply_event, deal_score, event_points  # noqa: E402
+from dealbeacon.simulator import DAY_MS, plan, simulate  # noqa: E402
+from streams.processors import process_rooms  # noqa: E402
 
 STALL_KINDS = {"quiet", "deal_went_dark", "champion_dark", "stakeholder_dark"}
 START = 1_780_000_000_000
-
-
-def stage_for(day: int) -> str:
-    return "qualification" if day < 15 else "proposal" if day < 40 else "negotiation"
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -46,35 +42,28 @@ def auc(pos: list[float], neg: list[float]) -> float:
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
-def run_deal(deal, score_days):
-    roles = dict(deal.committee)
-    scores: dict[str, StakeholderScore] = {}
-    facts, bands = RoomFacts(), BandState()
-    daily: dict[int, float] = {}
-    alerts, snapshots, episodes = [], {}, set()
-    events = iter(deal.events)
-    nxt = next(events, None)
-    for day in range(deal.closed_day):
-        end = deal.created_ms + (day + 1) * DAY_MS
-        while nxt is not None and nxt["ts"] < end:
-            pts, _ = event_points(nxt)
-            d = nxt["ts"] // DAY_MS
-            daily[d] = daily.get(d, 0.0) + pts
-            sid = nxt["stakeholder_id"]
-            scores[sid] = apply_event(scores.get(sid, StakeholderScore()), nxt)
-            room = Room(deal.room_id, stage_for(day), deal.created_ms, tuple(deal.committee))
-            facts, fired = observe(room, facts, nxt, tuple(daily.items()), pts)
-            alerts += [(day, a) for a in fired]
-            nxt = next(events, None)
-        room = Room(deal.room_id, stage_for(day), deal.created_ms, tuple(deal.committee))
-        bands, fired = evaluate(room, facts, scores, bands, end)
-        for a in fired:
-            key = (a.kind, facts.last_activity_ms) if a.kind == "quiet" else (a.kind, day, a.stakeholders)
-            if key not in episodes:  # one notice per quiet episode
-                episodes.add(key)
-                alerts.append((day, a))
-        if day + 1 in score_days:
-            snapshots[day + 1] = deal_score(scores, roles, len(roles), end).value
+def run_deal(deal, score_days, tick_ms=6 * 3_600_000):
+    """The deal's operations (room updates with stage changes, events, clock ticks) through the same core
+    both modes run (streams.processors.process_rooms); returns (day, alert row) pairs and the deal score
+    at each of ``score_days``."""
+    sid = {e["visitor_id"]: e["stakeholder_id"] for e in deal.events}
+    states, alerts, scores = {}, [], []
+    for op in plan([deal], "sim", "secret", 4_000_000_000, tick_ms=tick_ms):
+        if op.kind == "room":
+            recs = [{"record": "room", "site": "sim", "room_id": deal.room_id, **op.body}]
+        elif op.kind == "clock":
+            recs = [{"record": "clock", "site": "sim", "now": op.body["now"]}]
+        else:
+            recs = [{**e, "site": "sim", "stakeholder_id": sid[e["visitor_id"]]} for e in op.body["events"]]
+        changed, out = process_rooms(recs, states.get, lambda site: list(states))
+        states.update(changed)
+        alerts += [((a["at"] - deal.created_ms) // DAY_MS, a) for a in out.get("alerts", [])]
+        scores += [(r["at"], r["score"]) for r in out.get("deal_scores", [])]
+    snapshots = {}
+    for day in score_days:
+        upto = [v for at, v in scores if at <= deal.created_ms + day * DAY_MS]
+        if upto and day < deal.closed_day:
+            snapshots[day] = upto[-1]
     return alerts, snapshots
 
 
@@ -92,12 +81,19 @@ def main() -> None:
         won = [s[day] for d, _, s in results if d.won and day in s]
         lost = [s[day] for d, _, s in results if not d.won and day in s]
         print(f"AUC of the deal score at day {day}: {auc(won, lost):.3f} (won {len(won)}, lost {len(lost)})")
+    first = [(d, [(day, a) for day, a in alerts if a["kind"] in STALL_KINDS and a["severity"] != "high"
+                  and not (a["kind"] == "quiet" and a["severity"] == "medium")]) for d, alerts, _ in results]
+    f_tp = sum(1 for d, al in first for day, _ in al
+               if d.stalled_day is not None and d.stalled_day <= day <= d.stalled_day + 14)
+    f_all = sum(len(al) for _, al in first)
+    print(f"stall alerts, first notice per quiet stretch (no escalations): precision {f_tp / max(1, f_all):.3f} "
+          f"({f_tp}/{f_all})")
     stall_alerts = tp = 0
     detected, delays = 0, []
     for d, alerts, _ in results:
         hits = []
         for day, al in alerts:
-            if al.kind not in STALL_KINDS:
+            if al["kind"] not in STALL_KINDS:
                 continue
             stall_alerts += 1
             if d.stalled_day is not None and d.stalled_day <= day <= d.stalled_day + 14:
@@ -115,7 +111,7 @@ def main() -> None:
     by_kind: dict[str, int] = {}
     for _, al, _ in results:
         for _, x in al:
-            by_kind[x.kind] = by_kind.get(x.kind, 0) + 1
+            by_kind[x["kind"]] = by_kind.get(x["kind"], 0) + 1
     print(f"alerts per deal per week: {total / weeks / 1:.2f} over {weeks:.0f} deal-weeks; by kind: "
           + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items(), key=lambda x: -x[1])))
 

@@ -82,6 +82,21 @@ async def _count_rows(s: Settings, topic: str, n: int, timeout_s: float = 600) -
         await c.stop()
 
 
+async def raw_consume(s: Settings, topic: str, n: int) -> float:
+    """The baseline: a bare aiokafka consumer decoding the same messages; seconds until n events."""
+    c = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap, group_id=f"raw-{uuid.uuid4().hex[:6]}",
+                         auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000)
+    await c.start()
+    got, t0 = 0, time.perf_counter()
+    try:
+        while got < n:
+            for msgs in (await c.getmany(timeout_ms=500, max_records=5000)).values():
+                got += sum(len(records.decode_many(m.value)) for m in msgs)
+        return time.perf_counter() - t0
+    finally:
+        await c.stop()
+
+
 def faust_run(s: Settings, env: dict, n: int, tmp: str) -> float:
     """Seconds for one worker to turn n events into n acked rows, timed from its first output row
     (so group join and recovery are not counted)."""

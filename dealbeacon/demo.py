@@ -93,6 +93,29 @@ def visit_events(v: Visit, rng: random.Random, now_ms: int, site_url: str = "htt
     return events
 
 
+async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 12, days: int = 45, seed: int = 7,
+                    now_ms: int | None = None) -> dict:
+    """Give the demo a history: the three live rooms with their committees (rooms API), and ``deals``
+    simulated buying committees over the past ``days`` (dealbeacon/simulator.py), replayed as a server-side
+    sender so their timestamps are kept. The wall-clock ticker then scores them and raises alerts."""
+    import time
+
+    from dealbeacon.simulate import build, replay
+
+    now_ms = now_ms or int(time.time() * 1000)
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10) as client:
+        for n, (room_id, committee) in enumerate(ROOMS):
+            body = {"name": room_id.split("-", 1)[1].title(), "owner": f"seller-{n % 2 + 1}", "stage": "proposal",
+                    "amount": 25_000.0 * (n + 1), "stakeholders": [
+                        {"id": sid, "role": role, "email": f"{sid}@buyer.example"} for sid, role in committee],
+                    "proposal_shared_at": now_ms - 4 * 86_400_000}
+            r = await client.put(f"/v1/sites/{site_key}/rooms/{room_id}", json=body)
+            r.raise_for_status()
+    ops = build(site_key, secret, deals=deals, seed=seed, days=days, start_ms=None, tick_hours=0, now_ms=now_ms)
+    return await replay(base_url, site_key, secret, ops, deadline_s=300)
+
+
 async def run_demo_traffic(endpoint: str, site_key: str, secret: str, *, max_events: int, seed: int = 7,
                            pause_s: float = 1.0, clock_ms=None) -> int:
     """Post simulated visits to ``endpoint`` until ``max_events`` were accepted. Returns the count sent."""

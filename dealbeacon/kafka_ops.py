@@ -19,6 +19,13 @@ def row_topic(s: Settings, table: str) -> str:
     return s.topic_rows_prefix + table
 
 
+STATE_TABLES = ("room_state",)  # the stream workers' Faust tables (changelogs: compacted, co-partitioned)
+
+
+def changelog_topic(s: Settings, table: str) -> str:
+    return f"{s.streams_group}-{table}-changelog"  # Faust's naming
+
+
 def all_topics(s: Settings) -> list[str]:
     return [s.topic_events, s.topic_dead_letters, *(row_topic(s, t) for t in TABLES)]
 
@@ -31,6 +38,10 @@ async def ensure_topics(s: Settings) -> None:
         existing = set(await admin.list_topics())
         missing = [NewTopic(t, num_partitions=s.topic_partitions, replication_factor=1)
                    for t in all_topics(s) if t not in existing]
+        # created here, not left to Faust: it skipped a changelog once when the broker was busy at start
+        missing += [NewTopic(t, num_partitions=s.topic_partitions, replication_factor=1,
+                             topic_configs={"cleanup.policy": "compact"})
+                    for t in (changelog_topic(s, name) for name in STATE_TABLES) if t not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)

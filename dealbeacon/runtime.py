@@ -40,7 +40,9 @@ def _banner(s: Settings, demo: bool) -> str:
         f"  data       {os.path.abspath(s.data_dir)}",
     ]
     if demo:
-        lines.append(f"  demo       site key '{DEMO_SITE_KEY}': simulated buying committees are visiting 3 rooms now")
+        lines.append(f"  demo       site key '{DEMO_SITE_KEY}': 45 days of simulated deals, and buyers visiting 3 rooms now")
+        lines.append(f"             alerts: curl 'http://{s.host}:{s.sql_port}/?query=SELECT+room_id,kind,severity,"
+                     "suggestion+FROM+alerts+FINAL+ORDER+BY+at+DESC+LIMIT+10'")
         lines.append(f"             be a buyer yourself: open http://{s.host}:{s.port}/demo in a browser")
     lines.append("  stop with Ctrl-C")
     return "\n".join(lines)
@@ -48,13 +50,26 @@ def _banner(s: Settings, demo: bool) -> str:
 
 async def _ticker(settings: Settings, sites: SiteRegistry, handoff: EmbeddedHandoff) -> None:
     """Time rules on the wall clock: a site-wide tick through the same hand-off as events."""
+    await asyncio.sleep(min(10.0, settings.tick_interval_s))  # first evaluation soon after start
     while True:
-        await asyncio.sleep(settings.tick_interval_s)
         now = int(time.time() * 1000)
         try:
             await handoff.submit([{"record": "clock", "site": k, "now": now} for k in sites.sites], [])
         except Exception as e:  # the next tick retries; rules are evaluated against the state, not the gap
             log.warning("tick failed: %s", e)
+        await asyncio.sleep(settings.tick_interval_s)
+
+
+async def _demo(settings: Settings, site) -> None:
+    from dealbeacon.demo import run_demo_traffic, seed_demo
+
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        counts = await seed_demo(base, site.key, site.secret)
+        log.info("demo history: %d simulated deals, %d events", counts["room"], counts["accepted"])
+    except Exception as e:  # the live traffic still runs
+        log.warning("demo history failed: %s", e)
+    await run_demo_traffic(base + "/v1/events", site.key, site.secret, max_events=settings.demo_max_events)
 
 
 async def run_embedded(settings: Settings, *, started: asyncio.Event | None = None) -> None:
@@ -93,11 +108,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
         if started:
             started.set()
         if demo_site is not None:
-            from dealbeacon.demo import run_demo_traffic
-
-            demo_task = asyncio.create_task(run_demo_traffic(
-                f"http://{settings.host}:{settings.port}/v1/events", demo_site.key, demo_site.secret,
-                max_events=settings.demo_max_events))
+            demo_task = asyncio.create_task(_demo(settings, demo_site))
     try:
         await asyncio.gather(*serving)
     finally:

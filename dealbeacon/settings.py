@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from dealbeacon.contract import DEFAULT_STAGES
 
@@ -48,6 +48,7 @@ class Settings:
     kafka_compression: str = "lz4"
     streams_group: str = "dealbeacon-streams"
     faust_store: str = "rocksdb://"  # memory:// in tests
+    commit_interval_s: float = 1.0  # stream workers commit processed offsets this often
     # -- ClickHouse sink
     clickhouse_url: str = ""  # clickhouse://host:9000/db for a server; empty -> chdb in <data_dir>/clickhouse
     sink_batch_rows: int = 10_000

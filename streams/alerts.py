@@ -25,7 +25,8 @@ class AlertConfig:
     proposal_unopened_after_days: float = 3
     spike_factor: float = 3.0  # today's points vs the average day of the previous window
     spike_window_days: int = 14
-    spike_min_points: float = 10.0
+    spike_min_points: float = 30.0  # a single ordinary visit scores 10-25: "hot" needs more than one
+    hot_every_days: int = 7  # at most one "hot" alert per room per period
 
     def cadence(self, stage: str) -> float | None:
         return dict(self.cadence_days).get(stage)

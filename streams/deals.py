@@ -14,7 +14,7 @@ derived from their content, so a replayed batch yields the same ids and the tabl
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -91,9 +91,16 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     daily[day] = daily.get(day, 0.0) + pts
     daily = {d: v for d, v in daily.items() if d > day - 2 * acfg.spike_window_days}
     facts, alerts = observe(state.room, state.facts, rec, tuple(sorted(daily.items())), pts, cfg, acfg)
+    fired = list(state.fired)
+    for a in [a for a in alerts if a.kind == "hot"]:  # a hot deal is news once a week, not every busy day
+        key = f"hot/{ts // (acfg.hot_every_days * DAY_MS)}"
+        if key in fired:
+            alerts.remove(a)
+        else:
+            fired.append(key)
     _alert_rows(state, alerts, out)
     return replace(state, scores=tuple(sorted(scores.items())), daily=tuple(sorted(daily.items())), facts=facts,
-                   clock_ms=max(state.clock_ms, ts))
+                   clock_ms=max(state.clock_ms, ts), fired=tuple(fired[-_MAX_FIRED:]))
 
 
 def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:

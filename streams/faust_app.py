@@ -1,13 +1,15 @@
 """Distributed mode's stream processors: a Faust app whose agents decode records, call the same pure
 processors as embedded mode, keep per-room state in tables and emit table rows for the sink.
 
-At-least-once: agents iterate message by message (``stream.events()``); what they emit is sent at once and
-awaited until the broker acknowledged it, so a message is acked (and its offset committable) only after its
-output is durable. A killed worker replays from the last commit; the sink's dedup absorbs it.
+At-least-once, made explicit: agents iterate message by message (``stream.events()``); what they emit is
+sent at once and awaited until the broker acknowledged it, and only then is the message done. Offsets are
+not Faust's to commit: the topics run with acks off and streams/sequencer.py admits each partition's
+messages strictly in offset order from the committed position (re-seeking on a gap or a stall) and
+commits only what was processed (Faust's gap handling lost messages across kill -9 here).
+A killed worker replays from the last commit; the sink's dedup and the room state's offset absorb it.
 Each message already carries a whole request's events for one room, so per-message cost is amortised.
-(``take_events`` batching lost messages across kill -9 here: it acked offsets it had not processed.)
 Agents run with concurrency 1 (faust #606: commits can pass an in-flight message with more).
-No business rules here: they live in streams/processors.py.
+No business rules here: they live in streams/processors.py and streams/deals.py.
 """
 import asyncio
 import logging
@@ -19,6 +21,7 @@ from dealbeacon import records
 from dealbeacon.kafka_ops import TABLES, row_topic
 from dealbeacon.settings import Settings
 from streams import deals, processors
+from streams.sequencer import Sequencer
 
 log = logging.getLogger("dealbeacon.streams")
 
@@ -39,7 +42,7 @@ def create_faust_app(s: Settings) -> faust.App:
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
-        broker_commit_interval=1.0,
+        broker_commit_interval=s.commit_interval_s,
         broker_session_timeout=10.0,  # a dead worker's partitions move on within seconds
         broker_heartbeat_interval=2.0,
         producer_acks=-1,
@@ -47,8 +50,9 @@ def create_faust_app(s: Settings) -> faust.App:
         producer_compression_type=s.kafka_compression or None,
         table_standby_replicas=0,
     )
-    events_topic = app.topic(s.topic_events, partitions=s.topic_partitions)
-    dead_topic = app.topic(s.topic_dead_letters, partitions=s.topic_partitions)
+    # acks off: offsets are committed by the sequencer below, only up to what was processed
+    events_topic = app.topic(s.topic_events, partitions=s.topic_partitions, acks=False)
+    dead_topic = app.topic(s.topic_dead_letters, partitions=s.topic_partitions, acks=False)
     out = {t: app.topic(row_topic(s, t), partitions=s.topic_partitions) for t in TABLES}
     # each room's state machine (scores, alert facts), keyed site/room and co-partitioned with the events
     # topic; values are streams.deals JSON. No standby replicas: the wall-clock timer iterates the table,
@@ -117,15 +121,49 @@ def create_faust_app(s: Settings) -> faust.App:
         recs, bad = decode(event)
         await emit(processors.process([], recs + bad))
 
+    seq = Sequencer()
+
+    async def sequenced(stream, handle) -> None:
+        async for event in stream.events():
+            msg = event.message
+            seq.on_generation(app.consumer_generation_id)
+            verdict = seq.decide(msg.tp, msg.offset, app.consumer._committed_offset.get(msg.tp), time.monotonic())
+            if verdict == "seek":
+                log.warning("%s: offset %d arrived, %d expected: seeking back", msg.tp, msg.offset, seq.expected[msg.tp])
+                await app.consumer.seek(msg.tp, seq.expected[msg.tp])
+            if verdict != "process":
+                continue
+            await guarded(handle, event)
+            seq.done(msg.tp, msg.offset, time.monotonic())
+
     @app.agent(events_topic, concurrency=1)
     async def process_events(stream):
-        async for event in stream.events():
-            await guarded(on_events, event)
+        await sequenced(stream, on_events)
 
     @app.agent(dead_topic, concurrency=1)
     async def process_dead_letters(stream):
-        async for event in stream.events():
-            await guarded(on_dead_letters, event)
+        await sequenced(stream, on_dead_letters)
+
+    @app.timer(s.commit_interval_s)
+    async def commit_processed() -> None:
+        """Commit what the agents finished (their outputs are acked by the broker)."""
+        consumer = app.consumer
+        offsets = {tp: o for tp, o in seq.to_commit().items() if tp in consumer.assignment()}
+        if offsets and await consumer._commit_offsets(offsets):
+            seq.committed_ok(offsets)
+
+    @app.timer(2.0)
+    async def unstall() -> None:
+        consumer = app.consumer
+        mine = [tp for tp in consumer.assignment() if tp.topic in (s.topic_events, s.topic_dead_letters)]
+        if not mine:
+            return
+        highs = dict(await consumer.highwaters(*mine))
+        for tp, offset in seq.stalled(highs, {tp: consumer._committed_offset.get(tp) for tp in mine},
+                                      time.monotonic()).items():
+            # a partition with messages waiting but no progress (seen once after a restart): fetch it again
+            log.warning("%s: messages waiting up to %s but none processed: seeking to %d", tp, highs[tp], offset)
+            await consumer.seek(tp, offset)
 
     if s.clock == "wall":
         @app.timer(s.tick_interval_s)

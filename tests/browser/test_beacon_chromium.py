@@ -3,7 +3,6 @@ ClickHouse after a visit that scrolls, dwells, watches, hides, navigates SPA-sty
 import functools
 import http.server
 import io
-import os
 import pathlib
 import shutil
 import subprocess

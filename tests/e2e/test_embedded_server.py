@@ -3,7 +3,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 
 import clickhouse_connect
 import orjson
@@ -74,8 +73,41 @@ def test_demo_mode_feeds_simulated_rooms(server_factory):
     assert {"room_view", "content_view", "engagement"} <= types
     verified = ch.query("SELECT countIf(token_status = 'valid'), count() FROM events").result_rows[0]
     assert verified[0] == verified[1] > 0  # demo visitors carry valid stakeholder tokens
+    # the simulated history is scored, and the wall-clock ticker (first tick ~10 s after start) raises alerts
+    deadline, got = time.time() + 60, None
+    while time.time() < deadline:
+        got = ch.query("SELECT uniqExact(room_id), (SELECT count() FROM alerts WHERE kind = 'quiet') "
+                       "FROM deal_scores_latest").result_rows[0]
+        if got[0] >= 15 and got[1] > 0:
+            break
+        time.sleep(1)
+    assert got[0] >= 15 and got[1] > 0, (got, srv.log())  # 12 simulated deals + 3 live rooms; quiet deals flagged
+    assert ch.query("SELECT count() FROM rooms FINAL WHERE stakeholders != '[]'").result_rows[0][0] >= 15
     import httpx
 
     page = httpx.get(srv.url + "/demo")  # the demo room a newcomer opens, with the beacon served alongside
     assert page.status_code == 200 and 'data-site="demo"' in page.text
     assert httpx.get(srv.url + "/snippet/v1/dealbeacon.js").headers["cache-control"].startswith("public")
+
+
+def test_room_state_survives_a_restart(server_factory, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    site = _add_site(data)
+    srv = server_factory("--no-demo", data_dir=data).start()
+    auth = {"Authorization": f"Bearer {site['secret']}"}
+    import httpx
+
+    r = httpx.put(srv.url + "/v1/sites/acme/rooms/deal-1", headers=auth,
+                  json={"stage": "demo", "stakeholders": [{"id": "ops", "role": "champion"}, {"id": "it", "role": "technical"}]})
+    assert r.status_code == 202, r.text
+    assert _curl(srv.url + "/v1/events", orjson.dumps(_batch(2)))[0] == 202
+    assert srv.stop() == 0
+    srv2 = server_factory("--no-demo", data_dir=data)
+    srv2.port, srv2.sql_port = srv.port, srv.sql_port
+    srv2.start()
+    assert _curl(srv2.url + "/v1/events", orjson.dumps(_batch(1)))[0] == 202
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv2.sql_port)
+    # the third event continues the room's state: invited committee still known, engaged time still summed
+    assert ch.query("SELECT invited FROM deal_scores_latest").result_rows == [(2,)]
+    assert ch.query("SELECT reasons FROM stakeholder_scores_latest").result_rows[0][0] == '[["engagement",0.75]]'

@@ -101,9 +101,9 @@ def test_engagement_spike_is_hot():
     today = (T0 + 20 * DAY_MS) // DAY_MS
     history = tuple((today - d, 2.0) for d in range(1, 15))  # 2 points a day for two weeks
     facts = RoomFacts()
-    _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 8.0),), points=8.0)
-    assert alerts == []  # 8 < max(10, 3 x 2)
-    _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 16.0),), points=8.0)
+    _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 28.0),), points=8.0)
+    assert alerts == []  # 28 < max(30, 3 x 2)
+    _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 36.0),), points=8.0)
     assert kinds(alerts) == ["hot"] and alerts[0].severity == "medium"
-    _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 24.0),), points=8.0)
+    _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 44.0),), points=8.0)
     assert alerts == []  # already past the threshold before this event: no second notice

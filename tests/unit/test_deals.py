@@ -161,3 +161,13 @@ def test_replaying_the_same_records_in_the_same_order_gives_the_same_state_and_r
     assert a.states == b.states and a.rows == b.rows
     for row in a.rows.get("stakeholder_scores", []) + a.rows.get("deal_scores", []):
         assert row["score"] >= 0
+
+
+def test_hot_is_raised_at_most_once_a_week():
+    r = Rooms()
+    r.feed([room(T0)])
+    for day in (0, 1, 2, 9):  # four busy days: a CTA burst of 40+ points each
+        r.feed([ev("cta", T0 + day * DAY_MS + i * 60_000, cta="book") for i in range(6)])
+    hot_days = [(a["at"] - T0) // DAY_MS for a in r.rows["alerts"] if a["kind"] == "hot"]
+    period = 7 * DAY_MS
+    assert len(hot_days) == len({(T0 + d * DAY_MS) // period for d in (0, 1, 2, 9)}) >= 2
