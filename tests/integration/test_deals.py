@@ -115,3 +115,27 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
         emb.stop()
     assert embedded == distributed
     assert emb_scores == st.sql(q.replace(" FORMAT JSONCompact", ""))
+
+
+def test_wall_clock_timer_ticks_rooms_through_the_keyed_agent(stack_factory):
+    """Production time: the worker's Faust timer sends a tick per room to the events topic; the keyed agent
+    runs the time rules at the wall clock. A deal last seen 9 days ago in 'proposal' (cadence 5) is quiet."""
+    import time
+
+    st = stack_factory()
+    st.env["DEALBEACON_TICK_INTERVAL_S"] = "1"
+    st.start()
+    now = int(time.time() * 1000)
+    auth = {"Authorization": f"Bearer {SECRET}", "User-Agent": "crm-sync/1"}
+    r = httpx.put(f"{st.url}/v1/sites/{SITE}/rooms/deal-wall", headers=auth,
+                  json={"stage": "proposal", "owner": "sam", "updated_at": now - 10 * DAY_MS,
+                        "stakeholders": [{"id": "ops", "role": "champion"}, {"id": "cfo", "role": "economic_buyer"}]})
+    assert r.status_code == 202, r.text
+    old = {"event_id": "5f0c5c1e-0000-4000-8000-000000000001", "type": "content_view", "room_id": "deal-wall",
+           "visitor_id": "v-1", "session_id": "s-1", "ts": now - 9 * DAY_MS, "content_id": "pricing"}
+    r = httpx.post(f"{st.url}/v1/events", headers=auth, json={"site": SITE, "sent_at": now, "events": [old]})
+    assert r.status_code == 202 and r.json()["accepted"] == 1
+    st.wait_rows("SELECT kind, severity, owner FROM alerts FINAL WHERE room_id = 'deal-wall' AND kind = 'quiet'",
+                 [["quiet", "low", "sam"]], timeout=90)
+    (at,) = st.sql("SELECT toUnixTimestamp64Milli(at) FROM alerts FINAL WHERE kind = 'quiet'")[0]
+    assert now <= int(at) <= int(time.time() * 1000)  # raised at the wall clock, by the timer's tick
