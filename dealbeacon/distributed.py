@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dealbeacon.kafka_ops import TABLES, consumer_lag, ensure_topics, row_topic
+from dealbeacon.kafka_ops import TABLES, LagProbe, ensure_topics, row_topic
 from dealbeacon.runtime import SNIPPET_FILE, _Server
 from dealbeacon.settings import Settings
 from dealbeacon.sites import SiteRegistry
@@ -67,14 +67,20 @@ def run_worker(s: Settings) -> None:
 async def _lag_monitor(s: Settings, metrics, every_s: float = 5.0) -> None:
     groups = {s.streams_group: [s.topic_events, s.topic_dead_letters],
               s.sink_group: [row_topic(s, t) for t in TABLES]}
-    while True:
-        for group, topics in groups.items():
+    probe = None
+    try:
+        while True:
             try:
-                for topic, lag in (await consumer_lag(s, group, topics)).items():
-                    metrics.lag.labels(group, topic).set(lag)
+                probe = probe or await LagProbe(s).start()
+                for group, topics in groups.items():
+                    for topic, lag in (await probe.lag(group, topics)).items():
+                        metrics.lag.labels(group, topic).set(lag)
             except Exception as e:  # the broker may be away; lag is reported when it answers again
                 log.debug("lag check failed: %s", e)
-        await asyncio.sleep(every_s)
+            await asyncio.sleep(every_s)
+    finally:
+        if probe:
+            await probe.stop()
 
 
 async def run_sink(s: Settings) -> None:

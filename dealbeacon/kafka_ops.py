@@ -52,27 +52,34 @@ async def ensure_topics(s: Settings) -> None:
         await admin.close()
 
 
-async def consumer_lag(s: Settings, group: str, topics: list[str]) -> dict[str, int]:
-    """Messages not yet committed by ``group``, per topic (end offset - committed offset)."""
-    from aiokafka import AIOKafkaConsumer
+class LagProbe:
+    """Consumer lag per topic for a group (end offset - committed offset), on clients kept open."""
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=5_000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
-        if not parts:
-            for t in topics:
-                await consumer._client.force_metadata_update()
-                parts += [TopicPartition(t, p) for p in (consumer.partitions_for_topic(t) or ())]
-        ends = await consumer.end_offsets(parts) if parts else {}
+    def __init__(self, s: Settings):
+        from aiokafka import AIOKafkaConsumer
+
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=5_000)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
+
+    async def start(self) -> "LagProbe":
+        await self.admin.start()
+        await self.consumer.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def lag(self, group: str, topics: list[str]) -> dict[str, int]:
+        committed = await self.admin.list_consumer_group_offsets(group)
+        parts = [TopicPartition(t, p) for t in topics for p in (self.consumer.partitions_for_topic(t) or ())]
+        if len(parts) < len(topics):  # topics not in the metadata cache yet
+            await self.consumer._client.force_metadata_update()
+            parts = [TopicPartition(t, p) for t in topics for p in (self.consumer.partitions_for_topic(t) or ())]
+        ends = await self.consumer.end_offsets(parts) if parts else {}
         lag: dict[str, int] = {t: 0 for t in topics}
         for tp, end in ends.items():
             meta = committed.get(tp)
             lag[tp.topic] += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
         return lag
-    finally:
-        await consumer.stop()
-        await admin.close()
+

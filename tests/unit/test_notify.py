@@ -1,0 +1,81 @@
+"""Alert fatigue policy (sinks/notify.py), explicit clocks; the burst test runs the real deals core."""
+import uuid
+
+from sinks.notify import NotifyConfig, NotifyState, SellerPrefs, due, offer
+from streams import processors
+
+T0 = 1_790_000_000_000  # 2026-09-21 14:13:20 UTC
+MIN = 60_000
+
+
+def alert(at, kind="hot", severity="medium", room="deal-1", owner="sam"):
+    return {"alert_id": str(uuid.uuid4()), "site": "acme", "room_id": room, "owner": owner, "kind": kind,
+            "severity": severity, "at": at, "stakeholders": [], "evidence": "", "suggestion": ""}
+
+
+def run(alerts, prefs=SellerPrefs(), until=T0 + 24 * 60 * MIN, step=MIN, cfg=NotifyConfig()):
+    state, sent = NotifyState(), []
+    queue = sorted(alerts, key=lambda a: a["at"])
+    t = T0
+    while t <= until:
+        while queue and queue[0]["at"] <= t:
+            state = offer(state, queue.pop(0), prefs)
+        state, out = due(state, {"sam": prefs}, t, cfg)
+        sent += out
+        t += step
+    return sent
+
+
+def test_a_burst_of_1000_events_from_one_visit_yields_one_notice():
+    room = {"record": "room", "site": "acme", "room_id": "deal-1", "updated_at": T0, "stage": "proposal", "owner": "sam",
+            "stakeholders": [{"id": "ops", "role": "champion"}, {"id": "cfo", "role": "economic_buyer"}]}
+    events = [{"type": t, "ts": T0 + i * 1_000, "site": "acme", "room_id": "deal-1", "stakeholder_id": "ops",
+               "visitor_id": "v-new", "content_id": c, "engaged_ms": 10_000, "progress_pct": 100.0,
+               "share_channel": "email", "share_to": "cto@buyer.example"}
+              for i, (t, c) in enumerate([("content_view", "pricing"), ("engagement", "pricing"),
+                                          ("content_progress", "proposal"), ("share", "")] * 250)]
+    _, rows = processors.process_rooms([room, *events], lambda k: None, lambda s: [])
+    alerts = rows["alerts"]
+    assert len(alerts) >= 3  # hot, proposal read, shares...: the core raised several
+    sent = run(alerts)
+    assert len({n.notice_id for n in sent}) == 1  # one notice; later activity updates it
+    assert {a["alert_id"] for a in sent[-1].alerts} == {a["alert_id"] for a in alerts}
+    assert sent[0].version == 1 and 3 * MIN <= sent[0].send_at - alerts[0]["at"] < 4 * MIN  # 3 min in (1-min ticks)
+    assert [n.version for n in sent] == list(range(1, len(sent) + 1)) and len(sent) <= 5  # edits, rate-limited
+
+
+def test_a_new_episode_gets_a_new_notice_but_not_before_the_cooldown():
+    sent = run([alert(T0), alert(T0 + 40 * MIN), alert(T0 + 50 * MIN)])  # 40 min gap: a second episode
+    assert [(n.version, (n.send_at - T0) // MIN, len(n.alerts)) for n in sent] == [(1, 3, 1), (1, 63, 2)]
+    assert sent[0].notice_id != sent[1].notice_id
+
+
+def test_quiet_hours_hold_notices_until_they_end_in_the_sellers_time_zone():
+    # T0 is 23:13 in Tokyo (UTC+9): inside 22-7 quiet hours; held until 07:00 local = 22:00 UTC
+    prefs = SellerPrefs(tz="Asia/Tokyo", quiet_hours=(22, 7))
+    sent = run([alert(T0)], prefs)
+    assert len(sent) == 1
+    morning = 1_790_028_000_000  # 2026-09-22 07:00 JST
+    assert morning <= sent[0].send_at < morning + MIN  # (1-minute ticks)
+    assert len(run([alert(T0)], SellerPrefs(tz="America/New_York", quiet_hours=(22, 7)))[0].alerts) == 1
+    assert run([alert(T0)], SellerPrefs(tz="America/New_York", quiet_hours=(22, 7)))[0].send_at == T0 + 3 * MIN  # 10:16 there
+
+
+def test_muted_rooms_and_low_severities_never_notify_and_replays_are_ignored():
+    a = alert(T0, severity="low")
+    assert run([a], SellerPrefs(muted_rooms=("deal-1",))) == []
+    assert run([a], SellerPrefs(min_severity="medium")) == []
+    sent = run([a, dict(a)])
+    assert len(sent) == 1 and len(sent[0].alerts) == 1
+
+
+def test_digest_sellers_get_one_notice_a_day():
+    prefs = SellerPrefs(tz="UTC", digest=True, digest_hour=8)
+    sent = run([alert(T0), alert(T0 + 60 * MIN, room="deal-2"), alert(T0 + 90 * MIN, room="deal-1")], prefs)
+    assert all(1_790_064_000_000 <= n.send_at < 1_790_064_000_000 + MIN for n in sent)  # 2026-09-22 08:00 UTC
+    assert sorted(len(n.alerts) for n in sent) == [1, 2] and {n.version for n in sent} == {1}
+
+
+def test_notice_ids_are_stable_for_the_same_alerts():
+    a = alert(T0)
+    assert run([a])[0].notice_id == run([dict(a)])[0].notice_id
