@@ -21,10 +21,11 @@ log = logging.getLogger("dealbeacon.embedded")
 
 
 class EmbeddedProcessor:
-    def __init__(self, store):
+    def __init__(self, store, listeners=()):
         self.store = store
         self.states: dict[bytes, deals.RoomState] = {}
         self._version = 0
+        self.listeners = list(listeners)  # called with each batch's rows once they are stored
 
     def load(self) -> int:
         """Room states from the last snapshots (blocking: call in a thread)."""
@@ -39,13 +40,22 @@ class EmbeddedProcessor:
     def __call__(self, recs: list[dict], dead_letters: list[dict]):
         """Rows for one batch, and a commit callback that makes the new room states current."""
         tables = processors.process([r for r in recs if processors.is_event(r)], dead_letters)
+        tables.update(processors.config_rows(recs))
         changed, rows = processors.process_rooms(recs, self.states.get, self.local_rooms)
         tables.update(rows)
         if changed:
             self._version = max(self._version + 1, time.time_ns())  # snapshot order, not domain time
             tables["room_state"] = [{"site": st.site, "room_id": st.room.room_id, "version": self._version,
                                      "state": deals.dumps(st).decode()} for st in changed.values()]
-        return tables, lambda: self.states.update(changed)
+        def commit():
+            self.states.update(changed)
+            for listener in self.listeners:
+                try:
+                    listener(tables)
+                except Exception:  # a listener (seller pages, delivery) never fails the pipeline
+                    log.exception("listener failed")
+
+        return tables, commit
 
 
 class EmbeddedHandoff:

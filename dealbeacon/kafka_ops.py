@@ -11,7 +11,8 @@ from aiokafka.structs import TopicPartition
 from dealbeacon.settings import Settings
 
 log = logging.getLogger("dealbeacon.kafka")
-TABLES = ("events", "dead_letters", "rooms", "room_stage_history", "stakeholder_scores", "deal_scores", "alerts")
+TABLES = ("events", "dead_letters", "rooms", "room_stage_history", "stakeholder_scores", "deal_scores", "alerts",
+          "channels", "sellers", "alert_actions")
 # ^ tables the streams emit rows for (the sink stores each from its own topic)
 
 

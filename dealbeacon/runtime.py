@@ -14,8 +14,12 @@ import uvicorn
 from dealbeacon.embedded import EmbeddedHandoff, EmbeddedProcessor
 from dealbeacon.settings import Settings
 from dealbeacon.sites import DEMO_SITE_KEY, SiteRegistry
+from ingest.sellers import AlertHub
 from ingest.app import SNIPPET_PATH, create_app
 from sinks.sqlport import create_sql_app
+from sinks.delivery import Deliverer
+from sinks.notify import NotifyConfig
+from sinks.schema import COLUMNS
 from sinks.store import ChdbStore
 
 log = logging.getLogger("dealbeacon")
@@ -46,6 +50,15 @@ def _banner(s: Settings, demo: bool) -> str:
         lines.append(f"             be a buyer yourself: open http://{s.host}:{s.port}/demo in a browser")
     lines.append("  stop with Ctrl-C")
     return "\n".join(lines)
+
+
+def _delivery_config(store) -> dict[str, list[dict]]:
+    """Channels and seller preferences stored so far (blocking)."""
+    out = {}
+    for table in ("channels", "sellers"):
+        cols = list(COLUMNS[table])
+        out[table] = [dict(zip(cols, r)) for r in store.query(f"SELECT {', '.join(cols)} FROM {table} FINAL")]
+    return out
 
 
 async def _ticker(settings: Settings, sites: SiteRegistry, handoff: EmbeddedHandoff) -> None:
@@ -80,15 +93,24 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
         log.warning("no sites configured: add one with `dealbeacon site add KEY --origin https://...`")
     store = ChdbStore(settings.chdb_path)
     await asyncio.to_thread(store.migrate)
-    processor = EmbeddedProcessor(store)
+    hub = AlertHub()
+    deliverer = Deliverer({k: v.secret for k, v in sites.sites.items()}, lambda rows: store.insert("deliveries", rows),
+                          room_url=settings.public_url or f"http://{settings.host}:{settings.port}",
+                          smtp=(settings.smtp_host, settings.smtp_port), smtp_from=settings.smtp_from,
+                          cfg=NotifyConfig(settings.notify_aggregate_s, settings.notify_max_wait_s,
+                                           settings.notify_cooldown_s))
+    deliverer.apply(await asyncio.to_thread(_delivery_config, store))
+    processor = EmbeddedProcessor(store, [deliverer.apply, lambda t: hub.publish(t.get("alerts", []))])
     rooms = await asyncio.to_thread(processor.load)
+    delivering = asyncio.create_task(deliverer.run())
     handoff = EmbeddedHandoff(store, processor, linger_ms=settings.embedded_linger_ms,
                               max_batch=settings.embedded_max_batch)
     await handoff.start()
     ticker = asyncio.create_task(_ticker(settings, sites, handoff)) if settings.clock == "wall" else None
     log.info("room states loaded: %d", rooms)
     demo_page = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_room.html") if demo_site else None
-    app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE, demo_page=demo_page)
+    app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE, demo_page=demo_page,
+                     reader=store.query_readonly, hub=hub)
     sql_app = create_sql_app(store.readonly_session())
     servers = [_Server(uvicorn.Config(a, host=settings.host, port=p, log_level="warning", lifespan="off",
                                       access_log=False))
@@ -117,8 +139,9 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
         if demo_task:
             demo_task.cancel()
             await asyncio.gather(demo_task, return_exceptions=True)
-        if ticker:
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
+        for task in (ticker, delivering):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await handoff.stop()
         store.close()

@@ -60,6 +60,14 @@ class Settings:
     stages: str = ",".join(DEFAULT_STAGES)  # ordered; the rooms API accepts these
     clock: str = "wall"  # wall: time rules tick on the wall clock; external: only POST /v1/sites/{site}/clock
     tick_interval_s: float = 60.0  # how often the time rules run (wall clock)
+    # -- alert delivery (embedded mode runs it in-process)
+    public_url: str = ""  # how sellers reach this server (links in notices); empty -> http://host:port
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "dealbeacon@localhost"
+    notify_aggregate_s: int = 180  # a room's notice goes out once its alerts paused this long
+    notify_max_wait_s: int = 1800  # or this long after the first one
+    notify_cooldown_s: int = 3600  # at most one notice per room per this
     # -- demo
     demo: bool = True
     demo_max_events: int = 200_000

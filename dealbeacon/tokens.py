@@ -66,3 +66,8 @@ def verify(secret: str, token: str, room_id: str, now_s: float) -> TokenCheck:
     if now_s >= expires:
         return TokenCheck("expired")
     return TokenCheck("valid", stakeholder)
+
+
+def webhook_secret(site_secret: str, channel_id: str) -> str:
+    """A webhook channel's signing secret, derived from the site secret (never stored)."""
+    return hmac.new(site_secret.encode(), f"webhook:{channel_id}".encode(), hashlib.sha256).hexdigest()

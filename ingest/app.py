@@ -1,6 +1,7 @@
 """The ingest HTTP app: POST /v1/events, the rooms API, health, metrics, OpenAPI and the beacon file."""
 from __future__ import annotations
 
+import asyncio
 import os
 
 import orjson
@@ -10,7 +11,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from dealbeacon.clock import Clock
-from dealbeacon.handoff import Handoff
+from dealbeacon.handoff import Handoff, HandoffUnavailable
 from dealbeacon.settings import Settings
 from dealbeacon.sites import SiteRegistry
 
@@ -19,6 +20,9 @@ from .netinfo import client_ip, truncate_ip
 from .openapi import openapi_document
 from .pipeline import IngestPipeline, Outcome, Request
 from .rooms import room_routes
+from .sellers import SellerAPI
+
+SELLER_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seller_page.html")
 
 SNIPPET_PATH = "/snippet/v1/dealbeacon.js"
 _CORS_ALLOW = {"Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -44,8 +48,9 @@ async def _read_capped(request: HTTPRequest, cap: int) -> bytes:
 
 def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clock: Clock | None = None,
                metrics: Metrics | None = None, snippet_file: str | None = None, demo_page: str | None = None,
-               lifespan=None) -> Starlette:
-    """``lifespan``: optional async context manager factory (Starlette's), e.g. to start the hand-off."""
+               lifespan=None, reader=None, hub=None) -> Starlette:
+    """``lifespan``: optional async context manager factory (Starlette's), e.g. to start the hand-off.
+    ``reader`` (blocking read-only SQL -> rows) and ``hub`` (live alerts) enable the seller page."""
     clock = clock or Clock()
     metrics = metrics or Metrics()
     pipeline = IngestPipeline(settings, sites, handoff, metrics)
@@ -102,6 +107,16 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
         return FileResponse(demo_page, media_type="text/html")
 
     put_room, post_clock = room_routes(settings, sites, handoff, clock)
+
+    async def submit(recs: list[dict]) -> Response | None:
+        try:
+            await asyncio.wait_for(handoff.submit(recs, []), settings.handoff_timeout_s)
+        except (HandoffUnavailable, asyncio.TimeoutError) as e:
+            return ORJSONResponse({"error": "unavailable", "detail": str(e) or "hand-off timed out"}, status_code=503,
+                                  headers={"Retry-After": str(settings.retry_after_s)})
+        return None
+
+    sellers = SellerAPI(sites, submit, SELLER_PAGE, reader=reader, hub=hub, clock=lambda: clock.wall_ms() / 1000)
     routes = [
         Route("/v1/events", post_events, methods=["POST"]),
         Route("/v1/sites/{site}/rooms/{room_id}", put_room, methods=["PUT"]),
@@ -110,7 +125,15 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
         Route("/healthz", healthz), Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint), Route("/openapi.json", openapi),
         Route(SNIPPET_PATH, snippet),
+        Route("/v1/sites/{site}/channels/{id}", sellers.put_config, methods=["PUT"]),
+        Route("/v1/sites/{site}/sellers/{id}", sellers.put_config, methods=["PUT"]),
     ]
+    if reader is not None and hub is not None:
+        base = "/v1/sites/{site}/sellers/{seller}"
+        routes += [Route("/seller", sellers.page), Route(base + "/rooms", sellers.rooms),
+                   Route(base + "/alerts", sellers.alerts), Route(base + "/stream", sellers.stream),
+                   Route(base + "/alerts/{alert_id}/ack", sellers.act, methods=["POST"]),
+                   Route(base + "/alerts/{alert_id}/snooze", sellers.act, methods=["POST"])]
     if demo_page:  # embedded demo only: a sales room to click through as a buyer
         routes.append(Route("/demo", demo))
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -3,15 +3,15 @@
 Alerts (rows of the ``alerts`` table) are offered as they come; ``due`` returns the notices ready to send:
 
 - mute per room, and a minimum severity per seller: such alerts never become notices;
-- episodes: a room's alerts less than ``episode_gap_s`` apart are one episode and one notice, first sent
-  ``aggregate_s`` after its first alert (DocSend-style: a visit is reported a few minutes in), later alerts
-  folded in as updates of the same notice (same id, higher version; Slack edits the message) at most every
-  ``update_every_s``;
-- per-room cooldown: a room's next episode is not notified sooner than ``cooldown_s`` after the last one;
+- aggregation: a room's alerts fold into one notice, sent once they pause for ``aggregate_s`` (a visit is
+  reported a few minutes after it calms down, with everything that happened) or ``max_wait_s`` after the
+  first of them; every alert is in exactly one notice;
+- per-room cooldown: a room's next notice is not sent sooner than ``cooldown_s`` after the last one (what
+  comes meanwhile folds into it);
 - quiet hours in the seller's time zone: a notice due then is held and goes out when they end;
 - ``digest`` sellers get one notice per day (at ``digest_hour`` local time) with everything pending.
 
-One alert per episode is the core's job (streams/deals.py); this decides delivery. Not wired yet (issue 6).
+One alert per episode is the core's job (streams/deals.py); this decides delivery (sinks/delivery.py).
 """
 from __future__ import annotations
 
@@ -26,10 +26,9 @@ _NS = uuid.UUID("0b6f0d5c-1f7e-4a53-9d1e-2f3c7b9a8e41")
 
 @dataclass(frozen=True)
 class NotifyConfig:
-    aggregate_s: int = 180  # a room's first notice goes out this long after its first alert
-    episode_gap_s: int = 1800  # alerts of a room closer than this belong to one episode (one notice)
-    update_every_s: int = 300  # a sent notice is updated (Slack: edited) with later alerts at most this often
-    cooldown_s: int = 3600  # a room's next episode is not notified sooner than this after the last notice
+    aggregate_s: int = 180  # a room's notice goes out once its alerts have paused this long...
+    max_wait_s: int = 1800  # ...or this long after the first of them, whichever comes first
+    cooldown_s: int = 3600  # a room's next notice is not sent sooner than this after the last one
 
 
 @dataclass(frozen=True)
@@ -44,12 +43,11 @@ class SellerPrefs:
 
 @dataclass(frozen=True)
 class Notice:
-    notice_id: str  # one per episode; updates carry the same id and a higher version
-    version: int
+    notice_id: str
     site: str
     room_id: str
     owner: str
-    alerts: tuple[dict, ...]  # everything in the episode so far, oldest first
+    alerts: tuple[dict, ...]  # oldest first; every alert is in exactly one notice
     first_at: int
     send_at: int
 
@@ -59,62 +57,44 @@ class Notice:
 
 
 @dataclass(frozen=True)
-class Episode:
-    notice_id: str
-    alerts: tuple[dict, ...]
-    delivered: int = 0  # how many of ``alerts`` the last version carried
-    version: int = 0
-    last_sent_at: int = 0
-
-
-@dataclass(frozen=True)
 class NotifyState:
-    episodes: tuple[tuple[tuple[str, str], Episode], ...] = ()  # (site, room) -> its current episode
-    last_notice: tuple[tuple[tuple[str, str], int], ...] = field(default=())  # (site, room) -> last first-notice
+    pending: tuple[tuple[tuple[str, str], tuple[dict, ...]], ...] = ()  # (site, room) -> alerts not yet notified
+    last_notice: tuple[tuple[tuple[str, str], int], ...] = field(default=())  # (site, room) -> last notice time
+    seen: tuple[str, ...] = ()  # recent alert ids (replays are ignored)
 
 
 def offer(state: NotifyState, alert: dict, prefs: SellerPrefs, cfg: NotifyConfig = NotifyConfig()) -> NotifyState:
-    """Fold an alert into its room's episode, unless the seller muted the room or it is below their threshold."""
+    """Fold an alert into its room's pending notice, unless the seller muted the room, it is below their
+    threshold, or it was offered before."""
     if alert["room_id"] in prefs.muted_rooms or SEVERITY[alert["severity"]] < SEVERITY[prefs.min_severity]:
         return state
+    if alert["alert_id"] in state.seen:
+        return state
     key = (alert["site"], alert["room_id"])
-    episodes = dict(state.episodes)
-    ep = episodes.get(key)
-    if ep and any(a["alert_id"] == alert["alert_id"] for a in ep.alerts):
-        return state  # a replayed alert
-    fresh = ep is None or (ep.delivered == len(ep.alerts) and alert["at"] - ep.alerts[-1]["at"] > cfg.episode_gap_s * 1000)
-    if fresh:
-        ep = Episode(str(uuid.uuid5(_NS, f"{key[0]}/{key[1]}/{alert['alert_id']}")), (alert,))
-    else:
-        ep = replace(ep, alerts=tuple(sorted((*ep.alerts, alert), key=lambda a: (a["at"], a["alert_id"]))))
-    episodes[key] = ep
-    return replace(state, episodes=tuple(sorted(episodes.items())))
+    pending = dict(state.pending)
+    pending[key] = tuple(sorted((*pending.get(key, ()), alert), key=lambda a: (a["at"], a["alert_id"])))
+    return replace(state, pending=tuple(sorted(pending.items())), seen=(*state.seen, alert["alert_id"])[-5000:])
 
 
 def due(state: NotifyState, prefs_for: dict[str, SellerPrefs], now: int,
         cfg: NotifyConfig = NotifyConfig()) -> tuple[NotifyState, list[Notice]]:
-    """Notices (first versions and updates) ready at ``now``; ``prefs_for``: owner -> prefs (missing: defaults)."""
-    episodes, last_notice = dict(state.episodes), dict(state.last_notice)
+    """Notices ready at ``now``; ``prefs_for``: owner -> prefs (missing: defaults)."""
+    pending, last_notice = dict(state.pending), dict(state.last_notice)
     notices = []
-    for key, ep in sorted(episodes.items()):
-        if ep.delivered == len(ep.alerts):
-            continue
-        owner = ep.alerts[0].get("owner", "")
+    for key, alerts in sorted(pending.items()):
+        owner = alerts[0].get("owner", "")
         prefs = prefs_for.get(owner, SellerPrefs())
-        first = ep.alerts[0]["at"]
-        if ep.version == 0:
-            at = max(first + cfg.aggregate_s * 1000, last_notice.get(key, -10**15) + cfg.cooldown_s * 1000)
-        else:
-            at = ep.last_sent_at + cfg.update_every_s * 1000
+        first, last = alerts[0]["at"], alerts[-1]["at"]
+        at = min(last + cfg.aggregate_s * 1000, first + cfg.max_wait_s * 1000)
+        at = max(at, last_notice.get(key, -10**15) + cfg.cooldown_s * 1000)
         at = _next_digest(at, prefs) if prefs.digest else _after_quiet_hours(at, prefs)
         if now < at:
             continue
-        ep = replace(ep, delivered=len(ep.alerts), version=ep.version + 1, last_sent_at=now)
-        episodes[key] = ep
-        if ep.version == 1:
-            last_notice[key] = now
-        notices.append(Notice(ep.notice_id, ep.version, key[0], key[1], owner, ep.alerts, first, now))
-    return NotifyState(tuple(sorted(episodes.items())), tuple(sorted(last_notice.items()))), notices
+        notices.append(Notice(str(uuid.uuid5(_NS, f"{key[0]}/{key[1]}/{alerts[0]['alert_id']}")), key[0], key[1],
+                              owner, alerts, first, now))
+        del pending[key]
+        last_notice[key] = now
+    return replace(state, pending=tuple(sorted(pending.items())), last_notice=tuple(sorted(last_notice.items()))), notices
 
 
 def _local(ms: int, tz: str) -> dt.datetime:

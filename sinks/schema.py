@@ -154,6 +154,56 @@ CREATE TABLE IF NOT EXISTS room_state (
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (site, room_id)
 """),
+    (4, "delivery", """
+CREATE TABLE IF NOT EXISTS channels (
+    site LowCardinality(String),
+    channel_id String,
+    kind LowCardinality(String),
+    target String,
+    owner String,
+    min_severity LowCardinality(String),
+    enabled UInt8,
+    updated_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY (site, channel_id);
+CREATE TABLE IF NOT EXISTS sellers (
+    site LowCardinality(String),
+    seller_id String,
+    name String,
+    tz String,
+    quiet_start Int8,
+    quiet_end Int8,
+    muted_rooms Array(String),
+    min_severity LowCardinality(String),
+    digest UInt8,
+    updated_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY (site, seller_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    notice_id UUID,
+    version UInt32,
+    channel_id String,
+    site LowCardinality(String),
+    room_id String,
+    owner String,
+    alert_ids Array(String),
+    status LowCardinality(String),
+    attempts UInt16,
+    http_status UInt16,
+    error String,
+    at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY (site, notice_id, version, channel_id, status);
+CREATE TABLE IF NOT EXISTS alert_actions (
+    site LowCardinality(String),
+    alert_id String,
+    seller_id String,
+    action LowCardinality(String),
+    until DateTime64(3, 'UTC'),
+    at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY (site, alert_id, at)
+"""),
 ]
 
 MIGRATIONS_TABLE = """
@@ -207,6 +257,17 @@ COLUMNS: dict[str, dict[str, str]] = {
         "stakeholders": "Array(String)", "evidence": "String", "suggestion": "String", "at": "DateTime64(3, 'UTC')",
     },
     "room_state": {"site": "LowCardinality(String)", "room_id": "String", "version": "UInt64", "state": "String"},
+    "channels": {"site": "LowCardinality(String)", "channel_id": "String", "kind": "LowCardinality(String)",
+                 "target": "String", "owner": "String", "min_severity": "LowCardinality(String)", "enabled": "UInt8",
+                 "updated_at": "DateTime64(3, 'UTC')"},
+    "sellers": {"site": "LowCardinality(String)", "seller_id": "String", "name": "String", "tz": "String",
+                "quiet_start": "Int8", "quiet_end": "Int8", "muted_rooms": "Array(String)",
+                "min_severity": "LowCardinality(String)", "digest": "UInt8", "updated_at": "DateTime64(3, 'UTC')"},
+    "deliveries": {"notice_id": "UUID", "version": "UInt32", "channel_id": "String", "site": "LowCardinality(String)",
+                   "room_id": "String", "owner": "String", "alert_ids": "Array(String)", "status": "LowCardinality(String)",
+                   "attempts": "UInt16", "http_status": "UInt16", "error": "String", "at": "DateTime64(3, 'UTC')"},
+    "alert_actions": {"site": "LowCardinality(String)", "alert_id": "String", "seller_id": "String",
+                      "action": "LowCardinality(String)", "until": "DateTime64(3, 'UTC')", "at": "DateTime64(3, 'UTC')"},
 }
 
 

@@ -13,6 +13,7 @@ DENIED_FUNCTIONS = {
     "cluster", "clusterallreplicas", "jdbc", "odbc", "sqlite", "redis", "gcs", "cosn", "oss", "hudi",
     "arrowflight", "ytsaurus",
 }
+DENIED_TABLES = {"channels"}  # delivery targets (webhook and Slack URLs carry credentials)
 DENIED_PREFIXES = ("s3", "azureblob", "iceberg", "hdfs", "deltalake", "mysql", "postgresql", "mongo", "paimon")
 
 _TOKEN = re.compile(r"""
@@ -65,6 +66,8 @@ def check(sql: str) -> str | None:
             if low in DENIED_FUNCTIONS or low.startswith(DENIED_PREFIXES):
                 raise Refused(f"the SQL port is read-only: table function {val}() reaches outside the database "
                               "and is refused")
+        if val.lower() in DENIED_TABLES:
+            raise Refused(f"the table {val} holds delivery credentials and is not served on the SQL port")
         if up == "INTO" and nxt[1].upper() == "OUTFILE":
             raise Refused("the SQL port is read-only: INTO OUTFILE is refused")
         if up == "FORMAT" and nxt[0] == "word":

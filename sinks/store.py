@@ -53,6 +53,11 @@ class ChdbStore:
         with self._lock:
             self._conn.query(sql)
 
+    def query_readonly(self, sql: str) -> list[list]:
+        """A read on the readonly=1 session (the seller page's queries)."""
+        out = self.readonly_session().query(sql, "JSONCompactEachRow").bytes()
+        return [orjson.loads(line) for line in out.splitlines() if line]
+
     def query(self, sql: str) -> list[tuple]:
         out = self._conn.query(sql, "JSONCompactEachRow").bytes()
         return [tuple(orjson.loads(line)) for line in out.splitlines() if line]

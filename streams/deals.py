@@ -26,6 +26,7 @@ from streams.scoring import (DAY_MS, DEFAULT, ScoringConfig, StakeholderScore, a
 STAGES, ROLES = DEFAULT_STAGES, ROOM_ROLES
 _NS = uuid.UUID("6f1d3a52-9a43-4d0e-8a0e-5b1b2f6f0d11")
 _MAX_FIRED = 64
+MAX_ANONYMOUS = 50  # anonymous visitors scored per room (the least recently seen make room)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         at = state.clock_ms
         scores = dict(state.scores)
         out.setdefault("stakeholder_scores", []).extend(
-            _stakeholder_row(state, sid, scores[sid], at, cfg) for sid in sorted(touched))
+            _stakeholder_row(state, sid, scores[sid], at, cfg) for sid in sorted(touched) if sid in scores)
         out.setdefault("deal_scores", []).append(_deal_row(state, at, cfg))
     return state, out
 
@@ -85,6 +86,10 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     sid = stakeholder_key(rec)
     scores = dict(state.scores)
     scores[sid] = apply_event(scores.get(sid, StakeholderScore()), rec, cfg)
+    anonymous = [k for k in scores if k.startswith("visitor:")]
+    if len(anonymous) > MAX_ANONYMOUS:  # bounded state: a public link can draw many one-off visitors
+        for k in sorted(anonymous, key=lambda k: (scores[k].last_seen_ms, k))[:len(anonymous) - MAX_ANONYMOUS]:
+            del scores[k]
     pts, _ = event_points(rec, cfg)
     daily = dict(state.daily)
     day = ts // DAY_MS

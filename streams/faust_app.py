@@ -98,16 +98,29 @@ def create_faust_app(s: Settings) -> faust.App:
     def local_rooms(partition: int):
         def keys(site: str):
             prefix = f"{site}/".encode()
-            return [k for k, v in room_state.items() if k.startswith(prefix) and deals.loads(v).partition == partition]
+            return [k for k in room_state.keys() if k.startswith(prefix) and get_state(k).partition == partition]
         return keys
 
+    # decoded states of the rooms this worker processes (the table holds the durable JSON); dropped on
+    # every rebalance, since a partition that moved away and back may have been changed elsewhere
+    cache: dict[bytes, deals.RoomState] = {}
+    cache_generation = [None]
+
     def get_state(key: bytes):
-        raw = room_state.get(key)
-        return deals.loads(raw) if raw else None
+        if cache_generation[0] != app.consumer_generation_id:
+            cache.clear()
+            cache_generation[0] = app.consumer_generation_id
+        if key not in cache:
+            raw = room_state.get(key)
+            if not raw:
+                return None
+            cache[key] = deals.loads(raw)
+        return cache[key]
 
     async def on_events(event) -> None:
         recs, bad = decode(event)
         tables = processors.process([r for r in recs if processors.is_event(r)], bad)
+        tables.update(processors.config_rows(recs))
         msg = event.message
         changed, rows = processors.process_rooms(recs, get_state, local_rooms(msg.partition), msg.partition, msg.offset)
         tables.update(rows)
@@ -116,6 +129,7 @@ def create_faust_app(s: Settings) -> faust.App:
         await emit(tables)
         for key, state in changed.items():
             room_state[key] = deals.dumps(state)
+            cache[key] = state
 
     async def on_dead_letters(event) -> None:
         recs, bad = decode(event)

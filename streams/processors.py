@@ -49,6 +49,19 @@ def process(events: list[dict], dead_letters: list[dict]) -> dict[str, list[dict
     return out
 
 
+CONFIG_RECORDS = {"channel": "channels", "seller": "sellers", "alert_action": "alert_actions"}
+
+
+def config_rows(recs: list[dict]) -> dict[str, list[dict]]:
+    """Delivery configuration and seller actions travel as records too; they become rows as they are."""
+    out: dict[str, list[dict]] = {}
+    for r in recs:
+        table = CONFIG_RECORDS.get(r.get("record", ""))
+        if table:
+            out.setdefault(table, []).append({k: v for k, v in r.items() if k not in ("record", "rv")})
+    return out
+
+
 def is_event(rec: dict) -> bool:
     return "record" not in rec  # room updates and ticks carry ``record``
 
@@ -63,6 +76,8 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
     its state was saved."""
     groups: dict[bytes, list[dict]] = {}
     for rec in recs:
+        if rec.get("record") in CONFIG_RECORDS:
+            continue
         if rec.get("record") == "clock":
             prefix = f"{rec['site']}/".encode()
             for key in {*local_rooms(rec["site"]), *(k for k in groups if k.startswith(prefix))}:

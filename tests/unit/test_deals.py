@@ -171,3 +171,13 @@ def test_hot_is_raised_at_most_once_a_week():
     hot_days = [(a["at"] - T0) // DAY_MS for a in r.rows["alerts"] if a["kind"] == "hot"]
     period = 7 * DAY_MS
     assert len(hot_days) == len({(T0 + d * DAY_MS) // period for d in (0, 1, 2, 9)}) >= 2
+
+
+def test_anonymous_visitors_are_bounded_per_room():
+    r = Rooms()
+    r.feed([room(T0)])
+    r.feed([ev("room_view", T0 + i, sid="", visitor_id=f"anon-{i}") for i in range(deals.MAX_ANONYMOUS + 30)])
+    r.feed([ev("room_view", T0 + 10_000)])  # a verified stakeholder is never dropped for anonymous ones
+    keys = [k for k, _ in r.states[b"acme/deal-1"].scores]
+    assert "ops" in keys and len([k for k in keys if k.startswith("visitor:")]) == deals.MAX_ANONYMOUS
+    assert "visitor:anon-0" not in keys and f"visitor:anon-{deals.MAX_ANONYMOUS + 29}" in keys

@@ -1,0 +1,242 @@
+"""Sellers and alert channels: configuration (site secret) and the seller page (seller token).
+
+    PUT  /v1/sites/{site}/channels/{id}   {"kind": webhook|slack|email, "target": url|email, "owner"?, "min_severity"?}
+    PUT  /v1/sites/{site}/sellers/{id}    {"name"?, "tz"?, "quiet_hours"?: [22, 7], "muted_rooms"?, "min_severity"?,
+                                           "digest"?}  -> the seller's page link (token)
+    GET  /seller                          the seller page (site, seller and token in the URL)
+    GET  /v1/sites/{site}/sellers/{id}/rooms | /alerts | /stream (SSE)        seller token
+    POST /v1/sites/{site}/sellers/{id}/alerts/{alert_id}/ack | /snooze        seller token
+
+Configuration and seller actions are records through the hand-off, like events. The page's reads need a
+``reader`` (embedded: the read-only engine session) and its live feed a ``hub``; without them (distributed
+ingest today) only the configuration endpoints exist.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+
+from dealbeacon import tokens
+from dealbeacon.tokens import webhook_secret
+from dealbeacon.contract import Rejected
+
+_ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
+SEVERITIES = ("info", "low", "medium", "high")
+TOKEN_TTL_S = 365 * 86_400
+
+
+def seller_token(site_secret: str, seller_id: str, now_s: float) -> str:
+    return tokens.mint(site_secret, f"seller:{seller_id}", seller_id, int(now_s + TOKEN_TTL_S))
+
+
+def check_channel(body: dict) -> dict:
+    kind = body.get("kind")
+    if kind not in ("webhook", "slack", "email"):
+        raise Rejected("invalid_value", "kind", "webhook, slack or email")
+    target = body.get("target")
+    if not isinstance(target, str) or not target or len(target) > 2048:
+        raise Rejected("invalid_value", "target", "a URL (webhook, slack) or an email address")
+    if kind in ("webhook", "slack") and not target.startswith(("http://", "https://")):
+        raise Rejected("invalid_value", "target", "an http(s) URL")
+    if kind == "email" and "@" not in target:
+        raise Rejected("invalid_value", "target", "an email address")
+    owner = body.get("owner", "")
+    if not isinstance(owner, str) or len(owner) > 256:
+        raise Rejected("invalid_type", "owner", "a seller id ('' for every seller)")
+    sev = body.get("min_severity", "info")
+    if sev not in SEVERITIES:
+        raise Rejected("invalid_value", "min_severity", "one of " + ", ".join(SEVERITIES))
+    return {"kind": kind, "target": target, "owner": owner, "min_severity": sev,
+            "enabled": 0 if body.get("enabled") is False else 1}
+
+
+def check_seller(body: dict) -> dict:
+    tz = body.get("tz", "UTC")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise Rejected("invalid_value", "tz", "an IANA time zone such as Europe/Berlin") from None
+    quiet = body.get("quiet_hours")
+    if quiet is not None and not (isinstance(quiet, list) and len(quiet) == 2 and
+                                  all(isinstance(h, int) and 0 <= h <= 23 for h in quiet)):
+        raise Rejected("invalid_value", "quiet_hours", "[start hour, end hour], 0-23")
+    muted = body.get("muted_rooms", [])
+    if not isinstance(muted, list) or not all(isinstance(r, str) for r in muted):
+        raise Rejected("invalid_type", "muted_rooms", "a list of room ids")
+    sev = body.get("min_severity", "info")
+    if sev not in SEVERITIES:
+        raise Rejected("invalid_value", "min_severity", "one of " + ", ".join(SEVERITIES))
+    name = body.get("name", "")
+    if not isinstance(name, str) or len(name) > 256:
+        raise Rejected("invalid_type", "name", "a string")
+    return {"name": name, "tz": tz, "quiet_start": quiet[0] if quiet else -1, "quiet_end": quiet[1] if quiet else -1,
+            "muted_rooms": muted, "min_severity": sev, "digest": 1 if body.get("digest") else 0}
+
+
+def _q(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class SellerAPI:
+    """Routes for sellers; ``submit(records)`` hands records off (raises on failure), ``reader(sql)`` runs a
+    read-only query (blocking), ``hub`` streams new alerts."""
+
+    def __init__(self, sites, submit, page_file: str, reader=None, hub=None, clock=time.time):
+        self.sites, self.submit, self.page_file = sites, submit, page_file
+        self.reader, self.hub, self.clock = reader, hub, clock
+
+    # -- configuration (site secret)
+    async def put_config(self, request: Request) -> Response:
+        from .rooms import bearer_ok
+
+        site = self.sites.get(request.path_params["site"])
+        if site is None or not bearer_ok(request, site.secret):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        what, ident = request.url.path.split("/")[-2], request.path_params["id"]
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise Rejected("invalid_body", "", "expected a JSON object")
+            if not _ID.match(ident):
+                raise Rejected("invalid_value", "id", "1-128 characters [A-Za-z0-9._:@/-]")
+            clean = check_channel(body) if what == "channels" else check_seller(body)
+        except orjson.JSONDecodeError:
+            return JSONResponse({"error": "invalid_json"}, status_code=400)
+        except Rejected as e:
+            return JSONResponse({"error": e.reason, **e.as_dict()}, status_code=400)
+        now_ms = int(self.clock() * 1000)
+        if what == "channels":
+            rec = {"record": "channel", "site": site.key, "channel_id": ident, "updated_at": now_ms, **clean}
+        else:
+            rec = {"record": "seller", "site": site.key, "seller_id": ident, "updated_at": now_ms, **clean}
+        failed = await self.submit([rec])
+        if failed:
+            return failed
+        out = {"accepted": True}
+        if what == "channels" and clean["kind"] == "webhook":
+            out["signing_secret"] = webhook_secret(site.secret, ident)
+        if what == "sellers":
+            tok = seller_token(site.secret, ident, self.clock())
+            out["page"] = f"/seller?site={site.key}&seller={ident}&token={tok}"
+            out["token"] = tok
+        return JSONResponse(out, status_code=202)
+
+    # -- the seller's own view (seller token)
+    def _seller(self, request: Request) -> tuple[str, str] | None:
+        site = self.sites.get(request.path_params["site"])
+        seller = request.path_params["seller"]
+        tok = request.query_params.get("token") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if site is None or not tok:
+            return None
+        check = tokens.verify(site.secret, tok, f"seller:{seller}", self.clock())
+        return (site.key, seller) if check.verified and check.stakeholder_id == seller else None
+
+    async def _query(self, sql: str) -> list[list]:
+        return await asyncio.to_thread(self.reader, sql)
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(self.page_file, media_type="text/html")
+
+    async def rooms(self, request: Request) -> Response:
+        who = self._seller(request)
+        if who is None:
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        site, seller = who
+        rows = await self._query(
+            "SELECT r.room_id, r.name, r.stage, r.amount, d.score, d.band, d.reasons, d.engaged, d.invited "
+            f"FROM (SELECT * FROM rooms FINAL WHERE site = {_q(site)} AND owner = {_q(seller)}) AS r "
+            "LEFT JOIN deal_scores_latest AS d ON d.site = r.site AND d.room_id = r.room_id ORDER BY d.score DESC")
+        people = await self._query(
+            f"SELECT room_id, stakeholder_id, role, score, band, reasons FROM stakeholder_scores_latest "
+            f"WHERE site = {_q(site)} AND room_id IN (SELECT room_id FROM rooms FINAL WHERE site = {_q(site)} "
+            f"AND owner = {_q(seller)}) ORDER BY score DESC")
+        by_room: dict[str, list] = {}
+        for room_id, sid, role, score, band, reasons in people:
+            by_room.setdefault(room_id, []).append({"id": sid, "role": role, "score": score, "band": band,
+                                                    "reasons": orjson.loads(reasons or "[]")})
+        return JSONResponse({"rooms": [
+            {"room_id": r[0], "name": r[1], "stage": r[2], "amount": r[3], "score": r[4], "band": r[5],
+             "reasons": orjson.loads(r[6] or "[]"), "engaged": r[7], "invited": r[8],
+             "stakeholders": by_room.get(r[0], [])} for r in rows]})
+
+    async def alerts(self, request: Request) -> Response:
+        who = self._seller(request)
+        if who is None:
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        site, seller = who
+        now = int(self.clock() * 1000)
+        rows = await self._query(
+            "SELECT toString(alert_id), room_id, kind, severity, stakeholders, evidence, suggestion, "
+            f"toUnixTimestamp64Milli(at) FROM alerts FINAL WHERE site = {_q(site)} AND owner = {_q(seller)} "
+            "AND toString(alert_id) NOT IN (SELECT alert_id FROM alert_actions FINAL WHERE "
+            f"site = {_q(site)} AND (action = 'ack' OR toUnixTimestamp64Milli(until) > {now})) "
+            "ORDER BY at DESC LIMIT 100")
+        return JSONResponse({"alerts": [dict(zip(("alert_id", "room_id", "kind", "severity", "stakeholders",
+                                                  "evidence", "suggestion", "at"), r)) for r in rows]})
+
+    async def act(self, request: Request) -> Response:
+        who = self._seller(request)
+        if who is None:
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        site, seller = who
+        action = request.url.path.rsplit("/", 1)[-1]
+        now = int(self.clock() * 1000)
+        hours = 24.0
+        if action == "snooze":
+            try:
+                hours = float((orjson.loads(await request.body() or b"{}") or {}).get("hours", 24))
+            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                return JSONResponse({"error": "invalid_value", "field": "hours"}, status_code=400)
+        rec = {"record": "alert_action", "site": site, "alert_id": request.path_params["alert_id"], "seller_id": seller,
+               "action": action, "until": now + int(hours * 3_600_000) if action == "snooze" else now, "at": now}
+        failed = await self.submit([rec])
+        return failed or JSONResponse({"accepted": True}, status_code=202)
+
+    async def stream(self, request: Request) -> Response:
+        who = self._seller(request)
+        if who is None:
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        queue = self.hub.subscribe(who)
+
+        async def events():
+            try:
+                yield b": connected\n\n"
+                while True:
+                    try:
+                        alert = await asyncio.wait_for(queue.get(), timeout=15)
+                        yield b"event: alert\ndata: " + orjson.dumps(alert) + b"\n\n"
+                    except asyncio.TimeoutError:
+                        yield b": keep-alive\n\n"
+            finally:
+                self.hub.unsubscribe(who, queue)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+class AlertHub:
+    """In-process fan-out of new alerts to the seller pages that are open (embedded mode)."""
+
+    def __init__(self):
+        self._subs: dict[tuple[str, str], set[asyncio.Queue]] = {}
+
+    def subscribe(self, who: tuple[str, str]) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue(maxsize=1000)
+        self._subs.setdefault(who, set()).add(q)
+        return q
+
+    def unsubscribe(self, who, q) -> None:
+        self._subs.get(who, set()).discard(q)
+
+    def publish(self, alerts: list[dict]) -> None:
+        for a in alerts:
+            for q in self._subs.get((a["site"], a["owner"]), ()):
+                if not q.full():  # a stalled page drops alerts rather than holding memory; it reloads the list
+                    q.put_nowait({k: a[k] for k in ("alert_id", "room_id", "kind", "severity", "stakeholders",
+                                                    "evidence", "suggestion", "at")})

@@ -1,0 +1,134 @@
+"""Alert delivery: alerts in, notices out to webhooks, Slack and email, through the fatigue policy.
+
+Runs beside the pipeline (in-process in embedded mode): ``offer`` only folds alerts into the policy state,
+so ingest and scoring never wait for an endpoint. Every channel delivery is its own task with retries
+(exponential backoff, the same Idempotency-Key each time); the outcome of each is recorded in
+``deliveries``. Channel and seller configuration arrive as rows (``channels``, ``sellers``) like any other.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from dealbeacon.tokens import webhook_secret
+
+from . import channels as ch
+from .notify import SEVERITY, NotifyConfig, NotifyState, SellerPrefs, due, offer
+
+log = logging.getLogger("dealbeacon.delivery")
+
+
+@dataclass(frozen=True)
+class Channel:
+    site: str
+    channel_id: str
+    kind: str  # webhook | slack | email
+    target: str  # URL or email address
+    owner: str = ""  # "" = every seller of the site
+    min_severity: str = "info"
+    enabled: bool = True
+
+
+class Deliverer:
+    def __init__(self, site_secrets: dict[str, str], record, *, room_url: str = "", smtp: tuple[str, int] = ("", 0),
+                 smtp_from: str = "dealbeacon@localhost", cfg: NotifyConfig = NotifyConfig(), max_attempts: int = 6,
+                 backoff_s: float = 1.0, clock=time.time):
+        self.site_secrets, self.record = site_secrets, record
+        self.room_url, self.smtp, self.smtp_from = room_url, smtp, smtp_from
+        self.cfg, self.max_attempts, self.backoff_s, self.clock = cfg, max_attempts, backoff_s, clock
+        self.state = NotifyState()
+        self.channels: dict[tuple[str, str], Channel] = {}
+        self.prefs: dict[tuple[str, str], SellerPrefs] = {}
+        self._inflight: set[asyncio.Task] = set()
+        self._sem = asyncio.Semaphore(8)
+        self._client: httpx.AsyncClient | None = None
+
+    # -- inputs (cheap, called from the pipeline)
+    def apply(self, tables: dict[str, list[dict]]) -> None:
+        for r in tables.get("channels", []):
+            self.channels[(r["site"], r["channel_id"])] = Channel(r["site"], r["channel_id"], r["kind"], r["target"],
+                                                                  r["owner"], r["min_severity"], bool(r["enabled"]))
+        for r in tables.get("sellers", []):
+            quiet = (r["quiet_start"], r["quiet_end"]) if r["quiet_start"] >= 0 else None
+            self.prefs[(r["site"], r["seller_id"])] = SellerPrefs(r["tz"], quiet, tuple(r["muted_rooms"]),
+                                                                  r["min_severity"], bool(r["digest"]))
+        for a in tables.get("alerts", []):
+            self.state = offer(self.state, a, self.prefs.get((a["site"], a["owner"]), SellerPrefs()), self.cfg)
+
+    # -- the loop
+    async def run(self, every_s: float = 1.0) -> None:
+        self._client = httpx.AsyncClient(timeout=10)
+        try:
+            while True:
+                self.tick(int(self.clock() * 1000))
+                await asyncio.sleep(every_s)
+        finally:
+            for t in list(self._inflight):
+                t.cancel()
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+            await self._client.aclose()
+
+    def tick(self, now_ms: int) -> list:
+        prefs = {owner: p for (site, owner), p in self.prefs.items()}
+        self.state, notices = due(self.state, prefs, now_ms, self.cfg)
+        for n in notices:
+            for c in self._channels_for(n):
+                task = asyncio.create_task(self._deliver(n, c))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+        return notices
+
+    def _channels_for(self, notice) -> list[Channel]:
+        return [c for c in self.channels.values() if c.enabled and c.site == notice.site
+                and c.owner in ("", notice.owner) and SEVERITY[notice.severity] >= SEVERITY[c.min_severity]]
+
+    async def _deliver(self, notice, c: Channel) -> None:
+        attempts, status, error = 0, 0, ""
+        async with self._sem:
+            while attempts < self.max_attempts:
+                attempts += 1
+                try:
+                    status = await self._send(notice, c)
+                    if 200 <= status < 300:
+                        error = ""
+                        break
+                    error = f"HTTP {status}"
+                except Exception as e:  # network, SMTP: retried like a 5xx
+                    error = f"{type(e).__name__}: {e}"[:300]
+                if attempts < self.max_attempts:
+                    await asyncio.sleep(self.backoff_s * 2 ** (attempts - 1))
+        ok = not error
+        (log.info if ok else log.warning)("notice %s -> %s: %s after %d attempt(s)", notice.notice_id[:8],
+                                          c.channel_id, "delivered" if ok else error, attempts)
+        row = {"notice_id": notice.notice_id, "version": 1, "channel_id": c.channel_id, "site": c.site,
+               "room_id": notice.room_id, "owner": notice.owner, "alert_ids": [a["alert_id"] for a in notice.alerts],
+               "status": "delivered" if ok else "failed", "attempts": attempts, "http_status": status,
+               "error": error, "at": int(self.clock() * 1000)}
+        try:
+            await asyncio.to_thread(self.record, [row])
+        except Exception:
+            log.exception("could not record a delivery")
+
+    async def _send(self, notice, c: Channel) -> int:
+        url = f"{self.room_url}/r/{notice.room_id}" if self.room_url else notice.room_id
+        if c.kind == "webhook":
+            secret = webhook_secret(self.site_secrets.get(c.site, ""), c.channel_id)
+            body, headers = ch.webhook_request(notice, secret, url, int(self.clock()))
+            return (await self._client.post(c.target, content=body, headers=headers)).status_code
+        if c.kind == "slack":
+            return (await self._client.post(c.target, json=ch.slack_message(notice, url))).status_code
+        if c.kind == "email":
+            msg = ch.email_message(notice, self.smtp_from, c.target, url)
+            await asyncio.to_thread(self._smtp_send, msg)
+            return 250
+        raise ValueError(f"unknown channel kind {c.kind!r}")
+
+    def _smtp_send(self, msg) -> None:
+        host, port = self.smtp
+        with smtplib.SMTP(host, port, timeout=10) as s:
+            s.send_message(msg)

@@ -1,0 +1,134 @@
+"""Alert delivery end to end (embedded server process): simulated committees raise alerts that reach a real
+local webhook receiver (signatures verified, first attempts failing), a fake Slack endpoint and a local SMTP
+server (aiosmtpd); every alert is delivered exactly once per channel."""
+import asyncio
+import collections
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import orjson
+from aiosmtpd.controller import Controller
+
+from dealbeacon.simulate import replay
+from dealbeacon.simulator import plan, simulate
+from sinks.channels import SIGNATURE_HEADER, verify_signature
+from tests.e2e.conftest import Server
+from tests.helpers import free_port
+
+START = 1_767_225_600_000
+SECRET = "s3cret"
+
+
+class Receiver:
+    """A local HTTP endpoint: fails the first ``fail_first`` attempts of each delivery, records the rest."""
+
+    def __init__(self, fail_first=0):
+        self.fail_first, self.attempts, self.received = fail_first, collections.Counter(), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                key = self.headers.get("Idempotency-Key") or body
+                outer.attempts[key] += 1
+                if outer.attempts[key] <= outer.fail_first:
+                    self.send_response(503)
+                else:
+                    outer.received.append((dict(self.headers), body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope.content.decode())
+        return "250 OK"
+
+
+def test_alerts_reach_webhook_slack_and_email_exactly_once(tmp_path):
+    hook, slack, mailbox = Receiver(fail_first=2), Receiver(), Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sites.json").write_text('[{"key": "acme", "secret": "%s", "origins": ["*"]}]' % SECRET)
+    srv = Server(data, "--no-demo", env={
+        "DEALBEACON_CLOCK": "external", "DEALBEACON_SMTP_HOST": "127.0.0.1", "DEALBEACON_SMTP_PORT": str(smtp.port),
+        "DEALBEACON_NOTIFY_AGGREGATE_S": "0", "DEALBEACON_NOTIFY_MAX_WAIT_S": "0",
+        "DEALBEACON_NOTIFY_COOLDOWN_S": "0"}).start()
+    try:
+        auth = {"Authorization": f"Bearer {SECRET}"}
+        r = httpx.put(f"{srv.url}/v1/sites/acme/channels/hook", headers=auth, json={"kind": "webhook", "target": hook.url})
+        assert r.status_code == 202, r.text
+        signing = r.json()["signing_secret"]
+        assert httpx.put(f"{srv.url}/v1/sites/acme/channels/slack", headers=auth,
+                         json={"kind": "slack", "target": slack.url, "min_severity": "medium"}).status_code == 202
+        assert httpx.put(f"{srv.url}/v1/sites/acme/channels/mail", headers=auth,
+                         json={"kind": "email", "target": "seller-1@seller.example", "owner": "seller-1",
+                               "min_severity": "medium"}).status_code == 202
+        bad = httpx.put(f"{srv.url}/v1/sites/acme/channels/x", headers=auth, json={"kind": "pigeon", "target": "x"})
+        assert bad.status_code == 400 and bad.json()["field"] == "kind"
+        ops = plan(simulate(5, 3, START, days=50), "acme", SECRET, 4_000_000_000, tick_ms=12 * 3_600_000)
+        asyncio.run(replay(srv.url, "acme", SECRET, ops, deadline_s=120))
+
+        sql = f"http://127.0.0.1:{srv.sql_port}/"
+        alerts = {a[0]: a for a in httpx.post(sql, content="SELECT toString(alert_id), severity, owner FROM alerts "
+                                                   "FINAL FORMAT JSONCompact").json()["data"]}
+        assert len(alerts) >= 5
+        sev = {"info": 0, "low": 1, "medium": 2, "high": 3}
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            got = [a["alert_id"] for _, b in hook.received for a in orjson.loads(b)["alerts"]]
+            if len(got) >= len(alerts):
+                break
+            time.sleep(0.5)
+        time.sleep(2)  # anything extra would arrive now
+        # webhook: every alert exactly once, in a correctly signed body, after two refused attempts each
+        got = [a["alert_id"] for _, b in hook.received for a in orjson.loads(b)["alerts"]]
+        assert sorted(got) == sorted(alerts)
+        now = int(time.time())
+        for headers, body in hook.received:
+            assert verify_signature(signing, headers[SIGNATURE_HEADER], body, now)
+            assert not verify_signature(signing, headers[SIGNATURE_HEADER], body.replace(b'"acme"', b'"acmf"'), now)
+            assert hook.attempts[headers["Idempotency-Key"]] == 3
+        # a channel's min_severity applies to the notice (its most severe alert); the notice carries its context
+        notices = [orjson.loads(b) for _, b in hook.received]
+        want_slack = {a["alert_id"] for n in notices if sev[n["severity"]] >= 2 for a in n["alerts"]}
+        want_mail = {a["alert_id"] for n in notices if sev[n["severity"]] >= 2 and n["owner"] == "seller-1"
+                     for a in n["alerts"]}
+        assert want_slack and len(want_slack) < len(alerts)
+        # Slack: blocks, notices of medium or high severity, each alert once
+        assert slack.received and all(orjson.loads(b)["blocks"] for _, b in slack.received)
+        delivered = httpx.post(sql, content="SELECT channel_id, arrayJoin(alert_ids) FROM deliveries FINAL WHERE "
+                                            "status = 'delivered' FORMAT JSONCompact").json()["data"]
+        per_channel = collections.defaultdict(list)
+        for channel, alert_id in delivered:
+            per_channel[channel].append(alert_id)
+        assert sorted(per_channel["hook"]) == sorted(alerts)
+        assert sorted(per_channel["slack"]) == sorted(want_slack)
+        slack_notices = httpx.post(sql, content="SELECT toString(notice_id) FROM deliveries FINAL WHERE "
+                                                 "channel_id = 'slack' FORMAT JSONCompact").json()["data"]
+        assert len(slack.received) == len(slack_notices)  # one message per notice, none repeated
+        assert sorted(per_channel["mail"]) == sorted(want_mail)
+        mail_notices = httpx.post(sql, content="SELECT toString(notice_id) FROM deliveries FINAL WHERE "
+                                                "channel_id = 'mail' FORMAT JSONCompact").json()["data"]
+        assert len(mailbox.messages) == len(mail_notices)
+        assert want_mail and all("To: seller-1@seller.example" in m for m in mailbox.messages)
+        assert httpx.post(sql, content="SELECT * FROM channels").status_code == 403  # credentials stay private
+    finally:
+        srv.stop()
+        smtp.stop()
+        hook.server.shutdown()
+        slack.server.shutdown()
