@@ -102,6 +102,13 @@ def cmd_sink(args) -> int:
     return 0
 
 
+def cmd_deliver(args) -> int:
+    from dealbeacon.distributed import run_deliver
+
+    asyncio.run(run_deliver(_settings(args)))
+    return 0
+
+
 def cmd_kafka(args) -> int:
     from dealbeacon import kafka_local
 
@@ -155,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.set_defaults(fn=cmd_site_add)
     for name, fn, text in (("ingest", cmd_ingest, "distributed: HTTP ingest publishing to Kafka"),
                            ("worker", cmd_worker, "distributed: a Faust stream worker"),
-                           ("sink", cmd_sink, "distributed: Kafka -> ClickHouse sink")):
+                           ("sink", cmd_sink, "distributed: Kafka -> ClickHouse sink"),
+                           ("deliver", cmd_deliver, "distributed: alert delivery (webhooks, Slack, email)")):
         sp = sub.add_parser(name, help=text)
         common(sp)
         sp.add_argument("--host")

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dealbeacon.kafka_ops import TABLES, LagProbe, ensure_topics, row_topic
+from dealbeacon.kafka_ops import SINK_TABLES, LagProbe, ensure_topics, row_topic
 from dealbeacon.runtime import SNIPPET_FILE, _Server
 from dealbeacon.settings import Settings
 from dealbeacon.sites import SiteRegistry
@@ -66,7 +66,7 @@ def run_worker(s: Settings) -> None:
 
 async def _lag_monitor(s: Settings, metrics, every_s: float = 5.0) -> None:
     groups = {s.streams_group: [s.topic_events, s.topic_dead_letters],
-              s.sink_group: [row_topic(s, t) for t in TABLES]}
+              s.sink_group: [row_topic(s, t) for t in SINK_TABLES], s.deliver_group: [row_topic(s, "alerts")]}
     probe = None
     try:
         while True:
@@ -117,7 +117,7 @@ async def run_sink(s: Settings) -> None:
     _on_signals(stop)
     tasks = [asyncio.create_task(srv.serve()) for srv in servers]
     lag = asyncio.create_task(_lag_monitor(s, metrics))
-    print(f"dealbeacon sink: {', '.join(row_topic(s, t) for t in TABLES)} -> {target}; "
+    print(f"dealbeacon sink: {', '.join(row_topic(s, t) for t in SINK_TABLES)} -> {target}; "
           f"metrics on :{s.sink_metrics_port}" + (f", SQL on :{s.sink_sql_port}" if len(servers) > 1 else ""), flush=True)
     try:
         await worker.run()
@@ -126,3 +126,14 @@ async def run_sink(s: Settings) -> None:
         lag.cancel()
         await asyncio.gather(lag, *tasks, return_exceptions=True)
         store.close()
+
+
+async def run_deliver(s: Settings) -> None:
+    from sinks.deliver_worker import DeliverWorker
+
+    sites = SiteRegistry.load(s.resolved_sites_file)
+    await ensure_topics(s)
+    worker = DeliverWorker(s, {k: v.secret for k, v in sites.sites.items()})
+    _on_signals(worker.stop)
+    print(f"dealbeacon deliver: {row_topic(s, 'alerts')} -> webhooks, Slack, email", flush=True)
+    await worker.run()

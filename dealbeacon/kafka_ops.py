@@ -14,6 +14,7 @@ log = logging.getLogger("dealbeacon.kafka")
 TABLES = ("events", "dead_letters", "rooms", "room_stage_history", "stakeholder_scores", "deal_scores", "alerts",
           "channels", "sellers", "alert_actions")
 # ^ tables the streams emit rows for (the sink stores each from its own topic)
+SINK_TABLES = (*TABLES, "deliveries")  # + what the delivery consumer records
 
 
 def row_topic(s: Settings, table: str) -> str:
@@ -28,7 +29,7 @@ def changelog_topic(s: Settings, table: str) -> str:
 
 
 def all_topics(s: Settings) -> list[str]:
-    return [s.topic_events, s.topic_dead_letters, *(row_topic(s, t) for t in TABLES)]
+    return [s.topic_events, s.topic_dead_letters, *(row_topic(s, t) for t in SINK_TABLES)]
 
 
 async def ensure_topics(s: Settings) -> None:

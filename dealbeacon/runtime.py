@@ -94,7 +94,10 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
     store = ChdbStore(settings.chdb_path)
     await asyncio.to_thread(store.migrate)
     hub = AlertHub()
-    deliverer = Deliverer({k: v.secret for k, v in sites.sites.items()}, lambda rows: store.insert("deliveries", rows),
+    async def record(rows):
+        await asyncio.to_thread(store.insert, "deliveries", rows)
+
+    deliverer = Deliverer({k: v.secret for k, v in sites.sites.items()}, record,
                           room_url=settings.public_url or f"http://{settings.host}:{settings.port}",
                           smtp=(settings.smtp_host, settings.smtp_port), smtp_from=settings.smtp_from,
                           cfg=NotifyConfig(settings.notify_aggregate_s, settings.notify_max_wait_s,

@@ -54,6 +54,7 @@ class Settings:
     sink_batch_rows: int = 10_000
     sink_batch_ms: int = 1_000
     sink_group: str = "dealbeacon-sink"
+    deliver_group: str = "dealbeacon-deliver"
     sink_metrics_port: int = 9464
     sink_sql_port: int = 0  # >0 with a local chdb directory: serve the read-only SQL port from the sink
     # -- deals: stages, time rules

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import smtplib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -37,8 +37,11 @@ class Channel:
 class Deliverer:
     def __init__(self, site_secrets: dict[str, str], record, *, room_url: str = "", smtp: tuple[str, int] = ("", 0),
                  smtp_from: str = "dealbeacon@localhost", cfg: NotifyConfig = NotifyConfig(), max_attempts: int = 6,
-                 backoff_s: float = 1.0, clock=time.time):
-        self.site_secrets, self.record = site_secrets, record
+                 backoff_s: float = 1.0, clock=time.time, on_done=None):
+        """``record(rows)``: async, stores delivery rows; ``on_done(alert_ids)``: called once every channel
+        has had its try at a notice (distributed mode commits offsets with it)."""
+        self.site_secrets, self.record, self.on_done = site_secrets, record, on_done
+        self.delivered: set[tuple[str, str]] = set()  # (alert_id, channel_id) already delivered (replays skip)
         self.room_url, self.smtp, self.smtp_from = room_url, smtp, smtp_from
         self.cfg, self.max_attempts, self.backoff_s, self.clock = cfg, max_attempts, backoff_s, clock
         self.state = NotifyState()
@@ -49,7 +52,9 @@ class Deliverer:
         self._client: httpx.AsyncClient | None = None
 
     # -- inputs (cheap, called from the pipeline)
-    def apply(self, tables: dict[str, list[dict]]) -> None:
+    def apply(self, tables: dict[str, list[dict]]) -> list[str]:
+        """Take configuration, delivery history and alerts; returns the ids of alerts that will never be
+        notified (muted, below threshold, replays), so a caller tracking them can let them go."""
         for r in tables.get("channels", []):
             self.channels[(r["site"], r["channel_id"])] = Channel(r["site"], r["channel_id"], r["kind"], r["target"],
                                                                   r["owner"], r["min_severity"], bool(r["enabled"]))
@@ -57,8 +62,16 @@ class Deliverer:
             quiet = (r["quiet_start"], r["quiet_end"]) if r["quiet_start"] >= 0 else None
             self.prefs[(r["site"], r["seller_id"])] = SellerPrefs(r["tz"], quiet, tuple(r["muted_rooms"]),
                                                                   r["min_severity"], bool(r["digest"]))
+        for r in tables.get("deliveries", []):
+            if r["status"] == "delivered":
+                self.delivered.update((a, r["channel_id"]) for a in r["alert_ids"])
+        dropped = []
         for a in tables.get("alerts", []):
+            before = self.state
             self.state = offer(self.state, a, self.prefs.get((a["site"], a["owner"]), SellerPrefs()), self.cfg)
+            if self.state is before:
+                dropped.append(a["alert_id"])
+        return dropped
 
     # -- the loop
     async def run(self, every_s: float = 1.0) -> None:
@@ -77,11 +90,20 @@ class Deliverer:
         prefs = {owner: p for (site, owner), p in self.prefs.items()}
         self.state, notices = due(self.state, prefs, now_ms, self.cfg)
         for n in notices:
-            for c in self._channels_for(n):
-                task = asyncio.create_task(self._deliver(n, c))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+            task = asyncio.create_task(self._deliver_all(n))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
         return notices
+
+    async def _deliver_all(self, notice) -> None:
+        jobs = []
+        for c in self._channels_for(notice):
+            todo = tuple(a for a in notice.alerts if (a["alert_id"], c.channel_id) not in self.delivered)
+            if todo:  # a replay after a crash: only what this channel has not had yet
+                jobs.append(self._deliver(replace(notice, alerts=todo), c))
+        await asyncio.gather(*jobs)
+        if self.on_done:
+            self.on_done([a["alert_id"] for a in notice.alerts])
 
     def _channels_for(self, notice) -> list[Channel]:
         return [c for c in self.channels.values() if c.enabled and c.site == notice.site
@@ -109,8 +131,10 @@ class Deliverer:
                "room_id": notice.room_id, "owner": notice.owner, "alert_ids": [a["alert_id"] for a in notice.alerts],
                "status": "delivered" if ok else "failed", "attempts": attempts, "http_status": status,
                "error": error, "at": int(self.clock() * 1000)}
+        if ok:
+            self.delivered.update((a["alert_id"], c.channel_id) for a in notice.alerts)
         try:
-            await asyncio.to_thread(self.record, [row])
+            await self.record([row])
         except Exception:
             log.exception("could not record a delivery")
 

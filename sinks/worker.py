@@ -20,7 +20,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from dealbeacon import records
-from dealbeacon.kafka_ops import TABLES, row_topic
+from dealbeacon.kafka_ops import SINK_TABLES, row_topic
 from dealbeacon.settings import Settings
 
 log = logging.getLogger("dealbeacon.sink")
@@ -55,7 +55,7 @@ class SinkWorker:
         self.s, self.store = settings, store
         self.metrics = metrics or SinkMetrics()
         self.max_backoff = max_backoff_s
-        self.topics = {row_topic(settings, t): t for t in TABLES}
+        self.topics = {row_topic(settings, t): t for t in SINK_TABLES}
         self.consumer: AIOKafkaConsumer | None = None
         self.paused = False
         self._stop = asyncio.Event()
