@@ -40,14 +40,47 @@ async def run_ingest(s: Settings) -> None:
     await ensure_topics(s)
     handoff = KafkaHandoff(s)
     await handoff.start()
-    server = _Server(uvicorn.Config(create_app(s, sites, handoff, snippet_file=SNIPPET_FILE), host=s.host,
-                                    port=s.port, log_level="warning", access_log=False))
+    reader = hub = feed = None
+    if s.clickhouse_url:  # the seller page: reads from the ClickHouse server, live alerts from the alerts topic
+        from ingest.sellers import AlertHub
+        from sinks.store import ServerStore
+
+        store = ServerStore(s.clickhouse_url)
+        reader, hub = (lambda sql: [list(r) for r in store.query(sql)]), AlertHub()
+        feed = asyncio.create_task(_alert_feed(s, hub))
+    server = _Server(uvicorn.Config(create_app(s, sites, handoff, snippet_file=SNIPPET_FILE, reader=reader, hub=hub),
+                                    host=s.host, port=s.port, log_level="warning", access_log=False))
     _on_signals(lambda: setattr(server, "should_exit", True))
     print(f"dealbeacon ingest on http://{s.host}:{s.port}/v1/events -> Kafka {s.kafka_bootstrap}", flush=True)
     try:
         await server.serve()
     finally:
+        if feed:
+            feed.cancel()
+            await asyncio.gather(feed, return_exceptions=True)
         await handoff.stop()
+
+
+async def _alert_feed(s: Settings, hub) -> None:
+    """New alerts for the seller pages this ingest serves: the alerts row topic from its end, no group."""
+    from aiokafka import AIOKafkaConsumer
+
+    from dealbeacon import records
+
+    while True:
+        consumer = AIOKafkaConsumer(row_topic(s, "alerts"), bootstrap_servers=s.kafka_bootstrap,
+                                    auto_offset_reset="latest", enable_auto_commit=False)
+        try:
+            await consumer.start()
+            async for m in consumer:
+                hub.publish(records.decode_many(m.value))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the broker may be away: the page reloads its list; retry the feed
+            log.warning("alert feed: %s", e)
+            await asyncio.sleep(2)
+        finally:
+            await consumer.stop()
 
 
 def run_worker(s: Settings) -> None:
