@@ -20,6 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dealbeacon.simulator import DAY_MS, plan, simulate  # noqa: E402
+from sinks.notify import NotifyState, SellerPrefs, due, offer  # noqa: E402
 from streams.processors import process_rooms  # noqa: E402
 
 STALL_KINDS = {"quiet", "deal_went_dark", "champion_dark", "stakeholder_dark"}
@@ -114,6 +115,22 @@ def main() -> None:
             by_kind[x["kind"]] = by_kind.get(x["kind"], 0) + 1
     print(f"alerts per deal per week: {total / weeks / 1:.2f} over {weeks:.0f} deal-weeks; by kind: "
           + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items(), key=lambda x: -x[1])))
+    print(f"notices per deal per week after the delivery policy (aggregation, cooldown): "
+          f"{notices_per_week(results, weeks):.2f}")
+
+
+def notices_per_week(results, weeks: float) -> float:
+    """What sellers would receive: every deal's alerts through the delivery policy (defaults), in time order."""
+    total = 0
+    for _, alerts, _ in results:
+        state, pending = NotifyState(), sorted((a for _, a in alerts), key=lambda a: a["at"])
+        for a in pending:
+            state, out = due(state, {}, a["at"])
+            total += len(out)
+            state = offer(state, a, SellerPrefs())
+        _, out = due(state, {}, 10**14)
+        total += len(out)
+    return total / weeks
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def test_seller_page_live_alerts_snooze_and_isolation(tmp_path):
         assert [r["id"] for r in out["rooms"]] == ["deal-sam"] and "DEAL-SAM" in out["rooms"][0]["text"]
         assert "of 2 invited stakeholders engaged" in out["rooms"][0]["text"]  # score reasons are shown
         assert out["triggerStatus"] == 202 and out["alertsBefore"] == []
+        print("seller page: new alert shown", out["liveMs"], "ms after the trigger")
         assert out["liveMs"] < 2000, out["liveMs"]
         assert any("deal-sam: quiet" in a["text"] for a in out["alertsLive"])
         assert all("deal-kim" not in a["text"] for a in out["alertsLive"])
