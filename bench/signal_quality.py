@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dealbeacon.simulator import DAY_MS, plan, simulate  # noqa: E402
+from dealbeacon.simulator import DAY_MS, op_records, plan, simulate  # noqa: E402
 from sinks.notify import NotifyState, SellerPrefs, due, offer  # noqa: E402
 from streams.processors import process_rooms  # noqa: E402
 
@@ -47,15 +47,9 @@ def run_deal(deal, score_days, tick_ms=6 * 3_600_000):
     """The deal's operations (room updates with stage changes, events, clock ticks) through the same core
     both modes run (streams.processors.process_rooms); returns (day, alert row) pairs and the deal score
     at each of ``score_days``."""
-    sid = {e["visitor_id"]: e["stakeholder_id"] for e in deal.events}
     states, alerts, scores = {}, [], []
-    for op in plan([deal], "sim", "secret", 4_000_000_000, tick_ms=tick_ms):
-        if op.kind == "room":
-            recs = [{"record": "room", "site": "sim", "room_id": deal.room_id, **op.body}]
-        elif op.kind == "clock":
-            recs = [{"record": "clock", "site": "sim", "now": op.body["now"]}]
-        else:
-            recs = [{**e, "site": "sim", "stakeholder_id": sid[e["visitor_id"]]} for e in op.body["events"]]
+    ops = plan([deal], "sim", "secret", 4_000_000_000, tick_ms=tick_ms)
+    for recs in op_records(ops, "sim", [deal]):
         changed, out = process_rooms(recs, states.get, lambda site: list(states))
         states.update(changed)
         alerts += [((a["at"] - deal.created_ms) // DAY_MS, a) for a in out.get("alerts", [])]

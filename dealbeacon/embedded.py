@@ -39,10 +39,7 @@ class EmbeddedProcessor:
 
     def __call__(self, recs: list[dict], dead_letters: list[dict]):
         """Rows for one batch, and a commit callback that makes the new room states current."""
-        tables = processors.process([r for r in recs if processors.is_event(r)], dead_letters)
-        tables.update(processors.config_rows(recs))
-        changed, rows = processors.process_rooms(recs, self.states.get, self.local_rooms)
-        tables.update(rows)
+        changed, tables = processors.process_batch(recs, dead_letters, self.states.get, self.local_rooms)
         if changed:
             self._version = max(self._version + 1, time.time_ns())  # snapshot order, not domain time
             tables["room_state"] = [{"site": st.site, "room_id": st.room.room_id, "version": self._version,

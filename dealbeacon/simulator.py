@@ -166,3 +166,17 @@ def plan(deals: list[Deal], site: str, secret: str, token_expiry_s: int, *, tick
         ops += [Op(t, "clock", "", {"now": t}) for t in range(start + tick_ms, end + 1, tick_ms)]
     order = {"room": 0, "events": 1, "clock": 2}  # at equal times: a stage change, then events, then the tick
     return sorted(ops, key=lambda o: (o.at_ms, order[o.kind]))
+
+
+def op_records(ops: list[Op], site: str, deals: list[Deal]):
+    """For each op, the records ingest would hand off (stakeholder ids as the link tokens verify): a plan
+    replayed through the pure core without HTTP (reference runs, the signal-quality report). Yields one
+    batch per op."""
+    who = {(d.room_id, e["visitor_id"]): e["stakeholder_id"] for d in deals for e in d.events}
+    for op in ops:
+        if op.kind == "room":
+            yield [{"record": "room", "site": site, "room_id": op.room_id, **op.body}]
+        elif op.kind == "clock":
+            yield [{"record": "clock", "site": site, "now": op.body["now"]}]
+        else:
+            yield [{**e, "site": site, "stakeholder_id": who[(e["room_id"], e["visitor_id"])]} for e in op.body["events"]]

@@ -6,6 +6,7 @@ header (server to server, curl) are not subject to it.
 """
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,10 @@ class Site:
 
     def origin_allowed(self, origin: str | None) -> bool:
         return origin is None or "*" in self.origins or origin in self.origins
+
+    def bearer_ok(self, authorization: str) -> bool:
+        """``Authorization: Bearer <site secret>``: a server-side caller of this site (constant time)."""
+        return bool(authorization) and hmac.compare_digest(authorization.encode(), f"Bearer {self.secret}".encode())
 
 
 @dataclass

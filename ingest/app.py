@@ -106,16 +106,16 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
     async def demo(request: HTTPRequest) -> Response:
         return FileResponse(demo_page, media_type="text/html")
 
-    put_room, post_clock = room_routes(settings, sites, handoff, clock)
-
-    async def submit(recs: list[dict]) -> Response | None:
+    async def submit(recs: list[dict], dead: list[dict] = ()) -> Response | None:
+        """The server-side APIs' hand-off, bounded like the events pipeline's: a 503 response or None."""
         try:
-            await asyncio.wait_for(handoff.submit(recs, []), settings.handoff_timeout_s)
+            await asyncio.wait_for(handoff.submit(recs, list(dead)), settings.handoff_timeout_s)
         except (HandoffUnavailable, asyncio.TimeoutError) as e:
             return ORJSONResponse({"error": "unavailable", "detail": str(e) or "hand-off timed out"}, status_code=503,
                                   headers={"Retry-After": str(settings.retry_after_s)})
         return None
 
+    put_room, post_clock = room_routes(settings, sites, submit, clock)
     sellers = SellerAPI(sites, submit, SELLER_PAGE, reader=reader, hub=hub, clock=lambda: clock.wall_ms() / 1000)
     routes = [
         Route("/v1/events", post_events, methods=["POST"]),

@@ -10,7 +10,6 @@ the events and retries, so they are counted in metrics, not dead-lettered.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import math
 from dataclasses import dataclass, field
 
@@ -91,8 +90,7 @@ class IngestPipeline:
         allow_origin = req.origin
         # server-side senders that prove the site secret send their own timeline (imports, replays): their
         # timestamps are kept as given, old ones included, and they are not bot-filtered
-        trusted = bool(req.authorization) and hmac.compare_digest(req.authorization.encode(),
-                                                                  f"Bearer {site.secret}".encode())
+        trusted = site.bearer_ok(req.authorization)
         if len(events) > s.max_events_per_batch:
             return await self._reject_request(
                 req, site_key, 413, Rejected("too_many_events", "events", f"at most {s.max_events_per_batch}"), allow_origin)

@@ -9,9 +9,7 @@ Rejections are dead-lettered with their reason, like events.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import hmac
 import re
 
 import orjson
@@ -20,17 +18,11 @@ from starlette.responses import JSONResponse, Response
 
 from dealbeacon import records
 from dealbeacon.clock import Clock
-from dealbeacon.contract import ROOM_ROLES as ROLES, Rejected
-from dealbeacon.handoff import Handoff, HandoffUnavailable
+from dealbeacon.contract import ROOM_ROLES, Rejected
 from dealbeacon.settings import Settings
 from dealbeacon.sites import SiteRegistry
 
 _ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
-
-
-def bearer_ok(request: Request, secret: str) -> bool:
-    got = request.headers.get("authorization", "")
-    return hmac.compare_digest(got.encode(), f"Bearer {secret}".encode())
 
 
 def check_room(body: object, stages: tuple[str, ...]) -> dict:
@@ -71,8 +63,8 @@ def check_room(body: object, stages: tuple[str, ...]) -> dict:
         for i, p in enumerate(people):
             if not isinstance(p, dict) or not isinstance(p.get("id"), str) or not _ID.match(p["id"]):
                 raise Rejected("invalid_value", f"stakeholders[{i}].id", "an id of 1-128 characters [A-Za-z0-9._:@/-]")
-            if p.get("role", "other") not in ROLES:
-                raise Rejected("invalid_value", f"stakeholders[{i}].role", "one of " + ", ".join(ROLES))
+            if p.get("role", "other") not in ROOM_ROLES:
+                raise Rejected("invalid_value", f"stakeholders[{i}].role", "one of " + ", ".join(ROOM_ROLES))
             email = p.get("email", "")
             if not isinstance(email, str) or len(email) > 256:
                 raise Rejected("invalid_type", f"stakeholders[{i}].email", "a string")
@@ -84,10 +76,11 @@ def check_room(body: object, stages: tuple[str, ...]) -> dict:
     return clean
 
 
-def room_routes(settings: Settings, sites: SiteRegistry, handoff: Handoff, clock: Clock):
+def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
+    """``submit(records, dead_letters)``: the app's bounded hand-off; returns a 503 response or None."""
     async def _read(request: Request):
         site = sites.get(request.path_params["site"])
-        if site is None or not bearer_ok(request, site.secret):
+        if site is None or not site.bearer_ok(request.headers.get("authorization", "")):
             return None, JSONResponse({"error": "unauthorized", "detail": "Authorization: Bearer <site secret>"},
                                       status_code=401)
         raw = await request.body()
@@ -98,18 +91,10 @@ def room_routes(settings: Settings, sites: SiteRegistry, handoff: Handoff, clock
         except orjson.JSONDecodeError:
             return (site, raw, None), None
 
-    async def _handoff(recs: list[dict], dead: list[dict]) -> Response | None:
-        try:
-            await asyncio.wait_for(handoff.submit(recs, dead), settings.handoff_timeout_s)
-        except (HandoffUnavailable, asyncio.TimeoutError) as e:
-            return JSONResponse({"error": "unavailable", "detail": str(e) or "hand-off timed out"}, status_code=503,
-                                headers={"Retry-After": str(settings.retry_after_s)})
-        return None
-
     async def _reject(site, raw, err: Rejected) -> Response:
         dead = records.dead_letter(received_at=clock.wall_ms(), site=site.key, stage="rooms_api", reason=err.reason,
                                    field=err.field, detail=err.detail, payload=raw)
-        await _handoff([], [dead])  # evidence; the client is told not to retry
+        await submit([], [dead])  # evidence; the client is told not to retry
         return JSONResponse({"error": err.reason, **err.as_dict()}, status_code=400)
 
     async def put_room(request: Request) -> Response:
@@ -128,7 +113,7 @@ def room_routes(settings: Settings, sites: SiteRegistry, handoff: Handoff, clock
             return await _reject(site, raw, e)
         rec = {"record": "room", "rv": records.RECORD_VERSION, "site": site.key, "room_id": room_id,
                "updated_at": clock.wall_ms(), **clean}
-        failed = await _handoff([rec], [])
+        failed = await submit([rec], [])
         return failed or JSONResponse({"accepted": True, "room": rec}, status_code=202)
 
     async def post_clock(request: Request) -> Response:
@@ -142,7 +127,7 @@ def room_routes(settings: Settings, sites: SiteRegistry, handoff: Handoff, clock
         now = body.get("now") if isinstance(body, dict) else None
         if isinstance(now, bool) or not isinstance(now, int) or now <= 0:
             return await _reject(site, raw, Rejected("invalid_value", "now", "epoch milliseconds"))
-        failed = await _handoff([{"record": "clock", "site": site.key, "now": now}], [])
+        failed = await submit([{"record": "clock", "site": site.key, "now": now}], [])
         return failed or JSONResponse({"accepted": True, "now": now}, status_code=202)
 
     return put_room, post_clock

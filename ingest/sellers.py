@@ -93,10 +93,8 @@ class SellerAPI:
 
     # -- configuration (site secret)
     async def put_config(self, request: Request) -> Response:
-        from .rooms import bearer_ok
-
         site = self.sites.get(request.path_params["site"])
-        if site is None or not bearer_ok(request, site.secret):
+        if site is None or not site.bearer_ok(request.headers.get("authorization", "")):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         what, ident = request.url.path.split("/")[-2], request.path_params["id"]
         try:

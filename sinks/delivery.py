@@ -87,8 +87,7 @@ class Deliverer:
             await self._client.aclose()
 
     def tick(self, now_ms: int) -> list:
-        prefs = {owner: p for (site, owner), p in self.prefs.items()}
-        self.state, notices = due(self.state, prefs, now_ms, self.cfg)
+        self.state, notices = due(self.state, self.prefs, now_ms, self.cfg)
         for n in notices:
             task = asyncio.create_task(self._deliver_all(n))
             self._inflight.add(task)

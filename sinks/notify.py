@@ -76,14 +76,14 @@ def offer(state: NotifyState, alert: dict, prefs: SellerPrefs, cfg: NotifyConfig
     return replace(state, pending=tuple(sorted(pending.items())), seen=(*state.seen, alert["alert_id"])[-5000:])
 
 
-def due(state: NotifyState, prefs_for: dict[str, SellerPrefs], now: int,
+def due(state: NotifyState, prefs_for: dict[tuple[str, str], SellerPrefs], now: int,
         cfg: NotifyConfig = NotifyConfig()) -> tuple[NotifyState, list[Notice]]:
-    """Notices ready at ``now``; ``prefs_for``: owner -> prefs (missing: defaults)."""
+    """Notices ready at ``now``; ``prefs_for``: (site, owner) -> prefs (missing: defaults)."""
     pending, last_notice = dict(state.pending), dict(state.last_notice)
     notices = []
     for key, alerts in sorted(pending.items()):
         owner = alerts[0].get("owner", "")
-        prefs = prefs_for.get(owner, SellerPrefs())
+        prefs = prefs_for.get((key[0], owner), SellerPrefs())
         first, last = alerts[0]["at"], alerts[-1]["at"]
         at = min(last + cfg.aggregate_s * 1000, first + cfg.max_wait_s * 1000)
         at = max(at, last_notice.get(key, -10**15) + cfg.cooldown_s * 1000)

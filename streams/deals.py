@@ -18,12 +18,11 @@ from dataclasses import dataclass, replace
 
 import orjson
 
-from dealbeacon.contract import DEFAULT_STAGES, ROOM_ROLES
+from dealbeacon.contract import DEFAULT_STAGES
 from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe
 from streams.scoring import (DAY_MS, DEFAULT, ScoringConfig, StakeholderScore, apply_event, band, deal_score,
                              event_points, top_reasons, value_at, velocity)
 
-STAGES, ROLES = DEFAULT_STAGES, ROOM_ROLES
 _NS = uuid.UUID("6f1d3a52-9a43-4d0e-8a0e-5b1b2f6f0d11")
 _MAX_FIRED = 64
 MAX_ANONYMOUS = 50  # anonymous visitors scored per room (the least recently seen make room)
@@ -45,7 +44,7 @@ class RoomState:
     meta: tuple[tuple[str, object], ...] = ()  # owner, amount, expected_close, stakeholder emails
 
 
-def new_state(site: str, room_id: str, created_ms: int, stage: str = STAGES[0]) -> RoomState:
+def new_state(site: str, room_id: str, created_ms: int, stage: str = DEFAULT_STAGES[0]) -> RoomState:
     return RoomState(site=site, room=Room(room_id, stage=stage, created_ms=created_ms))
 
 

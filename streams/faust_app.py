@@ -119,11 +119,9 @@ def create_faust_app(s: Settings) -> faust.App:
 
     async def on_events(event) -> None:
         recs, bad = decode(event)
-        tables = processors.process([r for r in recs if processors.is_event(r)], bad)
-        tables.update(processors.config_rows(recs))
         msg = event.message
-        changed, rows = processors.process_rooms(recs, get_state, local_rooms(msg.partition), msg.partition, msg.offset)
-        tables.update(rows)
+        changed, tables = processors.process_batch(recs, bad, get_state, local_rooms(msg.partition),
+                                                   msg.partition, msg.offset)
         # rows first, state after: a crash in between replays the message from the old state and emits the same
         # rows (deterministic ids: the tables collapse them); a state saved with this offset skips the replay
         await emit(tables)

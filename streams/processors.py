@@ -109,3 +109,15 @@ def _drop_leading_clocks(recs: list[dict]) -> list[dict]:
     while i < len(recs) and recs[i].get("record") == "clock":
         i += 1
     return recs[i:]
+
+
+def process_batch(recs: list[dict], dead_letters: list[dict], get: Callable[[bytes], deals.RoomState | None],
+                  local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int = -1,
+                  ) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
+    """Everything one batch of the events stream yields, the same in both modes: event and dead-letter rows,
+    configuration rows, and the rooms' state machines (changed states + their rows)."""
+    tables = process([r for r in recs if is_event(r)], dead_letters)
+    tables.update(config_rows(recs))
+    changed, rows = process_rooms(recs, get, local_rooms, partition, offset)
+    tables.update(rows)
+    return changed, tables

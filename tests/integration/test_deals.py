@@ -5,7 +5,7 @@ import asyncio
 import httpx
 
 from dealbeacon.simulate import replay
-from dealbeacon.simulator import DAY_MS, Deal, plan, simulate, stage_for
+from dealbeacon.simulator import DAY_MS, Deal, op_records, plan, simulate, stage_for
 from streams import processors
 from tests.e2e.conftest import Server
 
@@ -57,15 +57,8 @@ def scenario():
 
 def reference_alerts(deals, ops) -> list[list]:
     """The same records through the pure core in this process (what both modes must store)."""
-    sid = {(d.room_id, e["visitor_id"]): e["stakeholder_id"] for d in deals for e in d.events}
     states, rows = {}, []
-    for op in ops:
-        if op.kind == "room":
-            recs = [{"record": "room", "site": SITE, "room_id": op.room_id, **op.body}]
-        elif op.kind == "clock":
-            recs = [{"record": "clock", "site": SITE, "now": op.body["now"]}]
-        else:
-            recs = [{**e, "site": SITE, "stakeholder_id": sid[(e["room_id"], e["visitor_id"])]} for e in op.body["events"]]
+    for recs in op_records(ops, SITE, deals):
         changed, out = processors.process_rooms(recs, states.get, lambda s: [k for k in states if k.startswith(b"acme/")])
         states.update(changed)
         rows += out.get("alerts", [])

@@ -1,7 +1,7 @@
 """The room state machine (streams/deals.py) and its routing (streams/processors.process_rooms), explicit time."""
 from hypothesis import given, settings, strategies as st
 
-from dealbeacon.simulator import plan, simulate
+from dealbeacon.simulator import op_records, plan, simulate
 from streams import deals, processors
 from streams.scoring import DAY_MS
 
@@ -111,16 +111,8 @@ def test_a_replayed_source_offset_is_not_counted_twice():
 
 def _simulated_records(n_deals=3):
     sims = simulate(4, n_deals, T0, days=50)
-    recs = []
-    for op in plan(sims, SITE, "secret", 2_000_000_000, tick_ms=12 * 3_600_000):
-        if op.kind == "room":
-            recs.append({"record": "room", "site": SITE, "room_id": op.room_id, **op.body})
-        elif op.kind == "clock":
-            recs.append(clock(op.body["now"]))
-        else:
-            sid = {e["visitor_id"]: e["stakeholder_id"] for d in sims for e in d.events}
-            recs += [{**e, "site": SITE, "stakeholder_id": sid[e["visitor_id"]]} for e in op.body["events"]]
-    return recs
+    ops = plan(sims, SITE, "secret", 2_000_000_000, tick_ms=12 * 3_600_000)
+    return [rec for batch in op_records(ops, SITE, sims) for rec in batch]
 
 
 def test_batching_does_not_change_alerts_or_final_state():

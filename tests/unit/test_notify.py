@@ -20,7 +20,7 @@ def run(alerts, prefs=SellerPrefs(), until=T0 + 24 * 60 * MIN, step=MIN, cfg=Not
     while t <= until:
         while queue and queue[0]["at"] <= t:
             state = offer(state, queue.pop(0), prefs)
-        state, out = due(state, {"sam": prefs}, t, cfg)
+        state, out = due(state, {("acme", "sam"): prefs}, t, cfg)
         sent += out
         t += step
     return sent
