@@ -16,7 +16,8 @@ from dealbeacon.sites import Site, SiteRegistry
 
 
 def _settings(args) -> Settings:
-    overrides = {k: getattr(args, k, None) for k in ("data_dir", "port", "sql_port", "host", "sites_file")}
+    overrides = {k: getattr(args, k, None) for k in ("data_dir", "port", "sql_port", "host", "sites_file",
+                                                      "analysts_file")}
     if getattr(args, "no_demo", False):
         overrides["demo"] = False
     return Settings.from_env(**overrides)
@@ -81,6 +82,39 @@ def cmd_site_add(args) -> int:
     return 0
 
 
+def cmd_analyst(args) -> int:
+    from dealbeacon.analysts import ALL_SITES, AnalystRegistry
+
+    s = _settings(args)
+    path = s.resolved_analysts_file
+    reg = AnalystRegistry.load(path)
+    if args.analyst_cmd == "list":
+        for a in reg.analysts.values():
+            print(orjson.dumps({"name": a.name, "sites": list(a.sites)}).decode())
+        return 0
+    if args.analyst_cmd == "remove":
+        if not reg.remove(args.name):
+            print(f"no analyst {args.name!r} in {path}", file=sys.stderr)
+            return 2
+        reg.save(path)
+        print(f"removed {args.name}")
+        return 0
+    sites = [ALL_SITES] if args.all_sites else (args.site or [])
+    known = SiteRegistry.load(s.resolved_sites_file)
+    unknown = [k for k in sites if k != ALL_SITES and known.get(k) is None]
+    if unknown:
+        print(f"unknown site(s) {', '.join(unknown)} in {s.resolved_sites_file}", file=sys.stderr)
+        return 2
+    try:
+        analyst, password = reg.add(args.name, sites, args.password)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    reg.save(path)
+    print(orjson.dumps({"name": analyst.name, "sites": list(analyst.sites), "password": password}).decode())
+    return 0
+
+
 def cmd_ingest(args) -> int:
     from dealbeacon.distributed import run_ingest
 
@@ -133,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp):
         sp.add_argument("--data-dir", dest="data_dir")
         sp.add_argument("--sites-file", dest="sites_file")
+        sp.add_argument("--analysts-file", dest="analysts_file")
 
     up = sub.add_parser("up", help="embedded mode: ingest + processors + chdb + SQL port in one process")
     common(up)
@@ -160,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--origin", action="append", help="allowed origin (repeat); default *")
     add.add_argument("--secret", help="default: random")
     add.set_defaults(fn=cmd_site_add)
+    analyst = sub.add_parser("analyst", help="manage the SQL port's users (stored hashed)").add_subparsers(
+        dest="analyst_cmd", required=True)
+    a_add = analyst.add_parser("add", help="add an analyst or reset its password; prints the password once")
+    common(a_add)
+    a_add.add_argument("name")
+    a_add.add_argument("--site", action="append", help="a site whose rows the analyst may read (repeat)")
+    a_add.add_argument("--all-sites", action="store_true", help="every site, present and future")
+    a_add.add_argument("--password", help="default: random, printed once")
+    a_add.set_defaults(fn=cmd_analyst)
+    for name, text in (("remove", "remove an analyst"), ("list", "list analysts and their sites")):
+        sp = analyst.add_parser(name, help=text)
+        common(sp)
+        if name == "remove":
+            sp.add_argument("name")
+        sp.set_defaults(fn=cmd_analyst)
     for name, fn, text in (("ingest", cmd_ingest, "distributed: HTTP ingest publishing to Kafka"),
                            ("worker", cmd_worker, "distributed: a Faust stream worker"),
                            ("sink", cmd_sink, "distributed: Kafka -> ClickHouse sink"),

@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from dealbeacon.kafka_ops import SINK_TABLES, LagProbe, ensure_topics, row_topic
-from dealbeacon.runtime import SNIPPET_FILE, _Server
+from dealbeacon.runtime import SNIPPET_FILE, _Server, analyst_engine
 from dealbeacon.settings import Settings
 from dealbeacon.sites import SiteRegistry
 
@@ -138,11 +138,15 @@ async def run_sink(s: Settings) -> None:
 
     servers = [_Server(uvicorn.Config(Starlette(routes=[Route("/metrics", metrics_endpoint), Route("/healthz", healthz)]),
                                       host=s.host, port=s.sink_metrics_port, log_level="warning", access_log=False))]
+    engine = None
     if s.sink_sql_port and isinstance(store, ChdbStore):
-        servers.append(_Server(uvicorn.Config(create_sql_app(store.readonly_session()), host=s.host,
+        engine = await asyncio.to_thread(analyst_engine, s, store)
+        servers.append(_Server(uvicorn.Config(create_sql_app(engine, s.resolved_analysts_file), host=s.host,
                                               port=s.sink_sql_port, log_level="warning", access_log=False)))
 
     def stop():
+        if engine is not None:
+            engine.shutdown()
         worker.stop()
         for srv in servers:
             srv.should_exit = True

@@ -16,6 +16,8 @@ from dealbeacon.settings import Settings
 from dealbeacon.sites import DEMO_SITE_KEY, SiteRegistry
 from ingest.sellers import AlertHub
 from ingest.app import SNIPPET_PATH, create_app
+from dealbeacon.analysts import AnalystRegistry
+from sinks.sqlengine import AnalystEngine, Limits
 from sinks.sqlport import create_sql_app
 from sinks.delivery import Deliverer
 from sinks.notify import NotifyConfig
@@ -34,18 +36,48 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _banner(s: Settings, demo: bool) -> str:
+def sql_limits(s: Settings) -> Limits:
+    return Limits(s.sql_max_execution_s, s.sql_max_memory_bytes, s.sql_max_rows_to_read, s.sql_max_result_rows,
+                  s.sql_max_result_bytes, s.sql_max_threads, s.sql_max_concurrent_per_analyst, s.sql_pool)
+
+
+def analyst_engine(s: Settings, store) -> AnalystEngine:
+    """The SQL port's engine over a chdb store (embedded mode, or a sink with a local directory)."""
+    return AnalystEngine(store.open_session, sql_limits(s))
+
+
+DEMO_ANALYST = "demo"
+
+
+def ensure_demo_analyst(s: Settings) -> str:
+    """The demo's analyst (site demo only); its password is kept beside the data (0600) so the banner can show it."""
+    cred_file = os.path.join(s.data_dir, "demo-analyst.txt")
+    reg = AnalystRegistry.load(s.resolved_analysts_file)
+    if DEMO_ANALYST in reg.analysts and os.path.exists(cred_file):
+        with open(cred_file) as fh:
+            return fh.read().strip()
+    _, password = reg.add(DEMO_ANALYST, [DEMO_SITE_KEY])
+    reg.save(s.resolved_analysts_file)
+    fd = os.open(cred_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return password
+
+
+def _banner(s: Settings, demo: bool, demo_password: str = "") -> str:
+    auth = f"-u {DEMO_ANALYST}:{demo_password} " if demo_password else "-u NAME:PASSWORD "
     lines = [
         "dealbeacon is up (embedded mode: ingest + processors + chdb in one process)",
         f"  ingest     http://{s.host}:{s.port}/v1/events   (health /healthz, metrics /metrics, API /openapi.json)",
         f"  beacon     http://{s.host}:{s.port}{SNIPPET_PATH}",
-        f"  SQL (read-only, ClickHouse HTTP)  http://{s.host}:{s.sql_port}/",
-        f"     curl 'http://{s.host}:{s.sql_port}/?query=SELECT+type,count()+FROM+events+FINAL+GROUP+BY+type'",
+        f"  SQL (read-only, ClickHouse HTTP, analysts only)  http://{s.host}:{s.sql_port}/",
+        f"     curl {auth}'http://{s.host}:{s.sql_port}/?query=SELECT+type,count()+FROM+events+FINAL+GROUP+BY+type'",
+        "     (add analysts with: dealbeacon analyst add NAME --site KEY)",
         f"  data       {os.path.abspath(s.data_dir)}",
     ]
     if demo:
         lines.append(f"  demo       site key '{DEMO_SITE_KEY}': 45 days of simulated deals, and buyers visiting 3 rooms now")
-        lines.append(f"             alerts: curl 'http://{s.host}:{s.sql_port}/?query=SELECT+room_id,kind,severity,"
+        lines.append(f"             alerts: curl {auth}'http://{s.host}:{s.sql_port}/?query=SELECT+room_id,kind,severity,"
                      "suggestion+FROM+alerts+FINAL+ORDER+BY+at+DESC+LIMIT+10'")
         lines.append(f"             be a buyer yourself: open http://{s.host}:{s.port}/demo in a browser")
     lines.append("  stop with Ctrl-C")
@@ -85,10 +117,18 @@ async def _demo(settings: Settings, site) -> None:
     await run_demo_traffic(base + "/v1/events", site.key, site.secret, max_events=settings.demo_max_events)
 
 
+def _stop(servers, engine: AnalystEngine) -> None:
+    """SIGTERM/SIGINT: stop serving and kill analyst queries at once (a heavy query never holds the exit)."""
+    for s in servers:
+        s.should_exit = True
+    engine.shutdown()
+
+
 async def run_embedded(settings: Settings, *, started: asyncio.Event | None = None) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
     sites = SiteRegistry.load(settings.resolved_sites_file)
     demo_site = sites.ensure_demo(settings.resolved_sites_file) if settings.demo else None
+    demo_password = ensure_demo_analyst(settings) if demo_site else ""
     if not sites.sites:
         log.warning("no sites configured: add one with `dealbeacon site add KEY --origin https://...`")
     store = ChdbStore(settings.chdb_path)
@@ -114,14 +154,15 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
     demo_page = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_room.html") if demo_site else None
     app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE, demo_page=demo_page,
                      reader=store.query_readonly, hub=hub)
-    sql_app = create_sql_app(store.readonly_session())
+    engine = await asyncio.to_thread(analyst_engine, settings, store)
+    sql_app = create_sql_app(engine, settings.resolved_analysts_file)
     servers = [_Server(uvicorn.Config(a, host=settings.host, port=p, log_level="warning", lifespan="off",
                                       access_log=False))
                for a, p in ((app, settings.port), (sql_app, settings.sql_port))]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s in servers])
+            loop.add_signal_handler(sig, lambda: _stop(servers, engine))
     serving = [asyncio.create_task(s.serve()) for s in servers]
     while not all(s.started for s in servers):
         if any(t.done() for t in serving):
@@ -129,7 +170,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
         await asyncio.sleep(0.05)
     demo_task = None
     if all(s.started for s in servers):
-        print(_banner(settings, demo_site is not None), flush=True)
+        print(_banner(settings, demo_site is not None, demo_password), flush=True)
         if started:
             started.set()
         if demo_site is not None:
@@ -146,5 +187,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        engine.shutdown()
         await handoff.stop()
+        engine.close()
         store.close()

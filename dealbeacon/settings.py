@@ -19,10 +19,20 @@ class Settings:
     # -- where things live
     data_dir: str = "dealbeacon-data"
     sites_file: str = ""  # JSON list of sites; empty -> <data_dir>/sites.json
+    analysts_file: str = ""  # the SQL port's users (hashed); empty -> <data_dir>/analysts.json
     # -- HTTP servers
     host: str = "127.0.0.1"
     port: int = 8080
     sql_port: int = 8123
+    # -- the SQL port's limits, per analyst query (sinks/sqlengine.py)
+    sql_max_execution_s: float = 30.0
+    sql_max_memory_bytes: int = 1_000_000_000
+    sql_max_rows_to_read: int = 2_000_000_000
+    sql_max_result_rows: int = 1_000_000
+    sql_max_result_bytes: int = 100_000_000
+    sql_max_threads: int = 1
+    sql_max_concurrent_per_analyst: int = 2
+    sql_pool: int = 3  # analyst queries running at once, all analysts together
     # -- ingest limits
     max_body_bytes: int = 1_000_000
     max_decompressed_bytes: int = 4_000_000
@@ -90,6 +100,10 @@ class Settings:
     @property
     def resolved_sites_file(self) -> str:
         return self.sites_file or os.path.join(self.data_dir, "sites.json")
+
+    @property
+    def resolved_analysts_file(self) -> str:
+        return self.analysts_file or os.path.join(self.data_dir, "analysts.json")
 
     @property
     def stage_list(self) -> tuple[str, ...]:

@@ -1,13 +1,20 @@
-"""A read-only SQL port speaking the ClickHouse HTTP interface over the embedded chdb engine.
+"""The analysts' SQL port: the ClickHouse HTTP interface over the embedded chdb engine.
 
-Enough of the protocol for curl, clickhouse-connect and Grafana: ``GET /?query=`` or the query in a POST
-body (query param + body are joined, as ClickHouse does), ``default_format``, a FORMAT clause passed
-through to the engine, other settings params tolerated and ignored, ``/ping``, errors as
-``Code: N. DB::Exception: ...`` with ``X-ClickHouse-Exception-Code``. Refused statements answer 403.
+Enough of the protocol for curl, clickhouse-connect and Grafana: ``GET /?query=`` or the query in a POST body
+(query param + body are joined, as ClickHouse does), ``default_format``, a FORMAT clause, ``/ping``, errors as
+``Code: N. DB::Exception: ...`` with ``X-ClickHouse-Exception-Code``.
+
+Every query is authenticated like a ClickHouse server's (HTTP basic auth, ``X-ClickHouse-User`` /
+``X-ClickHouse-Key`` headers, or ``?user=&password=``; a failure answers 403 with code 516), its body read with a
+cap, then judged on the engine's parse tree and run within limits (``sinks/sqlengine.py``). Settings in the URL
+are never applied: one that would change a limit or the tenancy answers code 164, as a readonly user gets.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import os
 import re
 import uuid
 
@@ -17,12 +24,22 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from .sqlguard import Refused, check
+from dealbeacon.analysts import AnalystRegistry
 
-MAX_QUERY_BYTES = 1_000_000
+from .sqlengine import AnalystEngine, QueryFailed, TooManyQueries
+from .sqlguard import Refused
+
 _CODE = re.compile(r"Code: (\d+)")
 _MEDIA = {"json": "application/json; charset=UTF-8", "csv": "text/csv; charset=UTF-8",
           "tabseparated": "text/tab-separated-values; charset=UTF-8", "tsv": "text/tab-separated-values; charset=UTF-8"}
+# URL parameters of the HTTP protocol itself (not settings); everything else is a setting and is not applied
+PROTOCOL_PARAMS = frozenset({"query", "database", "default_format", "user", "password", "query_id", "session_id",
+                             "session_timeout", "session_check", "compress", "decompress", "buffer_size",
+                             "wait_end_of_query", "enable_http_compression", "send_progress_in_http_headers",
+                             "http_headers_progress_interval_ms", "http_zlib_compression_level", "quota_key",
+                             "client_protocol_version", "add_http_cors_header", "cancel_http_readonly_queries_on_client_close"})
+# formatting settings a client may send for its own parsing; they do not change what is read, so they are ignored
+IGNORED_PREFIXES = ("output_format_", "input_format_", "format_", "date_time_", "http_", "session_")
 
 
 def _media_type(fmt: str) -> str:
@@ -38,39 +55,97 @@ def _error(status: int, code: int, message: str, name: str) -> Response:
     return PlainTextResponse(body, status_code=status, headers={"X-ClickHouse-Exception-Code": str(code)})
 
 
-def create_sql_app(session, *, server_name: str = "dealbeacon") -> Starlette:
-    """``session`` is a chdb connection set to readonly=1 (ChdbStore.readonly_session())."""
+def _credentials(request: Request) -> tuple[str, str] | None:
+    h = request.headers
+    auth = h.get("authorization", "")
+    if auth[:6].lower() == "basic ":
+        try:
+            user, _, password = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        return user, password
+    if "x-clickhouse-user" in h:
+        return h["x-clickhouse-user"], h.get("x-clickhouse-key", "")
+    if "user" in request.query_params:
+        return request.query_params["user"], request.query_params.get("password", "")
+    return None
 
-    def run(sql: str, fmt: str):
-        return session.query(sql, fmt)
+
+async def _read_capped(request: Request, cap: int) -> bytes | None:
+    """The body, or None once it passes ``cap`` (the rest is never buffered)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Analysts:
+    """The analysts file, re-read when it changes (``dealbeacon analyst add`` while the server runs)."""
+
+    def __init__(self, path: str):
+        self.path, self._mtime, self.reg = path, None, AnalystRegistry()
+
+    def current(self) -> AnalystRegistry:
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime != self._mtime:
+            self.reg = AnalystRegistry.load(self.path) if mtime is not None else AnalystRegistry()
+            self._mtime = mtime
+        return self.reg
+
+
+def create_sql_app(engine: AnalystEngine, analysts_file: str, *, server_name: str = "dealbeacon") -> Starlette:
+    analysts = _Analysts(analysts_file)
+    cap = engine.limits.max_query_bytes
 
     async def handle(request: Request) -> Response:
         params = request.query_params
+        creds = _credentials(request)
+        analyst = await asyncio.to_thread(analysts.current().authenticate, *creds) if creds else None
+        if analyst is None:
+            user = creds[0] if creds else "default"
+            return _error(403, 516, f"{user}: Authentication failed: password is incorrect, or there is no user "
+                                    "with such name", "AUTHENTICATION_FAILED")
         query = params.get("query", "")
         if request.method == "POST":
-            body = await request.body()
-            if len(body) > MAX_QUERY_BYTES:
-                return _error(413, 1001, "query too large", "QUERY_IS_TOO_LARGE")
+            body = await _read_capped(request, cap)
+            if body is None:
+                return _error(413, 1001, f"query longer than {cap} bytes", "QUERY_IS_TOO_LARGE")
             if body:
-                query = f"{query} {body.decode('utf-8', 'replace')}" if query else body.decode("utf-8", "replace")
+                text = body.decode("utf-8", "replace")
+                query = f"{query} {text}" if query else text
         if not query.strip():
             return PlainTextResponse("Ok.\n")
         if params.get("database", "default") != "default":
             return _error(404, 81, f"Database {params['database']} does not exist", "UNKNOWN_DATABASE")
+        for name in params:
+            if name not in PROTOCOL_PARAMS and not name.startswith(IGNORED_PREFIXES) and not name.startswith("param_"):
+                return _error(403, 164, f"Cannot modify '{name}' setting in readonly mode: limits and tenancy "
+                                        "are fixed on the SQL port", "READONLY")
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            named_format = check(query)
+            result, fmt = await engine.run(analyst, query, params.get("default_format") or "TabSeparated", gone)
+        except TooManyQueries as e:
+            return _error(429, e.code, str(e), "TOO_MANY_SIMULTANEOUS_QUERIES")
         except Refused as e:
-            return _error(403, 164, str(e), "READONLY")
-        fmt = named_format or params.get("default_format") or "TabSeparated"
-        try:
-            result = await asyncio.to_thread(run, query, fmt)
-        except Exception as e:  # the engine's own message already reads "Code: N. DB::Exception: ..."
+            return _error(403 if e.code in (164, 497, 516) else 400, e.code, str(e),
+                          {164: "READONLY", 497: "ACCESS_DENIED", 62: "SYNTAX_ERROR",
+                           1001: "QUERY_IS_TOO_LARGE"}.get(e.code, "BAD_ARGUMENTS"))
+        except QueryFailed as e:  # the engine's own message already reads "Code: N. DB::Exception: ..."
             msg = str(e)
             m = _CODE.search(msg)
             code = int(m.group(1)) if m else 1002
-            status = 403 if code == 164 else 400 if code in (46, 47, 60, 62, 81) else 500
+            # the query's own fault (syntax, unknown column, a limit it ran into) is a 4xx; 5xx is the engine's
+            status = 403 if code in (164, 497) else 429 if code == 202 else 400 if code < 1000 else 500
             return PlainTextResponse(msg.rstrip() + "\n", status_code=status,
                                      headers={"X-ClickHouse-Exception-Code": str(code)})
+        finally:
+            gone.cancel()
         summary = {"read_rows": str(result.rows_read()), "read_bytes": str(result.bytes_read()),
                    "written_rows": "0", "written_bytes": "0", "elapsed_ns": str(int(result.elapsed() * 1e9))}
         return Response(result.bytes(), media_type=_media_type(fmt), headers={
@@ -84,3 +159,11 @@ def create_sql_app(session, *, server_name: str = "dealbeacon") -> Starlette:
 
     return Starlette(routes=[Route("/", handle, methods=["GET", "POST"]), Route("/ping", ping),
                              Route("/replicas_status", ping)])
+
+
+async def _disconnected(request: Request) -> None:
+    """Completes when the client disconnects (the body has been read by then)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

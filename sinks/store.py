@@ -40,13 +40,19 @@ class ChdbStore:
         self._lock = threading.Lock()
         self._readonly = None
 
-    def readonly_session(self):
-        """A second session on the same engine with readonly=1: no writes, DDL, settings or table functions."""
+    def open_session(self, statements: list[str]):
+        """A new session on the same engine, configured by ``statements`` (e.g. limits, then readonly)."""
         import chdb
 
+        session = chdb.connect(self.path)
+        for sql in statements:
+            session.query(sql)
+        return session
+
+    def readonly_session(self):
+        """The server's own read session (seller page queries): readonly=1, introspection off."""
         if self._readonly is None:
-            self._readonly = chdb.connect(self.path)
-            self._readonly.query("SET readonly = 1")
+            self._readonly = self.open_session(["SET allow_introspection_functions = 0", "SET readonly = 1"])
         return self._readonly
 
     def execute(self, sql: str) -> None:

@@ -32,6 +32,25 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sql_analyst(tmp_path_factory):
+    """One analyst file for every server the tests start (scrypt runs once): DEALBEACON_ANALYSTS_FILE."""
+    from dealbeacon.analysts import AnalystRegistry
+    from tests.helpers import SQL_AUTH
+
+    path = str(tmp_path_factory.mktemp("analysts") / "analysts.json")
+    reg = AnalystRegistry()
+    reg.add(SQL_AUTH[0], ["*"], SQL_AUTH[1])
+    reg.save(path)
+    old = os.environ.get("DEALBEACON_ANALYSTS_FILE")
+    os.environ["DEALBEACON_ANALYSTS_FILE"] = path
+    yield path
+    if old is None:
+        os.environ.pop("DEALBEACON_ANALYSTS_FILE", None)
+    else:
+        os.environ["DEALBEACON_ANALYSTS_FILE"] = old
+
+
 @pytest.fixture(scope="session")
 def chdb_store(tmp_path_factory):
     """The pytest process's one chdb engine (chdb binds one data directory per process)."""

@@ -5,6 +5,8 @@ import socket
 import uuid
 
 NOW_MS = 1_790_000_000_000  # 2026-09-21, a fixed clock for deterministic tests
+# the SQL port's test analyst (every site), provisioned for the whole run by tests/conftest.py
+SQL_AUTH = ("tester", "tester-password-1")
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from dealbeacon import tokens
 from tests.e2e.conftest import Server
-from tests.helpers import free_port
+from tests.helpers import SQL_AUTH, free_port
 
 ROOT = pathlib.Path(__file__).parents[2]
 SNIPPET = ROOT / "js-snippet"
@@ -72,7 +72,7 @@ def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
         time.sleep(1)
 
         def sql(q):
-            r = httpx.post(f"http://127.0.0.1:{srv.sql_port}/", content=q + " FORMAT JSONCompact")
+            r = httpx.post(f"http://127.0.0.1:{srv.sql_port}/", auth=SQL_AUTH, content=q + " FORMAT JSONCompact")
             assert r.status_code == 200, r.text
             return r.json()["data"]
 

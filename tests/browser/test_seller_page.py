@@ -7,6 +7,8 @@ import time
 import uuid
 
 import httpx
+
+from tests.helpers import SQL_AUTH
 import orjson
 
 from tests.e2e.conftest import Server
@@ -60,7 +62,7 @@ def test_seller_page_live_alerts_snooze_and_isolation(tmp_path):
         assert out["snoozed"] not in out["alertsAfterReload"]
         assert out["otherRooms"] == ["deal-kim"] and out["snoozed"] not in out["otherAlerts"]
         time.sleep(0.5)
-        action = httpx.post(f"http://127.0.0.1:{srv.sql_port}/", content="SELECT action, seller_id FROM alert_actions "
+        action = httpx.post(f"http://127.0.0.1:{srv.sql_port}/", auth=SQL_AUTH, content="SELECT action, seller_id FROM alert_actions "
                             "FORMAT JSONCompact").json()["data"]
         assert action == [["snooze", "sam"]]
     finally:

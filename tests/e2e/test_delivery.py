@@ -15,7 +15,7 @@ from dealbeacon.simulate import replay
 from dealbeacon.simulator import plan, simulate
 from sinks.channels import SIGNATURE_HEADER, verify_signature
 from tests.e2e.conftest import Server
-from tests.helpers import free_port
+from tests.helpers import SQL_AUTH, free_port
 
 START = 1_767_225_600_000
 SECRET = "s3cret"
@@ -84,7 +84,7 @@ def test_alerts_reach_webhook_slack_and_email_exactly_once(tmp_path):
         asyncio.run(replay(srv.url, "acme", SECRET, ops, deadline_s=120))
 
         sql = f"http://127.0.0.1:{srv.sql_port}/"
-        alerts = {a[0]: a for a in httpx.post(sql, content="SELECT toString(alert_id), severity, owner FROM alerts "
+        alerts = {a[0]: a for a in httpx.post(sql, auth=SQL_AUTH, content="SELECT toString(alert_id), severity, owner FROM alerts "
                                                    "FINAL FORMAT JSONCompact").json()["data"]}
         assert len(alerts) >= 5
         sev = {"info": 0, "low": 1, "medium": 2, "high": 3}
@@ -111,22 +111,22 @@ def test_alerts_reach_webhook_slack_and_email_exactly_once(tmp_path):
         assert want_slack and len(want_slack) < len(alerts)
         # Slack: blocks, notices of medium or high severity, each alert once
         assert slack.received and all(orjson.loads(b)["blocks"] for _, b in slack.received)
-        delivered = httpx.post(sql, content="SELECT channel_id, arrayJoin(alert_ids) FROM deliveries FINAL WHERE "
+        delivered = httpx.post(sql, auth=SQL_AUTH, content="SELECT channel_id, arrayJoin(alert_ids) FROM deliveries FINAL WHERE "
                                             "status = 'delivered' FORMAT JSONCompact").json()["data"]
         per_channel = collections.defaultdict(list)
         for channel, alert_id in delivered:
             per_channel[channel].append(alert_id)
         assert sorted(per_channel["hook"]) == sorted(alerts)
         assert sorted(per_channel["slack"]) == sorted(want_slack)
-        slack_notices = httpx.post(sql, content="SELECT toString(notice_id) FROM deliveries FINAL WHERE "
+        slack_notices = httpx.post(sql, auth=SQL_AUTH, content="SELECT toString(notice_id) FROM deliveries FINAL WHERE "
                                                  "channel_id = 'slack' FORMAT JSONCompact").json()["data"]
         assert len(slack.received) == len(slack_notices)  # one message per notice, none repeated
         assert sorted(per_channel["mail"]) == sorted(want_mail)
-        mail_notices = httpx.post(sql, content="SELECT toString(notice_id) FROM deliveries FINAL WHERE "
+        mail_notices = httpx.post(sql, auth=SQL_AUTH, content="SELECT toString(notice_id) FROM deliveries FINAL WHERE "
                                                 "channel_id = 'mail' FORMAT JSONCompact").json()["data"]
         assert len(mailbox.messages) == len(mail_notices)
         assert want_mail and all("To: seller-1@seller.example" in m for m in mailbox.messages)
-        assert httpx.post(sql, content="SELECT * FROM channels").status_code == 403  # credentials stay private
+        assert httpx.post(sql, auth=SQL_AUTH, content="SELECT * FROM channels").status_code == 403  # credentials stay private
     finally:
         srv.stop()
         smtp.stop()

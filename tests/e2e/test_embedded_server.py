@@ -8,7 +8,7 @@ import clickhouse_connect
 import orjson
 import pytest
 
-from tests.helpers import event
+from tests.helpers import SQL_AUTH, event
 
 
 def _add_site(data_dir, key="acme"):
@@ -38,14 +38,14 @@ def test_curl_batch_then_clickhouse_connect_count_and_restart_keeps_data(server_
     srv = server_factory("--no-demo", data_dir=data).start()
     status, text = _curl(srv.url + "/v1/events", orjson.dumps(_batch(7)))
     assert status == 202 and orjson.loads(text) == {"accepted": 7, "rejected": []}
-    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port)
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port, username=SQL_AUTH[0], password=SQL_AUTH[1])
     assert ch.query("SELECT count() FROM events").result_rows == [(7,)]
     assert ch.query("SELECT sum(engaged_ms) FROM events FINAL").result_rows == [(7 * 15_000,)]
     assert srv.stop() == 0
     srv2 = server_factory("--no-demo", data_dir=data)
     srv2.port, srv2.sql_port = srv.port, srv.sql_port
     srv2.start()
-    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv2.sql_port)
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv2.sql_port, username=SQL_AUTH[0], password=SQL_AUTH[1])
     assert ch.query("SELECT count() FROM events").result_rows == [(7,)]
 
 
@@ -54,15 +54,15 @@ def test_curl_batch_then_clickhouse_connect_count_and_restart_keeps_data(server_
                                  "SELECT * FROM file('/etc/passwd', 'LineAsString')", "SELECT * FROM url('http://127.0.0.1:1/x', 'CSV', 'a String')"])
 def test_sql_port_refuses_writes_via_clickhouse_connect(server_factory, tmp_path, sql):
     srv = server_factory("--no-demo").start()
-    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port)
-    with pytest.raises(Exception, match="read-only"):
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port, username=SQL_AUTH[0], password=SQL_AUTH[1])
+    with pytest.raises(Exception, match="read-only|not allowed on the SQL port"):
         ch.command(sql)
     assert ch.query("SELECT count() FROM events").result_rows == [(0,)]
 
 
 def test_demo_mode_feeds_simulated_rooms(server_factory):
     srv = server_factory().start()  # no flags: demo site + simulated traffic
-    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port)
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port, username=SQL_AUTH[0], password=SQL_AUTH[1])
     deadline = time.time() + 30
     rooms = []
     while time.time() < deadline and len(rooms) < 2:
@@ -107,7 +107,7 @@ def test_room_state_survives_a_restart(server_factory, tmp_path):
     srv2.port, srv2.sql_port = srv.port, srv.sql_port
     srv2.start()
     assert _curl(srv2.url + "/v1/events", orjson.dumps(_batch(1)))[0] == 202
-    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv2.sql_port)
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv2.sql_port, username=SQL_AUTH[0], password=SQL_AUTH[1])
     # the third event continues the room's state: invited committee still known, engaged time still summed
     assert ch.query("SELECT invited FROM deal_scores_latest").result_rows == [(2,)]
     assert ch.query("SELECT reasons FROM stakeholder_scores_latest").result_rows[0][0] == '[["engagement",0.75]]'

@@ -5,6 +5,8 @@ from starlette.testclient import TestClient
 
 from dealbeacon import records
 from sinks.schema import COLUMNS, MIGRATIONS
+from dealbeacon.analysts import AnalystRegistry
+from sinks.sqlengine import AnalystEngine, Limits
 from sinks.sqlport import create_sql_app
 from streams.processors import process
 from tests.helpers import NOW_MS, event
@@ -27,13 +29,37 @@ def test_insert_dedup_token_drops_a_replayed_batch(store):
     assert store.query("SELECT count() FROM events") == [(1,)]
 
 
+@pytest.fixture(scope="module")
+def engine(chdb_store):
+    eng = AnalystEngine(chdb_store.open_session, Limits(max_execution_s=20, max_memory_bytes=300_000_000))
+    yield eng
+    eng.close()
+
+
 @pytest.fixture
-def sql(store):
+def analysts_file(tmp_path):
+    reg = AnalystRegistry()
+    reg.add("ann", ["s"], "ann-pw")
+    reg.add("bob", ["other"], "bob-pw")
+    path = str(tmp_path / "analysts.json")
+    reg.save(path)
+    return path
+
+
+@pytest.fixture
+def sql(store, engine, analysts_file):
     for i in range(3):
         rec = records.accepted_event(event(room=f"r{i}"), site="s", received_at=NOW_MS, ts=NOW_MS, token_status="none",
                                      stakeholder_id="", ip="", user_agent="")
         store.insert("events", process([rec], [])["events"])
-    return TestClient(create_sql_app(store.readonly_session()))
+    return _client(create_sql_app(engine, analysts_file), ("ann", "ann-pw"))
+
+
+def _client(app, auth=None):
+    c = TestClient(app)
+    if auth:
+        c.auth = auth
+    return c
 
 
 def test_query_in_url_and_body_with_formats(sql):
@@ -41,30 +67,130 @@ def test_query_in_url_and_body_with_formats(sql):
     r = sql.post("/", content="SELECT room_id FROM events ORDER BY room_id FORMAT JSONEachRow")
     assert [orjson.loads(line)["room_id"] for line in r.text.splitlines()] == ["r0", "r1", "r2"]
     assert r.headers["x-clickhouse-format"] == "JSONEachRow"
-    r = sql.get("/", params={"query": "SELECT 1 AS one", "default_format": "JSONCompact", "max_threads": "2",
-                             "wait_end_of_query": "1"})
+    r = sql.get("/", params={"query": "SELECT 1 AS one", "default_format": "JSONCompact", "wait_end_of_query": "1"})
     assert orjson.loads(r.text)["data"] == [[1]]
     assert sql.get("/ping").text == "Ok.\n" and sql.get("/").text == "Ok.\n"
 
 
+def test_credentials_by_basic_auth_headers_and_url_and_516_without(sql):
+    anon = _client(sql.app)
+    for r in (anon.get("/", params={"query": "SELECT 1"}),
+              anon.get("/", params={"query": "SELECT 1"}, auth=("ann", "wrong")),
+              anon.get("/", params={"query": "SELECT 1"}, headers={"X-ClickHouse-User": "eve", "X-ClickHouse-Key": "x"})):
+        assert r.status_code == 403 and r.headers["x-clickhouse-exception-code"] == "516"
+        assert r.text.startswith("Code: 516.") and "Authentication failed" in r.text
+    assert anon.get("/", params={"query": "SELECT 1"}, headers={"X-ClickHouse-User": "ann",
+                                                                 "X-ClickHouse-Key": "ann-pw"}).text == "1\n"
+    assert anon.get("/", params={"query": "SELECT 1", "user": "ann", "password": "ann-pw"}).text == "1\n"
+
+
+def test_each_analyst_sees_only_its_sites_rows_in_the_engine(sql, store):
+    rec = records.accepted_event(event(room="theirs"), site="other", received_at=NOW_MS, ts=NOW_MS,
+                                 token_status="none", stakeholder_id="", ip="", user_agent="")
+    store.insert("events", process([rec], [])["events"])
+    for q in ("SELECT count() FROM events", "SELECT count() FROM events FINAL", "SELECT count() FROM default.events",
+              "SELECT count() FROM (SELECT * FROM events) AS x", "WITH e AS (SELECT * FROM events) SELECT count() FROM e",
+              "SELECT count() FROM events AS a JOIN events AS b USING (event_id)"):
+        assert sql.get("/", params={"query": q}).text == "3\n", q
+    bob = _client(sql.app, ("bob", "bob-pw"))
+    assert bob.get("/", params={"query": "SELECT room_id FROM events"}).text == "theirs\n"
+    assert bob.get("/", params={"query": "SELECT count() FROM events WHERE site = 's'"}).text == "0\n"
+
+
 @pytest.mark.parametrize("query", [
     "INSERT INTO events (site) VALUES ('x')", "CREATE TABLE x (a Int8) ENGINE = Memory", "DROP TABLE events",
-    "ALTER TABLE events DELETE WHERE 1", "SELECT * FROM file('/etc/passwd', 'LineAsString')",
-    "SELECT * FROM url('http://127.0.0.1:1/', 'CSV', 'a String')",
+    "ALTER TABLE events DELETE WHERE 1", "SYSTEM STOP MERGES", "SET readonly = 0", "KILL QUERY WHERE 1",
+    "OPTIMIZE TABLE events FINAL", "TRUNCATE TABLE events", "GRANT ALL ON *.* TO default",
 ])
-def test_writes_ddl_and_outside_table_functions_are_refused(sql, store, query):
+def test_writes_ddl_and_admin_statements_are_refused(sql, store, query):
     r = sql.post("/", content=query)
-    assert r.status_code == 403 and "read-only" in r.text and r.headers["x-clickhouse-exception-code"] == "164"
+    assert r.status_code in (400, 403), r.text
+    assert r.headers["x-clickhouse-exception-code"] in ("164", "62"), r.text
     assert store.query("SELECT count() FROM events") == [(3,)]
 
 
-def test_engine_session_is_readonly_even_past_the_guard(store):
-    import chdb  # noqa: F401  the backstop: the session itself refuses writes
+@pytest.mark.parametrize("query,says", [
+    ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "table function file()"),
+    ("SELECT * FROM `file`('/etc/passwd', 'LineAsString')", "table function file()"),
+    ('SELECT * FROM "file"(\'/etc/passwd\', \'LineAsString\')', "table function file()"),
+    ("SELECT file('/etc/hostname')", "function file()"),
+    ("SELECT `file`('/etc/hostname')", "function file()"),
+    ('SELECT "FILE"(\'/etc/hostname\')', "function FILE()"),
+    ("SELECT x -> file(x)", "function file()"),
+    ("SELECT * FROM url('http://127.0.0.1:1/', 'CSV', 'a String')", "table function url()"),
+    ("SELECT * FROM channels", "holds delivery credentials"),
+    ('SELECT * FROM "channels"', "holds delivery credentials"),
+    ("SELECT * FROM `default`.`channels`", "holds delivery credentials"),
+    ("SELECT * FROM default.channels", "holds delivery credentials"),
+    ("SELECT target FROM merge('default', '^chan')", "table function merge()"),
+    ("SELECT * FROM view(SELECT * FROM channels)", "table function view()"),
+    ("SELECT * FROM cluster('default', default.channels)", "table function cluster()"),
+    ("SELECT * FROM system.disks", "system.disks is not served"),
+    ('SELECT * FROM "system"."disks"', "system.disks is not served"),
+    ("SELECT * FROM system.processes", "system.processes is not served"),
+    ("SELECT * FROM room_state", "table room_state is not served"),
+    ("SELECT 1 FROM numbers(10) WHERE 1 IN default.channels", "right of IN"),
+    ("SELECT default.channels.target FROM events", "qualified with a database"),
+    ("SELECT site IN channels FROM events", "right of IN"),
+    ("SELECT joinGet('channels', 'target', 'x')", "function joinGet()"),
+    ("SELECT dictGet('d', 'x', 1)", "function dictGet()"),
+    ("SELECT getSetting('max_memory_usage')", "function getSetting()"),
+    ("SELECT aiGenerate('x')", "function aiGenerate()"),
+    ("SELECT demangle('x')", "function demangle()"),
+    ("SELECT 1 INTO OUTFILE '/tmp/dealbeacon-outfile.csv'", "INTO OUTFILE"),
+    ("SELECT 1 SETTINGS readonly = 0", "readonly mode"),
+    ("SELECT count() FROM events SETTINGS additional_table_filters = {}", "readonly mode"),
+    ("EXPLAIN SELECT * FROM channels", "holds delivery credentials"),
+    ("SELECT 1; SELECT file('/etc/hostname')", "one statement"),
+    ("EXPLAIN AST SELECT 1; SELECT * FROM channels", "one statement"),
+    ("SELECT count() FROM numbers(1e12)", "capped"),
+    ("SELECT `a\nFunction file` FROM events", "cannot verify"),
+    ("SHOW PROCESSLIST", "not allowed"),
+])
+def test_outside_reaching_and_protected_reads_are_refused_however_written(sql, query, says):
+    r = sql.post("/", content=query)
+    assert r.status_code == 403, (query, r.status_code, r.text)
+    assert says in r.text, (query, r.text)
+    assert r.headers["x-clickhouse-exception-code"] in ("164", "497"), r.text
+    import os
 
-    with pytest.raises(Exception, match="readonly"):
-        store.readonly_session().query("INSERT INTO dead_letters (site) VALUES ('x')")
+    assert not os.path.exists("/tmp/dealbeacon-outfile.csv")
+
+
+def test_settings_in_the_url_are_refused(sql):
+    for name in ("readonly", "max_memory_usage", "additional_table_filters", "max_execution_time"):
+        r = sql.get("/", params={"query": "SELECT 1", name: "0"})
+        assert r.status_code == 403 and f"'{name}'" in r.text and r.headers["x-clickhouse-exception-code"] == "164"
+
+
+def test_ordinary_analytics_pass_the_allowlist(sql):
+    for q in ("SELECT type, countIf(engaged_ms > 0), uniqExact(visitor_id), quantile(0.9)(engaged_ms) FROM events "
+              "FINAL GROUP BY type",
+              "SELECT toStartOfDay(ts) AS d, count() FROM events WHERE ts > now() - INTERVAL 1000 DAY GROUP BY d",
+              "SELECT room_id, row_number() OVER (PARTITION BY site ORDER BY ts) FROM events",
+              "SELECT arrayMap(x -> x * 2, [1, 2]), JSONExtractString(props, 'k'), if(1, 'a', 'b') FROM events",
+              "SELECT * FROM deal_scores_latest", "SELECT count() FROM numbers(1000)",
+              "DESCRIBE TABLE events", "EXISTS TABLE events", "SHOW TABLES", "EXPLAIN SELECT count() FROM events",
+              "SELECT name FROM system.functions WHERE name = 'count'", "SELECT version(), timezone()",
+              "select COUNT(*) from events", "SELECT sumIf(engaged_ms, type = 'x'), uniqExactMerge(s) FROM "
+              "(SELECT uniqExactState(visitor_id) AS s, any(engaged_ms) AS engaged_ms, any(type) AS type FROM events)"):
+        r = sql.post("/", content=q)
+        assert r.status_code == 200, (q, r.text)
+
+
+def test_limits_hold_heavy_queries(sql):
+    r = sql.post("/", content="SELECT length(groupArray(number)) FROM numbers(400000000)")
+    assert r.status_code == 400 and r.headers["x-clickhouse-exception-code"] in ("241", "158"), r.text
+    r = sql.post("/", content="SELECT number FROM numbers(5000000) FORMAT TSV")
+    assert r.status_code == 400 and r.headers["x-clickhouse-exception-code"] == "396", r.text[:300]
+
+
+def test_body_is_capped_while_streaming(sql):
+    r = sql.post("/", content=b"SELECT 1 -- " + b"x" * 400_000)
+    assert r.status_code == 413 and r.headers["x-clickhouse-exception-code"] == "1001"
 
 
 def test_engine_errors_come_back_in_clickhouse_form(sql):
     r = sql.get("/", params={"query": "SELECT nope FROM events"})
-    assert r.status_code == 400 and r.text.startswith("Code: 47.") and r.headers["x-clickhouse-exception-code"] == "47"
+    assert r.status_code == 400, r.text
+    assert r.text.startswith("Code: 47.") and r.headers["x-clickhouse-exception-code"] == "47"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from dealbeacon.kafka_local import LocalKafka
-from tests.helpers import free_port
+from tests.helpers import SQL_AUTH, free_port
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +110,7 @@ class Stack:
         raise AssertionError(f"{name} not ready:\n{self.procs[name].log()}")
 
     def sql(self, query):
-        r = httpx.post(f"http://127.0.0.1:{self.sql_port}/", content=query + " FORMAT JSONCompact", timeout=30)
+        r = httpx.post(f"http://127.0.0.1:{self.sql_port}/", auth=SQL_AUTH, content=query + " FORMAT JSONCompact", timeout=30)
         assert r.status_code == 200, r.text
         return r.json()["data"]
 

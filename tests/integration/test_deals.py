@@ -4,6 +4,8 @@ import asyncio
 
 import httpx
 
+from tests.helpers import SQL_AUTH
+
 from dealbeacon.simulate import replay
 from dealbeacon.simulator import DAY_MS, Deal, op_records, plan, simulate, stage_for
 from streams import processors
@@ -101,9 +103,9 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
     try:
         asyncio.run(replay(emb.url, SITE, SECRET, ops, deadline_s=300))
         q = f"SELECT {ALERT_COLS} FROM alerts FINAL ORDER BY 1 FORMAT JSONCompact"
-        embedded = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", content=q).json()["data"]
+        embedded = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", auth=SQL_AUTH, content=q).json()["data"]
         q = "SELECT room_id, toUnixTimestamp64Milli(at), score FROM deal_scores FINAL ORDER BY 1, 2 FORMAT JSONCompact"
-        emb_scores = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", content=q).json()["data"]
+        emb_scores = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", auth=SQL_AUTH, content=q).json()["data"]
     finally:
         emb.stop()
     assert embedded == distributed

@@ -10,7 +10,7 @@ import orjson
 from dealbeacon import demo
 from dealbeacon.kafka_local import LocalKafka
 from tests.e2e.conftest import Server
-from tests.helpers import free_port, live_event as event
+from tests.helpers import SQL_AUTH, free_port, live_event as event
 
 EVENT_COLUMNS = ("toString(event_id), site, type, room_id, visitor_id, session_id, stakeholder_id, token_status, "
                  "toUnixTimestamp64Milli(ts), toUnixTimestamp64Milli(client_ts), content_id, page, progress_pct, "
@@ -116,8 +116,8 @@ def test_embedded_and_distributed_leave_identical_rows(stack_factory, tmp_path):
         post_all(emb.url, bodies)
         q_ev = f"SELECT {EVENT_COLUMNS} FROM events FINAL ORDER BY event_id FORMAT JSONCompact"
         q_dl = f"SELECT {DEAD_COLUMNS} FROM dead_letters FINAL ORDER BY event_id FORMAT JSONCompact"
-        embedded_events = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", content=q_ev).json()["data"]
-        embedded_dead = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", content=q_dl).json()["data"]
+        embedded_events = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", auth=SQL_AUTH, content=q_ev).json()["data"]
+        embedded_dead = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", auth=SQL_AUTH, content=q_dl).json()["data"]
     finally:
         emb.stop()
     distributed_events = st.sql(q_ev.replace(" FORMAT JSONCompact", ""))
