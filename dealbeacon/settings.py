@@ -32,7 +32,7 @@ class Settings:
     sql_max_result_bytes: int = 100_000_000
     sql_max_threads: int = 1
     sql_max_concurrent_per_analyst: int = 2
-    sql_pool: int = 3  # analyst queries running at once, all analysts together
+    sql_pool: int = 2  # analyst queries running at once, all analysts together
     # -- ingest limits
     max_body_bytes: int = 1_000_000
     max_decompressed_bytes: int = 4_000_000

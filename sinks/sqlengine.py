@@ -39,7 +39,7 @@ class Limits:
     max_result_bytes: int = 100_000_000
     max_threads: int = 1
     max_concurrent: int = 2  # per analyst
-    pool: int = 3  # analyst queries running at once, all analysts together
+    pool: int = 2  # analyst queries running at once, all analysts together
     max_query_bytes: int = 256_000
 
 
@@ -63,7 +63,8 @@ def session_setup(analyst: Analyst, limits: Limits) -> list[str]:
         f"max_memory_usage = {int(limits.max_memory_bytes)}, max_rows_to_read = {int(limits.max_rows_to_read)}, "
         f"read_overflow_mode = 'throw', max_result_rows = {int(limits.max_result_rows)}, "
         f"max_result_bytes = {int(limits.max_result_bytes)}, result_overflow_mode = 'throw', "
-        f"max_threads = {int(limits.max_threads)}, allow_introspection_functions = 0, allow_ddl = 0"]
+        f"max_threads = {int(limits.max_threads)}, os_thread_priority = 19, allow_introspection_functions = 0, "
+        "allow_ddl = 0"]
     if not analyst.all_sites:
         cond = "site IN (" + ", ".join(_quote(s) for s in analyst.sites) + ")"
         filters = ", ".join(f"{_quote(t)}: {_quote(cond)}" for t in SITE_TABLES)
@@ -169,8 +170,9 @@ class AnalystEngine:
             if gone is not None:
                 done, _ = await asyncio.wait({fut, gone}, return_when=asyncio.FIRST_COMPLETED)
                 if fut not in done:
+                    fut.cancel()  # still queued: never starts; already running: killed in the engine
                     await asyncio.to_thread(self.kill, marker)
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(BaseException):
                         await fut
                     raise QueryFailed("Code: 394. DB::Exception: the client went away; query cancelled. "
                                       "(QUERY_WAS_CANCELLED)")
