@@ -26,8 +26,11 @@ MAX_PROP_VALUE = 256
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _PROP_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-# client timestamps: ms since epoch, 2001-09-09 .. 2286-11-20
+# client timestamps: ms since epoch, 2001-09-09 .. 2286-11-20 (inside DateTime64(3)'s 1900..2299)
 MIN_TS_MS, MAX_TS_MS = 1_000_000_000_000, 9_999_999_999_999
+# dates (expected close): inside ClickHouse Date's 1970-01-01 .. 2149-06-06
+MIN_DATE, MAX_DATE = "1970-01-01", "2149-06-06"
+MAX_DEPTH = 16  # JSON nesting of one event (props are flat: an honest event is 2 deep)
 
 
 @dataclass(frozen=True)
@@ -177,10 +180,25 @@ def check_envelope(obj) -> tuple[str, int, list, list[str]]:
     return site, sent_at, events, ignored
 
 
+def depth(obj, limit: int = MAX_DEPTH) -> int:
+    """JSON nesting depth of ``obj``, counted up to ``limit + 1`` (iterative: any depth is safe to measure)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, list)):
+            deepest = max(deepest, d)
+            if d > limit:
+                return d
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return deepest
+
+
 def check_event(obj) -> tuple[dict, list[str]]:
     """Validate one event. Returns (clean event holding only known fields, ignored field names)."""
     if not isinstance(obj, dict):
         raise Rejected("invalid_type", "", "event must be a JSON object")
+    if depth(obj) > MAX_DEPTH:
+        raise Rejected("too_deep", "", f"JSON nested deeper than {MAX_DEPTH} levels")
     for name in REQUIRED_COMMON:
         if name not in obj or obj[name] is None:
             raise Rejected("missing_field", name)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 
+from dealbeacon import records
 from dealbeacon.handoff import HandoffUnavailable
 from streams import deals, processors
 
@@ -81,15 +82,23 @@ class EmbeddedHandoff:
     def ready(self) -> bool:
         return self._task is not None and not self._task.done() and self._healthy
 
-    async def submit(self, events: list[dict], dead_letters: list[dict]) -> None:
+    async def submit(self, events: list[dict], dead_letters: list[dict]) -> dict[int, str]:
         if not events and not dead_letters:
-            return
+            return {}
         if self._task is None or self._task.done():
             raise HandoffUnavailable("embedded pipeline is not running")
         fut = asyncio.get_running_loop().create_future()
-        self._pending.append((events, dead_letters, fut))
+        item = (events, dead_letters, fut)
+        self._pending.append(item)
         self._wakeup.set()
-        await asyncio.shield(fut)  # a timed-out caller must not cancel a batch others wait on
+        try:
+            return await asyncio.shield(fut)  # a timed-out caller must not cancel a batch others wait on
+        except asyncio.CancelledError:
+            if item in self._pending:  # not taken yet: withdrawn, so the caller's 503 is true
+                self._pending.remove(item)
+                raise
+            # already being written: its outcome is the truth, whatever the caller's deadline said
+            return await asyncio.shield(fut)
 
     def _take(self) -> list[tuple[list, list, asyncio.Future]]:
         taken, size = [], 0
@@ -103,6 +112,43 @@ class EmbeddedHandoff:
         for table, rows in tables.items():
             self.store.insert(table, rows)
 
+    async def _commit(self, events: list[dict], dead: list[dict]) -> None:
+        tables = self.process(events, dead)
+        commit = None
+        if isinstance(tables, tuple):
+            tables, commit = tables
+        await asyncio.to_thread(self._write, tables)
+        if commit:
+            commit()
+
+    async def _isolate(self, events: list[dict], dead: list[dict]) -> dict[int, str]:
+        """One request on its own; if the store refuses it, record by record: what the store refuses becomes a
+        dead letter with the engine's reason. Nothing stored at all means the store is down: raise."""
+        try:
+            await self._commit(events, dead)
+            return {}
+        except Exception as e:
+            if not events:
+                raise
+            first_error = e
+        refused: dict[int, str] = {}
+        for i, rec in enumerate(events):
+            try:
+                await self._commit([rec], [])
+            except Exception as e:
+                refused[i] = str(e).splitlines()[0][:300]
+        if len(refused) == len(events):
+            raise first_error
+        kept = [records.dead_letter(received_at=int(time.time() * 1000), site=str(events[i].get("site", "")),
+                                    stage="store", reason="store_rejected", detail=why,
+                                    event_id=str(events[i].get("event_id", "")), payload=records.payload_of(events[i]))
+                for i, why in refused.items()]
+        try:
+            await self._commit([], dead + kept)
+        except Exception:
+            log.exception("dead letters of a partly refused request could not be stored")
+        return refused
+
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -111,24 +157,20 @@ class EmbeddedHandoff:
             self._wakeup.clear()
             while self._pending:
                 batch = self._take()
-                events = [e for b in batch for e in b[0]]
-                dead = [d for b in batch for d in b[1]]
                 try:
-                    tables = self.process(events, dead)
-                    commit = None
-                    if isinstance(tables, tuple):
-                        tables, commit = tables
-                    await asyncio.to_thread(self._write, tables)
-                    if commit:
-                        commit()
-                    self._healthy = True
-                    self.batches += 1
-                    for *_, fut in batch:
-                        if not fut.done():
-                            fut.set_result(None)
-                except Exception as e:  # the engine refused: callers answer 503, clients retry
-                    log.exception("embedded insert failed")
-                    self._healthy = False
-                    for *_, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(HandoffUnavailable(f"store insert failed: {e}"))
+                    await self._commit([e for b in batch for e in b[0]], [d for b in batch for d in b[1]])
+                    outcomes = [({}, None)] * len(batch)
+                except Exception as e:  # one bad record must not fail the others' requests: one by one
+                    log.warning("group commit of %d requests failed (%s); retrying them one by one", len(batch), e)
+                    outcomes = []
+                    for events, dead, _ in batch:
+                        try:
+                            outcomes.append((await self._isolate(events, dead), None))
+                        except Exception as e2:  # the engine refused: callers answer 503, clients retry
+                            log.error("embedded insert failed: %s", e2)
+                            outcomes.append((None, HandoffUnavailable(f"store insert failed: {e2}")))
+                self._healthy = all(err is None for _, err in outcomes)
+                self.batches += 1
+                for (*_, fut), (refused, err) in zip(batch, outcomes):
+                    if not fut.done():
+                        fut.set_exception(err) if err else fut.set_result(refused)

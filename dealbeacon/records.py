@@ -6,9 +6,15 @@ Both are flat dicts, encoded with orjson on Kafka. Stages depend on this module,
 """
 from __future__ import annotations
 
+import re
 import uuid
 
 import orjson
+
+# stakeholder (v1.) and seller (s1.) link tokens: credentials, never kept in dead letters
+_TOKEN_TEXT = re.compile(r"\b[vs]1\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
+REDACTED = "[redacted]"
+SECRET_FIELDS = ("token", "authorization", "password", "secret")
 
 RECORD_VERSION = 1
 
@@ -22,6 +28,27 @@ def accepted_event(clean: dict, *, site: str, received_at: int, ts: int, token_s
     return rec
 
 
+def _clip(obj, depth: int):
+    """A copy of ``obj`` cut at ``depth`` levels, secret fields redacted (what a dead letter may keep)."""
+    if isinstance(obj, dict):
+        if depth <= 0:
+            return "[nested]"
+        return {k: REDACTED if str(k).lower() in SECRET_FIELDS else _clip(v, depth - 1) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return "[nested]" if depth <= 0 else [_clip(v, depth - 1) for v in obj]
+    return obj
+
+
+def redact(text: str) -> str:
+    """Token-shaped strings replaced (raw bodies that could not be parsed keep no credentials either)."""
+    return _TOKEN_TEXT.sub(REDACTED, text)
+
+
+def payload_of(obj) -> bytes:
+    """A rejected event or body as dead-letter payload: secrets redacted, nesting cut, never failing."""
+    return orjson.dumps(_clip(obj, 8), default=str)
+
+
 def dead_letter(*, received_at: int, site: str, stage: str, reason: str, field: str = "", detail: str = "",
                 event_index: int = -1, event_id: str = "", payload: bytes | str = b"", ip: str = "",
                 user_agent: str = "", max_payload: int = 4096) -> dict:
@@ -29,6 +56,7 @@ def dead_letter(*, received_at: int, site: str, stage: str, reason: str, field: 
         payload = payload[:max_payload].decode("utf-8", "replace")
     else:
         payload = payload[:max_payload]
+    payload = redact(payload)
     return {"rv": RECORD_VERSION, "dl_id": str(uuid.uuid4()), "received_at": received_at, "site": site[:128], "stage": stage,
             "reason": reason, "field": field[:128], "detail": detail[:512], "event_index": event_index,
             "event_id": str(event_id)[:64], "payload": payload, "ip": ip, "user_agent": user_agent[:512]}

@@ -42,6 +42,7 @@ class Settings:
     trust_proxy_headers: bool = False
     clock_skew_tolerance_ms: int = 5_000
     max_event_age_s: int = 7 * 86_400
+    max_backfill_days: int = 3_660  # server-side senders (Bearer site secret): how far back their events may lie
     handoff_timeout_s: float = 5.0
     retry_after_s: int = 5
     dead_letter_payload_bytes: int = 4_096

@@ -3,6 +3,9 @@
 Format: ``v1.<base64url(JSON [room_id, stakeholder_id, expires_at_s])>.<base64url(HMAC-SHA256)>``, the MAC
 keyed by the site secret over ``v1.<payload>``. Ingest verifies it against the event's room and the server
 receive time; only a ``valid`` result marks an identity as verified.
+
+The prefix states the token's purpose and is signed with it: ``v1`` for a stakeholder's room link, ``s1`` for a
+seller's page link. One is never accepted as the other.
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 
 import orjson
 
-PREFIX = "v1"
+PREFIX = "v1"  # a stakeholder's room link
+SELLER_PREFIX = "s1"  # a seller's page link
 
 
 def _b64(data: bytes) -> str:
@@ -28,12 +32,12 @@ def _mac(secret: str, signed: str) -> bytes:
     return hmac.new(secret.encode(), signed.encode(), hashlib.sha256).digest()
 
 
-def mint(secret: str, room_id: str, stakeholder_id: str, expires_at_s: int) -> str:
+def mint(secret: str, room_id: str, stakeholder_id: str, expires_at_s: int, *, prefix: str = PREFIX) -> str:
     """Mint a token for ``stakeholder_id`` in ``room_id``, valid until ``expires_at_s`` (epoch seconds)."""
     if not secret:
         raise ValueError("site secret is empty")
     payload = _b64(orjson.dumps([room_id, stakeholder_id, int(expires_at_s)]))
-    signed = f"{PREFIX}.{payload}"
+    signed = f"{prefix}.{payload}"
     return f"{signed}.{_b64(_mac(secret, signed))}"
 
 
@@ -47,10 +51,10 @@ class TokenCheck:
         return self.status == "valid"
 
 
-def verify(secret: str, token: str, room_id: str, now_s: float) -> TokenCheck:
+def verify(secret: str, token: str, room_id: str, now_s: float, *, prefix: str = PREFIX) -> TokenCheck:
     """Check a token for an event in ``room_id`` received at ``now_s``. Pure: the clock is an argument."""
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != PREFIX or not secret:
+    if len(parts) != 3 or parts[0] != prefix or not secret:
         return TokenCheck("invalid")
     try:
         expected = _mac(secret, f"{parts[0]}.{parts[1]}")

@@ -15,6 +15,7 @@ from dealbeacon.handoff import Handoff, HandoffUnavailable
 from dealbeacon.settings import Settings
 from dealbeacon.sites import SiteRegistry
 
+from .body import read_capped
 from .metrics import Metrics
 from .netinfo import client_ip, truncate_ip
 from .openapi import openapi_document
@@ -35,17 +36,6 @@ class ORJSONResponse(JSONResponse):
         return orjson.dumps(content)
 
 
-async def _read_capped(request: HTTPRequest, cap: int) -> bytes:
-    """Read at most cap+1 bytes: enough to know the body is too large without buffering all of it."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > cap:
-            break
-    return b"".join(chunks)
-
-
 def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clock: Clock | None = None,
                metrics: Metrics | None = None, snippet_file: str | None = None, demo_page: str | None = None,
                lifespan=None, reader=None, hub=None) -> Starlette:
@@ -64,7 +54,7 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
     async def post_events(request: HTTPRequest) -> Response:
         start = clock.monotonic()
         req = Request(
-            raw=await _read_capped(request, settings.max_body_bytes),
+            raw=await read_capped(request, settings.max_body_bytes),
             content_encoding=request.headers.get("content-encoding", ""),
             origin=request.headers.get("origin"),
             user_agent=request.headers.get("user-agent", ""),
@@ -109,10 +99,13 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
     async def submit(recs: list[dict], dead: list[dict] = ()) -> Response | None:
         """The server-side APIs' hand-off, bounded like the events pipeline's: a 503 response or None."""
         try:
-            await asyncio.wait_for(handoff.submit(recs, list(dead)), settings.handoff_timeout_s)
+            refused = await asyncio.wait_for(handoff.submit(recs, list(dead)), settings.handoff_timeout_s)
         except (HandoffUnavailable, asyncio.TimeoutError) as e:
-            return ORJSONResponse({"error": "unavailable", "detail": str(e) or "hand-off timed out"}, status_code=503,
-                                  headers={"Retry-After": str(settings.retry_after_s)})
+            return ORJSONResponse({"error": "unavailable", "detail": str(e) or "hand-off timed out", "kept": 0},
+                                  status_code=503, headers={"Retry-After": str(settings.retry_after_s)})
+        if refused:  # the store could not hold the record (dead-lettered with the engine's reason)
+            return ORJSONResponse({"error": "store_rejected", "reason": "store_rejected",
+                                   "detail": next(iter(refused.values()))}, status_code=422)
         return None
 
     put_room, post_clock = room_routes(settings, sites, submit, clock)

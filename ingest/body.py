@@ -37,3 +37,15 @@ def parse_json(data: bytes):
         return orjson.loads(data)
     except orjson.JSONDecodeError as e:
         raise BodyError(400, "malformed_json", str(e)[:200]) from None
+
+
+async def read_capped(request, cap: int) -> bytes:
+    """Read at most cap+1 bytes of a Starlette request: enough to know the body is too large without buffering
+    the rest of it."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            break
+    return b"".join(chunks)

@@ -45,24 +45,36 @@ class KafkaHandoff:
     async def submit(self, events: list[dict], dead_letters: list[dict]) -> None:
         if self.producer is None:
             raise HandoffUnavailable("Kafka producer is not running")
+        sent: list[tuple[asyncio.Future, int]] = []  # (delivery future, events it carries)
         try:
             # one message per room per request: keyed by room, so a deal's events stay in order
             clocks = [e for e in events if e.get("record") == "clock"]
             keyed = [e for e in events if e.get("record") != "clock"]
-            futures = [await self.producer.send(self.s.topic_events, records.encode_many(group), key=key)
-                       for key, group in records.group_by_room(keyed).items()]
+            for key, group in records.group_by_room(keyed).items():
+                sent.append((await self.producer.send(self.s.topic_events, records.encode_many(group), key=key),
+                             len(group)))
             if clocks:  # a site-wide tick reaches every partition, after this request's own records
-                await asyncio.gather(*futures)
+                await asyncio.gather(*(f for f, _ in sent))
                 parts = await self.producer.partitions_for(self.s.topic_events)
-                futures += [await self.producer.send(self.s.topic_events, records.encode_many(clocks), partition=p)
-                            for p in sorted(parts)]
+                for p in sorted(parts):
+                    sent.append((await self.producer.send(self.s.topic_events, records.encode_many(clocks),
+                                                          partition=p), 0))
             if dead_letters:
-                futures.append(await self.producer.send(self.s.topic_dead_letters, records.encode_many(dead_letters),
-                                                        key=dead_letters[0]["site"].encode()))
-            await asyncio.gather(*futures)
+                sent.append((await self.producer.send(self.s.topic_dead_letters, records.encode_many(dead_letters),
+                                                      key=dead_letters[0]["site"].encode()), 0))
+            await asyncio.gather(*(f for f, _ in sent))
         except asyncio.CancelledError:
             self._healthy = False  # timed out by the pipeline: the broker is slow or gone
-            raise
+            if not sent:
+                raise  # nothing was handed to the producer: the 503 is true
+            # messages already with the producer may still be delivered: wait for their outcome (bounded by the
+            # producer's own request timeout) so the answer says what was kept, never a 503 over stored events
+            results = await asyncio.shield(asyncio.gather(*(f for f, _ in sent), return_exceptions=True))
+            kept = sum(n for (_, n), r in zip(sent, results) if not isinstance(r, BaseException))
+            if kept == sum(n for _, n in sent) and not any(isinstance(r, BaseException) for r in results):
+                return None
+            raise HandoffUnavailable(f"Kafka: timed out; kept {kept} of {len(events)} events "
+                                     "(a retry is deduplicated by event_id)", kept=kept) from None
         except Exception as e:  # KafkaError and friends: the broker did not take it
             self._healthy = False
             raise HandoffUnavailable(f"Kafka: {type(e).__name__}: {e}") from e

@@ -57,10 +57,12 @@ class IngestPipeline:
             user_agent=req.user_agent, max_payload=self.s.dead_letter_payload_bytes)
 
     async def _reject_request(self, req: Request, site: str, status: int, err: Rejected,
-                              allow_origin: str | None = None) -> Outcome:
+                              allow_origin: str | None = None, body=None) -> Outcome:
         self.metrics.rejected_requests.labels(err.reason).inc()
+        payload = records.payload_of(body) if body is not None else b""
         try:  # keep the evidence; the client is told not to retry, so a failed hand-off loses only evidence
-            await asyncio.wait_for(self.handoff.submit([], [self._dead(req, site, err)]), self.s.handoff_timeout_s)
+            await asyncio.wait_for(self.handoff.submit([], [self._dead(req, site, err, payload=payload)]),
+                                   self.s.handoff_timeout_s)
         except (HandoffUnavailable, asyncio.TimeoutError):
             self.metrics.dead_letters_unsaved.inc()
         return Outcome(status, {"error": err.reason, **err.as_dict()}, allow_origin=allow_origin)
@@ -80,20 +82,22 @@ class IngestPipeline:
         try:
             site_key, sent_at, events, ignored = contract.check_envelope(obj)
         except Rejected as e:
-            return await self._reject_request(req, site_key, 400, e)
+            return await self._reject_request(req, site_key, 400, e, body=obj)
         # 5-6. site and origin
         site = self.sites.get(site_key)
         if site is None:
-            return await self._reject_request(req, site_key, 401, Rejected("unknown_site", "site"))
+            return await self._reject_request(req, site_key, 401, Rejected("unknown_site", "site"), body=obj)
         if not site.origin_allowed(req.origin):
-            return await self._reject_request(req, site_key, 403, Rejected("origin_not_allowed", "", req.origin or ""))
+            return await self._reject_request(req, site_key, 403, Rejected("origin_not_allowed", "", req.origin or ""),
+                                              body=obj)
         allow_origin = req.origin
         # server-side senders that prove the site secret send their own timeline (imports, replays): their
         # timestamps are kept as given, old ones included, and they are not bot-filtered
         trusted = site.bearer_ok(req.authorization)
         if len(events) > s.max_events_per_batch:
             return await self._reject_request(
-                req, site_key, 413, Rejected("too_many_events", "events", f"at most {s.max_events_per_batch}"), allow_origin)
+                req, site_key, 413, Rejected("too_many_events", "events", f"at most {s.max_events_per_batch}"), allow_origin,
+                body=obj)
         # 7. rate limit
         wait = self.limiter.take(site_key, len(events), req.monotonic_s, site.rate_limit_events_per_s)
         if wait > 0:
@@ -101,7 +105,7 @@ class IngestPipeline:
             retry = max(1, math.ceil(wait))
             return Outcome(429, {"error": "rate_limited", "retry_after_s": retry}, {"Retry-After": str(retry)}, allow_origin)
         # 8-9. events
-        accepted, dead, rejected, unverified = [], [], [], []
+        accepted, dead, rejected, unverified, accepted_index = [], [], [], [], []
         is_bot = not trusted and bots.is_bot(req.user_agent, req.origin is not None)
         seen: set[str] = set()
         for i, ev in enumerate(events):
@@ -117,9 +121,13 @@ class IngestPipeline:
                     clean["ts"], sent_at, req.received_at_ms, s.clock_skew_tolerance_ms)
                 if not trusted and ts < req.received_at_ms - s.max_event_age_s * 1000:
                     raise Rejected("stale_event", "ts", f"older than {s.max_event_age_s} s after skew correction")
+                if trusted and not (req.received_at_ms - s.max_backfill_days * 86_400_000 <= ts
+                                    <= req.received_at_ms + 86_400_000):
+                    raise Rejected("out_of_range", "ts", f"a server-side sender's events lie within the last "
+                                   f"{s.max_backfill_days} days and at most one day ahead")
             except Rejected as e:
                 rejected.append({"index": i, **e.as_dict()})
-                dead.append(self._dead(req, site_key, e, index=i, event_id=eid, payload=records.encode(ev)))
+                dead.append(self._dead(req, site_key, e, index=i, event_id=eid, payload=records.payload_of(ev)))
                 continue
             ignored += extra
             check = tokens.TokenCheck("none")
@@ -127,16 +135,23 @@ class IngestPipeline:
                 check = tokens.verify(site.secret, clean["token"], clean["room_id"], req.received_at_ms / 1000)
                 if not check.verified:
                     unverified.append({"index": i, "reason": "token_" + check.status})
+            accepted_index.append(i)
             accepted.append(records.accepted_event(
                 clean, site=site_key, received_at=req.received_at_ms, ts=ts, token_status=check.status,
                 stakeholder_id=check.stakeholder_id, ip=req.ip, user_agent=req.user_agent))
         # 10. hand off
         try:
-            await asyncio.wait_for(self.handoff.submit(accepted, dead), s.handoff_timeout_s)
+            refused = await asyncio.wait_for(self.handoff.submit(accepted, dead), s.handoff_timeout_s) or {}
         except (HandoffUnavailable, asyncio.TimeoutError) as e:
             self.metrics.handoff_failures.inc()
-            return Outcome(503, {"error": "unavailable", "detail": str(e) or "hand-off timed out"},
+            return Outcome(503, {"error": "unavailable", "detail": str(e) or "hand-off timed out",
+                                 "kept": getattr(e, "kept", 0)},
                            {"Retry-After": str(s.retry_after_s)}, allow_origin)
+        if refused:  # the store could not hold these (dead-lettered with the engine's reason by the hand-off)
+            for pos, why in refused.items():
+                rejected.append({"index": accepted_index[pos], "reason": "store_rejected", "detail": why})
+            accepted = [r for pos, r in enumerate(accepted) if pos not in refused]
+            rejected.sort(key=lambda r: r["index"])
         self.metrics.count_batch(site_key, accepted, rejected, ignored)
         body = {"accepted": len(accepted), "rejected": rejected}
         if unverified:

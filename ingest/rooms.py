@@ -18,11 +18,22 @@ from starlette.responses import JSONResponse, Response
 
 from dealbeacon import records
 from dealbeacon.clock import Clock
-from dealbeacon.contract import ROOM_ROLES, Rejected
+from dealbeacon.contract import MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, Rejected
 from dealbeacon.settings import Settings
 from dealbeacon.sites import SiteRegistry
 
+from .body import read_capped
+
 _ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
+
+
+def check_ms(value, name: str) -> int:
+    """Epoch milliseconds that a DateTime64(3) column can hold (2001 .. 2286, like event timestamps)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Rejected("invalid_value", name, "epoch milliseconds (an integer)")
+    if not MIN_TS_MS <= value <= MAX_TS_MS:
+        raise Rejected("out_of_range", name, f"epoch milliseconds within [{MIN_TS_MS}, {MAX_TS_MS}]")
+    return value
 
 
 def check_room(body: object, stages: tuple[str, ...]) -> dict:
@@ -49,12 +60,11 @@ def check_room(body: object, stages: tuple[str, ...]) -> dict:
             clean["expected_close"] = dt.date.fromisoformat(body["expected_close"]).isoformat()
         except (TypeError, ValueError):
             raise Rejected("invalid_value", "expected_close", "a date, YYYY-MM-DD") from None
+        if not MIN_DATE <= clean["expected_close"] <= MAX_DATE:
+            raise Rejected("out_of_range", "expected_close", f"a date within {MIN_DATE} .. {MAX_DATE}")
     for name in ("proposal_shared_at", "updated_at"):  # updated_at: when it changed in the CRM (default: now)
         if name in body:
-            p = body[name]
-            if isinstance(p, bool) or not isinstance(p, int) or p < 0:
-                raise Rejected("invalid_value", name, "epoch milliseconds")
-            clean[name] = p
+            clean[name] = check_ms(body[name], name)
     if "stakeholders" in body:
         people = body["stakeholders"]
         if not isinstance(people, list) or len(people) > 100:
@@ -83,7 +93,7 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
         if site is None or not site.bearer_ok(request.headers.get("authorization", "")):
             return None, JSONResponse({"error": "unauthorized", "detail": "Authorization: Bearer <site secret>"},
                                       status_code=401)
-        raw = await request.body()
+        raw = await read_capped(request, settings.max_body_bytes)
         if len(raw) > settings.max_body_bytes:
             return None, JSONResponse({"error": "body_too_large"}, status_code=413)
         try:
@@ -93,7 +103,7 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
 
     async def _reject(site, raw, err: Rejected) -> Response:
         dead = records.dead_letter(received_at=clock.wall_ms(), site=site.key, stage="rooms_api", reason=err.reason,
-                                   field=err.field, detail=err.detail, payload=raw)
+                                   field=err.field, detail=err.detail, payload=raw)  # redacted by dead_letter
         await submit([], [dead])  # evidence; the client is told not to retry
         return JSONResponse({"error": err.reason, **err.as_dict()}, status_code=400)
 
@@ -124,9 +134,10 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
         if settings.clock != "external":
             return JSONResponse({"error": "clock_not_external", "detail": "time rules follow the wall clock here; "
                                  "start with DEALBEACON_CLOCK=external to drive them"}, status_code=409)
-        now = body.get("now") if isinstance(body, dict) else None
-        if isinstance(now, bool) or not isinstance(now, int) or now <= 0:
-            return await _reject(site, raw, Rejected("invalid_value", "now", "epoch milliseconds"))
+        try:
+            now = check_ms(body.get("now") if isinstance(body, dict) else None, "now")
+        except Rejected as e:
+            return await _reject(site, raw, e)
         failed = await submit([{"record": "clock", "site": site.key, "now": now}], [])
         return failed or JSONResponse({"accepted": True, "now": now}, status_code=202)
 

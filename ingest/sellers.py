@@ -26,13 +26,21 @@ from dealbeacon import tokens
 from dealbeacon.tokens import webhook_secret
 from dealbeacon.contract import Rejected
 
+from .body import read_capped
+
 _ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 SEVERITIES = ("info", "low", "medium", "high")
 TOKEN_TTL_S = 365 * 86_400
 
 
+MAX_SNOOZE_HOURS = 24 * 90
+
+
 def seller_token(site_secret: str, seller_id: str, now_s: float) -> str:
-    return tokens.mint(site_secret, f"seller:{seller_id}", seller_id, int(now_s + TOKEN_TTL_S))
+    """A seller's page link: its own token purpose (``s1``), never accepted as a stakeholder's."""
+    return tokens.mint(site_secret, f"seller:{seller_id}", seller_id, int(now_s + TOKEN_TTL_S),
+                       prefix=tokens.SELLER_PREFIX)
 
 
 def check_channel(body: dict) -> dict:
@@ -98,7 +106,10 @@ class SellerAPI:
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         what, ident = request.url.path.split("/")[-2], request.path_params["id"]
         try:
-            body = orjson.loads(await request.body() or b"{}")
+            raw = await read_capped(request, 65_536)
+            if len(raw) > 65_536:
+                return JSONResponse({"error": "body_too_large", "reason": "body_too_large"}, status_code=413)
+            body = orjson.loads(raw or b"{}")
             if not isinstance(body, dict):
                 raise Rejected("invalid_body", "", "expected a JSON object")
             if not _ID.match(ident):
@@ -132,7 +143,7 @@ class SellerAPI:
         tok = request.query_params.get("token") or request.headers.get("authorization", "").removeprefix("Bearer ")
         if site is None or not tok:
             return None
-        check = tokens.verify(site.secret, tok, f"seller:{seller}", self.clock())
+        check = tokens.verify(site.secret, tok, f"seller:{seller}", self.clock(), prefix=tokens.SELLER_PREFIX)
         return (site.key, seller) if check.verified and check.stakeholder_id == seller else None
 
     async def _query(self, sql: str) -> list[list]:
@@ -187,11 +198,24 @@ class SellerAPI:
         now = int(self.clock() * 1000)
         hours = 24.0
         if action == "snooze":
+            raw = await read_capped(request, 4096)
             try:
-                hours = float((orjson.loads(await request.body() or b"{}") or {}).get("hours", 24))
-            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
-                return JSONResponse({"error": "invalid_value", "field": "hours"}, status_code=400)
-        rec = {"record": "alert_action", "site": site, "alert_id": request.path_params["alert_id"], "seller_id": seller,
+                body = orjson.loads(raw or b"{}") if len(raw) <= 4096 else None
+                hours = body.get("hours", 24) if isinstance(body, dict) else None
+            except orjson.JSONDecodeError:
+                hours = None
+            if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 < hours <= MAX_SNOOZE_HOURS:
+                return JSONResponse({"error": "invalid_value", "reason": "invalid_value", "field": "hours",
+                                     "detail": f"a number of hours, more than 0 and at most {MAX_SNOOZE_HOURS}"},
+                                    status_code=400)
+        alert_id = request.path_params["alert_id"]
+        if not _UUID.match(alert_id):
+            return JSONResponse({"error": "not_found", "detail": "no such alert"}, status_code=404)
+        owned = await self._query(f"SELECT count() FROM alerts FINAL WHERE site = {_q(site)} AND owner = {_q(seller)} "
+                                  f"AND alert_id = toUUID({_q(alert_id.lower())})")
+        if not owned or not owned[0][0]:  # another seller's alert, or none: the same answer, nothing revealed
+            return JSONResponse({"error": "not_found", "detail": "no such alert among yours"}, status_code=404)
+        rec = {"record": "alert_action", "site": site, "alert_id": alert_id.lower(), "seller_id": seller,
                "action": action, "until": now + int(hours * 3_600_000) if action == "snooze" else now, "at": now}
         failed = await self.submit([rec])
         return failed or JSONResponse({"accepted": True}, status_code=202)

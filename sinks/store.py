@@ -16,6 +16,9 @@ import orjson
 from .schema import COLUMNS, migrate
 
 _UTC = dt.timezone.utc
+# partitions are months: a server-side backfill may span Settings.max_backfill_days (~10 years, 122 months) in
+# one group commit; ClickHouse's default of 100 would fail the whole batch, other clients' requests included
+MAX_PARTITIONS_PER_INSERT = 1000
 
 
 def _time_columns(table: str) -> list[str]:
@@ -79,9 +82,9 @@ class ChdbStore:
         # positional JSON arrays parse ~1.7x faster in chdb than JSONEachRow objects (bench/insert paths)
         conv = [(c, c in times) for c in cols]
         payload = b"\n".join(orjson.dumps([row[c] / 1000.0 if t else row[c] for c, t in conv]) for row in rows)
-        settings = ""
+        settings = f" SETTINGS max_partitions_per_insert_block = {MAX_PARTITIONS_PER_INSERT}"
         if dedup_token:
-            settings = " SETTINGS insert_deduplication_token = '" + dedup_token.replace("'", "") + "'"
+            settings += ", insert_deduplication_token = '" + dedup_token.replace("'", "") + "'"
         sql = f"INSERT INTO {table} ({', '.join(cols)}){settings} FORMAT JSONCompactEachRow\n"
         with self._lock:
             self._conn.query(sql + payload.decode())
@@ -132,7 +135,9 @@ class ServerStore:
             elif "Date" in ctype:  # ISO dates ('2026-12-31') or None
                 values = [dt.date.fromisoformat(v) if v else None for v in values]
             columns.append(values)
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
+        settings = {"max_partitions_per_insert_block": MAX_PARTITIONS_PER_INSERT}
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
         self._client().execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES", columns,
                                columnar=True, settings=settings)
 

@@ -5,7 +5,7 @@ import pytest
 from ingest.body import BodyError, decompress
 from ingest.netinfo import truncate_ip
 from ingest.ratelimit import RateLimiter
-from sinks.sqlguard import Refused, check
+from sinks.sqlguard import Refused, check_tree, parse_tree, policy_from_catalog, precheck
 
 
 def test_rate_limiter_refills_with_explicit_clock():
@@ -47,33 +47,72 @@ def test_bad_gzip_and_unknown_encoding():
     assert info.value.status == 415
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT 1", "select count() from events FINAL", "WITH x AS (SELECT 1) SELECT * FROM x",
-    "SHOW TABLES", "DESCRIBE TABLE events", "EXPLAIN SELECT 1", "SELECT 'drop table x; insert'",
-    "SELECT 1;", "/* hi */ SELECT 1 -- bye", "(SELECT 1) UNION ALL (SELECT 2)",
-])
-def test_sql_guard_allows_reads(sql):
-    check(sql)
+POLICY = policy_from_catalog(
+    [("count", 1, 1, "", "Aggregate Functions"), ("sum", 1, 1, "", "Aggregate Functions"),
+     ("plus", 0, 0, "", "Arithmetic"), ("file", 0, 0, "", "Other"), ("lcase", 0, 1, "lower", ""),
+     ("lower", 0, 1, "", "String"), ("aiGenerate", 0, 0, "", "AI"), ("toTypeName", 0, 0, "", "Other")],
+    ["If", "Merge", "State", "OrNull"], ["events", "channels", "room_state"], max_numbers=1000)
 
 
-@pytest.mark.parametrize("sql, words", [
-    ("INSERT INTO events VALUES (1)", "INSERT"), ("CREATE TABLE x (a Int8) ENGINE=Memory", "CREATE"),
-    ("DROP TABLE events", "DROP"), ("ALTER TABLE events DELETE WHERE 1", "ALTER"), ("TRUNCATE TABLE events", "TRUNCATE"),
-    ("SYSTEM STOP MERGES", "SYSTEM"), ("SET readonly = 0", "SET"), ("OPTIMIZE TABLE events", "OPTIMIZE"),
-    ("SELECT * FROM file('/etc/passwd')", "file()"), ("SELECT * FROM url('http://x', CSV)", "url()"),
-    ("select * from S3('http://x')", "S3()"), ("SELECT * FROM remote('h', default.events)", "remote()"),
-    ("SELECT * FROM Python(x)", "Python()"), ("SELECT * FROM events INTO OUTFILE '/tmp/x'", "OUTFILE"),
-    ("SELECT 1; DROP TABLE events", "one statement"), ("SELECT * FROM mysql('h','d','t','u','p')", "mysql()"),
+def _tree(*lines):
+    return "\n".join(lines) + "\n"
+
+
+SELECT_FROM = ("SelectWithUnionQuery (children 1)", " ExpressionList (children 1)", "  SelectQuery (children 2)",
+               "   ExpressionList (children 1)", "    Asterisk", "   TablesInSelectQuery (children 1)",
+               "    TablesInSelectQueryElement (children 1)", "     TableExpression (children 1)")
+
+
+def test_sql_guard_reads_the_engines_tree_and_its_format():
+    text = _tree("SelectWithUnionQuery (children 2)", " ExpressionList (children 1)", "  SelectQuery (children 1)",
+                 "   ExpressionList (children 2)", "    Function count (alias n) (children 1)",
+                 "     ExpressionList", "    Function LCASE (children 1)", "     ExpressionList (children 1)",
+                 "      Literal \\'A\\'", " Identifier JSONEachRow")
+    assert check_tree(parse_tree(text), POLICY) == "JSONEachRow"
+
+
+@pytest.mark.parametrize("lines, says", [
+    (SELECT_FROM + ("      TableIdentifier channels",), "delivery credentials"),
+    (SELECT_FROM + ("      TableIdentifier default.room_state",), "room_state is not served"),
+    (SELECT_FROM + ("      TableIdentifier system.disks",), "system.disks"),
+    (SELECT_FROM + ("      TableIdentifier other_db.events",), "database other_db"),
+    (SELECT_FROM + ("      Function merge (children 1)", "       ExpressionList"), "table function merge()"),
+    (SELECT_FROM + ("      Function numbers (children 1)", "       ExpressionList (children 1)",
+                    "        Literal UInt64_1000000"), "capped at 1000"),
+    (("SelectWithUnionQuery (children 1)", " ExpressionList (children 1)", "  SelectQuery (children 1)",
+      "   ExpressionList (children 1)", "    Function file (children 1)", "     ExpressionList"), "function file()"),
+    (("SelectWithUnionQuery (children 1)", " ExpressionList (children 1)", "  SelectQuery (children 1)",
+      "   ExpressionList (children 1)", "    Function aiGenerate (children 1)", "     ExpressionList"), "aiGenerate()"),
+    (("SelectWithUnionQuery (children 2)", " ExpressionList (children 1)", "  SelectQuery (children 1)",
+      "   ExpressionList (children 1)", "    Literal UInt64_1", " Literal \\'/tmp/x\\'"), "INTO OUTFILE"),
+    (("SelectWithUnionQuery (children 1)", " ExpressionList (children 1)", "  SelectQuery (children 2)",
+      "   ExpressionList (children 1)", "    Literal UInt64_1", "   Set"), "SETTINGS are fixed"),
+    (("InsertQuery (children 1)", " Identifier events"), "InsertQuery is not allowed"),
+    (("SelectWithUnionQuery (children 1)", " ExpressionList (children 1)", "  SelectQuery (children 1)",
+      "   ExpressionList (children 1)", "    Identifier a", "Function file", "    Literal UInt64_1"), "cannot verify"),
+    (("SelectWithUnionQuery (children 1)", " ExpressionList (children 1)", "  SelectQuery (children 1)",
+      "   ExpressionList (children 1)", "    Identifier a", "    Function file"), "cannot verify"),
 ])
-def test_sql_guard_refuses_writes_ddl_and_outside_table_functions(sql, words):
+def test_sql_guard_refuses_what_is_not_listed(lines, says):
     with pytest.raises(Refused) as info:
-        check(sql)
-    assert words in str(info.value)
+        check_tree(parse_tree(_tree(*lines)), POLICY)
+    assert says in str(info.value)
 
 
-def test_sql_guard_reports_format_clause():
-    assert check("SELECT 1 FORMAT JSONEachRow") == "JSONEachRow"
-    assert check("SELECT format('{}', 1)") is None
+def test_sql_guard_knows_aggregate_combinators_and_aliases():
+    assert POLICY.function_allowed("countIf") and POLICY.function_allowed("sumStateIf")
+    assert POLICY.function_allowed("COUNT") and POLICY.function_allowed("lcase") and POLICY.function_allowed("toTypeName")
+    assert not POLICY.function_allowed("fileIf") and not POLICY.function_allowed("plusIf")
+    assert not POLICY.function_allowed("file") and not POLICY.function_allowed("nosuch")
+
+
+@pytest.mark.parametrize("sql, says", [("SELECT 1; SELECT 2", "one statement"), ("  ;; ", "empty"),
+                                       ("SELECT ';'", "one statement"), ("SELECT 1\x00", "NUL")])
+def test_sql_precheck_refuses_several_statements_before_any_parse(sql, says):
+    with pytest.raises(Refused) as info:
+        precheck(sql, 1000)
+    assert says in str(info.value)
+    assert precheck("SELECT 1;;  ", 1000) == "SELECT 1"
 
 
 def test_bot_rules():

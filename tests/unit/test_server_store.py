@@ -27,7 +27,8 @@ def test_columnar_insert_in_schema_order_with_utc_datetimes_and_dedup_token():
     store.insert("events", rows, dedup_token="t/0/1-9")
     sql, columns, kw = client.calls[0]
     assert sql == f"INSERT INTO events ({', '.join(COLUMNS['events'])}) VALUES"
-    assert kw == {"columnar": True, "settings": {"insert_deduplication_token": "t/0/1-9"}}
+    assert kw == {"columnar": True, "settings": {"max_partitions_per_insert_block": 1000,
+                                                "insert_deduplication_token": "t/0/1-9"}}
     by_name = dict(zip(COLUMNS["events"], columns))
     assert by_name["ts"] == [dt.datetime.fromtimestamp((NOW_MS - 5) / 1000, dt.timezone.utc)]
     assert by_name["event_id"] == [rec["event_id"]] and by_name["progress_pct"] == [50.0] and by_name["page"] == [3]
