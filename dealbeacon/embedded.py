@@ -112,12 +112,18 @@ class EmbeddedHandoff:
         for table, rows in tables.items():
             self.store.insert(table, rows)
 
-    async def _commit(self, events: list[dict], dead: list[dict]) -> None:
+    def _process_and_write(self, events: list[dict], dead: list[dict]):
         tables = self.process(events, dead)
         commit = None
         if isinstance(tables, tuple):
             tables, commit = tables
-        await asyncio.to_thread(self._write, tables)
+        self._write(tables)
+        return commit
+
+    async def _commit(self, events: list[dict], dead: list[dict]) -> None:
+        # processing (the rooms' state machines) runs in the worker thread too: the event loop keeps answering
+        # while a large batch is folded in; batches stay strictly sequential, so states are never read mid-update
+        commit = await asyncio.to_thread(self._process_and_write, events, dead)
         if commit:
             commit()
 

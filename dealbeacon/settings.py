@@ -44,6 +44,7 @@ class Settings:
     max_event_age_s: int = 7 * 86_400
     max_backfill_days: int = 3_660  # server-side senders (Bearer site secret): how far back their events may lie
     handoff_timeout_s: float = 5.0
+    max_inflight_requests: int = 256  # /v1/events requests being handled at once; beyond: 503 at once, body unread
     retry_after_s: int = 5
     dead_letter_payload_bytes: int = 4_096
     # -- embedded pipeline (group commit into chdb)

@@ -51,7 +51,24 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
             headers.update({"Access-Control-Allow-Origin": out.allow_origin, "Vary": "Origin"})
         return ORJSONResponse(out.body, status_code=out.status, headers=headers)
 
+    inflight = 0
+
     async def post_events(request: HTTPRequest) -> Response:
+        nonlocal inflight
+        if inflight >= settings.max_inflight_requests:  # shed load at the door: nothing read, nothing kept
+            metrics.handoff_failures.inc()
+            origin = request.headers.get("origin")
+            return ORJSONResponse({"error": "unavailable", "detail": "too many requests in progress", "kept": 0},
+                                  status_code=503, headers={"Retry-After": str(settings.retry_after_s),
+                                                            **({"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+                                                               if origin else {})})
+        inflight += 1
+        try:
+            return await _post_events(request)
+        finally:
+            inflight -= 1
+
+    async def _post_events(request: HTTPRequest) -> Response:
         start = clock.monotonic()
         req = Request(
             raw=await read_capped(request, settings.max_body_bytes),

@@ -1,4 +1,5 @@
-"""OpenAPI 3.1 description of the public ingest endpoints (served at /openapi.json)."""
+"""OpenAPI 3.1 description of every route of the ingest app (served at /openapi.json); a test compares it with
+the app's routes and schemathesis exercises it."""
 from __future__ import annotations
 
 from dealbeacon import contract
@@ -7,6 +8,64 @@ from dealbeacon.settings import Settings
 
 def _error(desc: str) -> dict:
     return {"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _path(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+
+
+def _ok(schema: str) -> dict:
+    return {"description": "accepted", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _json_body(schema: str) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+_token = {"name": "token", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 512},
+          "description": "the seller's page token (or Authorization: Bearer <token>)"}
+_unavailable = {"description": "the next stage cannot take records now; retry after Retry-After. `kept` says how many "
+                               "events of the request were stored all the same (0 unless a write had started)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Unavailable"}}}}
+_STR = {"type": "string"}
+
+
+def _schemas(settings: Settings) -> dict:
+    stages = list(settings.stage_list)
+    sev = ["info", "low", "medium", "high"]
+    return {
+        "RoomUpdate": {"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 256}, "owner": {"type": "string", "maxLength": 256},
+            "stage": {"enum": stages}, "amount": {"type": "number", "minimum": 0},
+            "expected_close": {"type": "string", "format": "date"},
+            "proposal_shared_at": {"type": "integer", "minimum": contract.MIN_TS_MS, "maximum": contract.MAX_TS_MS},
+            "updated_at": {"type": "integer", "minimum": contract.MIN_TS_MS, "maximum": contract.MAX_TS_MS},
+            "stakeholders": {"type": "array", "maxItems": 100, "items": {"type": "object", "required": ["id"],
+                             "properties": {"id": _STR, "email": _STR, "role": {"enum": list(contract.ROOM_ROLES)}}}}}},
+        "RoomAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "room": {"type": "object"}}},
+        "Clock": {"type": "object", "required": ["now"], "properties": {
+            "now": {"type": "integer", "minimum": contract.MIN_TS_MS, "maximum": contract.MAX_TS_MS}}},
+        "ClockAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "now": {"type": "integer"}}},
+        "Channel": {"type": "object", "required": ["kind", "target"], "properties": {
+            "kind": {"enum": ["webhook", "slack", "email"]}, "target": {"type": "string", "maxLength": 2048},
+            "owner": {"type": "string", "maxLength": 256}, "min_severity": {"enum": sev},
+            "enabled": {"type": "boolean"}}},
+        "Seller": {"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 256}, "tz": _STR,
+            "quiet_hours": {"type": "array", "minItems": 2, "maxItems": 2,
+                            "items": {"type": "integer", "minimum": 0, "maximum": 23}},
+            "muted_rooms": {"type": "array", "items": _STR}, "min_severity": {"enum": sev}, "digest": {"type": "boolean"}}},
+        "ConfigAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "page": _STR,
+                                                            "token": _STR, "signing_secret": _STR}},
+        "Erase": {"type": "object", "required": ["stakeholder"], "properties": {
+            "stakeholder": {"type": "string", "minLength": 1, "maxLength": 128,
+                            "description": "a stakeholder id, or visitor:<visitor id> for an anonymous visitor"},
+            "room_id": {"type": "string", "maxLength": 128, "description": "only this room (default: every room)"}}},
+        "EraseAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "erasure_id": _STR}},
+        "SellerRooms": {"type": "object", "properties": {"rooms": {"type": "array", "items": {"type": "object"}}}},
+        "SellerAlerts": {"type": "object", "properties": {"alerts": {"type": "array", "items": {"type": "object"}}}},
+        "Unavailable": {"type": "object", "properties": {"error": _STR, "detail": _STR, "kept": {"type": "integer"}}},
+    }
 
 
 def openapi_document(settings: Settings) -> dict:
@@ -23,7 +82,10 @@ def openapi_document(settings: Settings) -> dict:
             "/v1/events": {"post": {
                 "summary": "Send a batch of beacon events",
                 "description": "JSON or text/plain (sendBeacon) body, optionally gzip (Content-Encoding or magic "
-                               "bytes). 202 only after the events are durably handed to the next stage.",
+                               "bytes). 202 only after the events are durably handed to the next stage. With "
+                               "`Authorization: Bearer <site secret>` a server-side sender keeps its own timestamps "
+                               f"(within the last {settings.max_backfill_days} days).",
+                "security": [{}, {"siteSecret": []}],
                 "requestBody": {"required": True, "content": {"application/json": batch_body, "text/plain": batch_body}},
                 "responses": {
                     "202": {"description": "Handed off; per-event rejections listed",
@@ -33,15 +95,92 @@ def openapi_document(settings: Settings) -> dict:
                     "403": _error("origin_not_allowed"),
                     "413": _error("body_too_large, decompressed_too_large, too_many_events"),
                     "415": _error("unsupported_encoding"),
-                    "429": {"description": "rate_limited; honour Retry-After"},
-                    "503": {"description": "the next stage cannot take events now; retry after Retry-After"},
-                }}},
+                    "429": _error("rate_limited; honour Retry-After"),
+                    "503": _unavailable,
+                }},
+                "options": {"summary": "CORS preflight", "responses": {"204": {"description": "allowed methods"}}}},
+            "/v1/sites/{site}/rooms/{room_id}": {"put": {
+                "summary": "Create or update a room (deal); fields left out keep their value",
+                "security": [{"siteSecret": []}], "parameters": [_path("site"), _path("room_id")],
+                "requestBody": _json_body("RoomUpdate"),
+                "responses": {"202": _ok("RoomAccepted"), "400": _error("invalid_value, invalid_type, out_of_range ..."),
+                              "401": _error("unauthorized"), "413": _error("body_too_large"),
+                              "422": _error("store_rejected"), "503": _unavailable}}},
+            "/v1/sites/{site}/clock": {"post": {
+                "summary": "Run the time rules at `now` (servers started with DEALBEACON_CLOCK=external)",
+                "security": [{"siteSecret": []}], "parameters": [_path("site")],
+                "requestBody": _json_body("Clock"),
+                "responses": {"202": _ok("ClockAccepted"), "400": _error("invalid_value, out_of_range"),
+                              "401": _error("unauthorized"), "409": _error("clock_not_external"),
+                              "413": _error("body_too_large"), "503": _unavailable}}},
+            "/v1/sites/{site}/channels/{id}": {"put": {
+                "summary": "Configure an alert channel (webhook, Slack, email)",
+                "security": [{"siteSecret": []}], "parameters": [_path("site"), _path("id")],
+                "requestBody": _json_body("Channel"),
+                "responses": {"202": _ok("ConfigAccepted"), "400": _error("invalid_value, invalid_type, invalid_json"),
+                              "401": _error("unauthorized"), "413": _error("body_too_large"), "503": _unavailable}}},
+            "/v1/sites/{site}/sellers/{id}": {"put": {
+                "summary": "Configure a seller's delivery preferences; answers the seller's page link",
+                "security": [{"siteSecret": []}], "parameters": [_path("site"), _path("id")],
+                "requestBody": _json_body("Seller"),
+                "responses": {"202": _ok("ConfigAccepted"), "400": _error("invalid_value, invalid_type, invalid_json"),
+                              "401": _error("unauthorized"), "413": _error("body_too_large"), "503": _unavailable}}},
+            "/v1/sites/{site}/erase": {"post": {
+                "summary": "Erase a person: their events, scores and alerts are removed or anonymised (audited)",
+                "security": [{"siteSecret": []}], "parameters": [_path("site")],
+                "requestBody": _json_body("Erase"),
+                "responses": {"202": _ok("EraseAccepted"), "400": _error("invalid_value"),
+                              "401": _error("unauthorized"), "413": _error("body_too_large"), "503": _unavailable}}},
+            "/seller": {"get": {"summary": "The seller page (HTML); site, seller and token in the query",
+                                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+            "/v1/sites/{site}/sellers/{seller}/rooms": {"get": {
+                "summary": "The seller's rooms with scores, bands, reasons and stakeholders",
+                "security": [{"sellerToken": []}, {"sellerBearer": []}],
+                "parameters": [_path("site"), _path("seller"), _token],
+                "responses": {"200": _ok("SellerRooms"), "403": _error("forbidden")}}},
+            "/v1/sites/{site}/sellers/{seller}/alerts": {"get": {
+                "summary": "The seller's open alerts (not acknowledged, not snoozed), newest first",
+                "security": [{"sellerToken": []}, {"sellerBearer": []}],
+                "parameters": [_path("site"), _path("seller"), _token],
+                "responses": {"200": _ok("SellerAlerts"), "403": _error("forbidden")}}},
+            "/v1/sites/{site}/sellers/{seller}/stream": {"get": {
+                "summary": "Server-sent events: each new alert of the seller as it is raised",
+                "security": [{"sellerToken": []}, {"sellerBearer": []}],
+                "parameters": [_path("site"), _path("seller"), _token],
+                "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
+                              "403": _error("forbidden")}}},
+            "/v1/sites/{site}/sellers/{seller}/alerts/{alert_id}/ack": {"post": {
+                "summary": "Acknowledge one of the seller's own alerts",
+                "security": [{"sellerToken": []}, {"sellerBearer": []}],
+                "parameters": [_path("site"), _path("seller"), _path("alert_id"), _token],
+                "responses": {"202": _ok("ConfigAccepted"), "403": _error("forbidden"),
+                              "404": _error("not_found: no such alert among the seller's"), "503": _unavailable}}},
+            "/v1/sites/{site}/sellers/{seller}/alerts/{alert_id}/snooze": {"post": {
+                "summary": "Snooze one of the seller's own alerts for `hours` (default 24, at most 2160)",
+                "security": [{"sellerToken": []}, {"sellerBearer": []}],
+                "parameters": [_path("site"), _path("seller"), _path("alert_id"), _token],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"hours": {"type": "number", "exclusiveMinimum": 0,
+                                                               "maximum": 2160}}}}}},
+                "responses": {"202": _ok("ConfigAccepted"), "400": _error("invalid_value (hours)"),
+                              "403": _error("forbidden"), "404": _error("not_found"), "503": _unavailable}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Readiness (hand-off available)",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/snippet/v1/dealbeacon.js": {"get": {"summary": "The beacon (cacheable, gzip when accepted)",
+                                                  "responses": {"200": {"description": "JavaScript"},
+                                                                "404": {"description": "beacon not built"}}}},
+            "/demo": {"get": {"summary": "A demo sales room (embedded demo mode only)",
+                              "responses": {"200": {"description": "HTML"}, "404": {"description": "not in demo mode"}}}},
         },
-        "components": {"schemas": {
+        "components": {"securitySchemes": {
+            "siteSecret": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <site secret>"},
+            "sellerBearer": {"type": "http", "scheme": "bearer", "description": "the seller's page token"},
+            "sellerToken": {"type": "apiKey", "in": "query", "name": "token"},
+        }, "schemas": {
+            **_schemas(settings),
             "Batch": schema,
             "Event": event,
             "BatchResult": {"type": "object", "required": ["accepted", "rejected"], "properties": {
