@@ -115,6 +115,22 @@ def cmd_analyst(args) -> int:
     return 0
 
 
+def cmd_erase(args) -> int:
+    """Erase a person through a running server's API (embedded or distributed ingest), with the site secret."""
+    import httpx
+
+    s = _settings(args)
+    site = SiteRegistry.load(s.resolved_sites_file).get(args.site)
+    if site is None:
+        print(f"unknown site {args.site!r} in {s.resolved_sites_file}", file=sys.stderr)
+        return 2
+    r = httpx.post(f"{args.url.rstrip('/')}/v1/sites/{site.key}/erase", json={
+        "stakeholder": args.stakeholder, **({"room_id": args.room} if args.room else {})},
+        headers={"Authorization": f"Bearer {site.secret}"}, timeout=30)
+    print(r.text)
+    return 0 if r.status_code == 202 else 1
+
+
 def cmd_ingest(args) -> int:
     from dealbeacon.distributed import run_ingest
 
@@ -210,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "remove":
             sp.add_argument("name")
         sp.set_defaults(fn=cmd_analyst)
+    erase = sub.add_parser("erase", help="erase a person's events, scores and alerts (privacy; audited in erasures)")
+    common(erase)
+    erase.add_argument("--site", required=True)
+    erase.add_argument("--stakeholder", required=True, help="a stakeholder id, or visitor:<visitor id>")
+    erase.add_argument("--room", help="only this room (default: every room of the site)")
+    erase.add_argument("--url", default="http://127.0.0.1:8080", help="the running server's ingest URL")
+    erase.set_defaults(fn=cmd_erase)
     for name, fn, text in (("ingest", cmd_ingest, "distributed: HTTP ingest publishing to Kafka"),
                            ("worker", cmd_worker, "distributed: a Faust stream worker"),
                            ("sink", cmd_sink, "distributed: Kafka -> ClickHouse sink"),

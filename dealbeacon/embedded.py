@@ -16,6 +16,7 @@ import time
 
 from dealbeacon import records
 from dealbeacon.handoff import HandoffUnavailable
+from sinks.erase import apply_erasures
 from streams import deals, processors
 
 log = logging.getLogger("dealbeacon.embedded")
@@ -111,6 +112,8 @@ class EmbeddedHandoff:
     def _write(self, tables: dict[str, list[dict]]) -> None:
         for table, rows in tables.items():
             self.store.insert(table, rows)
+        if tables.get("erasures"):  # after the batch's rows, so nothing of the person is written after it
+            apply_erasures(self.store.execute, tables["erasures"])
 
     def _process_and_write(self, events: list[dict], dead: list[dict]):
         tables = self.process(events, dead)

@@ -125,12 +125,13 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
                                    "detail": next(iter(refused.values()))}, status_code=422)
         return None
 
-    put_room, post_clock = room_routes(settings, sites, submit, clock)
+    put_room, post_clock, post_erase = room_routes(settings, sites, submit, clock)
     sellers = SellerAPI(sites, submit, SELLER_PAGE, reader=reader, hub=hub, clock=lambda: clock.wall_ms() / 1000)
     routes = [
         Route("/v1/events", post_events, methods=["POST"]),
         Route("/v1/sites/{site}/rooms/{room_id}", put_room, methods=["PUT"]),
         Route("/v1/sites/{site}/clock", post_clock, methods=["POST"]),
+        Route("/v1/sites/{site}/erase", post_erase, methods=["POST"]),
         Route("/v1/events", preflight, methods=["OPTIONS"]),
         Route("/healthz", healthz), Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint), Route("/openapi.json", openapi),

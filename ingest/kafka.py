@@ -48,8 +48,11 @@ class KafkaHandoff:
         sent: list[tuple[asyncio.Future, int]] = []  # (delivery future, events it carries)
         try:
             # one message per room per request: keyed by room, so a deal's events stay in order
-            clocks = [e for e in events if e.get("record") == "clock"]
-            keyed = [e for e in events if e.get("record") != "clock"]
+            # site-wide records (a clock tick, an erase without a room) reach every partition
+            site_wide = [e for e in events if e.get("record") == "clock" or (e.get("record") == "erase"
+                                                                            and not e.get("room_id"))]
+            clocks = site_wide
+            keyed = [e for e in events if not any(e is x for x in site_wide)]
             for key, group in records.group_by_room(keyed).items():
                 sent.append((await self.producer.send(self.s.topic_events, records.encode_many(group), key=key),
                              len(group)))

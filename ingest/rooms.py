@@ -2,6 +2,7 @@
 
     PUT  /v1/sites/{site}/rooms/{room_id}   create or update a room (deal); fields left out keep their value
     POST /v1/sites/{site}/clock             {"now": ms}: run the time rules at ``now`` (external clock only)
+    POST /v1/sites/{site}/erase             {"stakeholder": id, "room_id"?}: erase a person (privacy; audited)
 
 A room update travels the same path as events (hand-off -> room's state machine), so it is ordered with the
 room's events and both modes handle it alike. Every stage change lands in ``room_stage_history``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 
 import orjson
 from starlette.requests import Request
@@ -141,4 +143,24 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
         failed = await submit([{"record": "clock", "site": site.key, "now": now}], [])
         return failed or JSONResponse({"accepted": True, "now": now}, status_code=202)
 
-    return put_room, post_clock
+    async def post_erase(request: Request) -> Response:
+        got, denied = await _read(request)
+        if denied:
+            return denied
+        site, raw, body = got
+        try:
+            if not isinstance(body, dict):
+                raise Rejected("invalid_body", "", "expected a JSON object {stakeholder, room_id?}")
+            who, room = body.get("stakeholder"), body.get("room_id", "")
+            if not isinstance(who, str) or not _ID.match(who):
+                raise Rejected("invalid_value", "stakeholder", "a stakeholder id, or visitor:<visitor id>")
+            if not isinstance(room, str) or (room and not _ID.match(room)):
+                raise Rejected("invalid_value", "room_id", "1-128 characters [A-Za-z0-9._:@/-], or left out")
+        except Rejected as e:
+            return await _reject(site, raw, e)
+        rec = {"record": "erase", "rv": records.RECORD_VERSION, "site": site.key, "stakeholder": who, "room_id": room,
+               "erasure_id": str(uuid.uuid4()), "requested_at": clock.wall_ms()}
+        failed = await submit([rec], [])
+        return failed or JSONResponse({"accepted": True, "erasure_id": rec["erasure_id"]}, status_code=202)
+
+    return put_room, post_clock, post_erase

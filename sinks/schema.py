@@ -204,6 +204,16 @@ CREATE TABLE IF NOT EXISTS alert_actions (
 ) ENGINE = ReplacingMergeTree
 ORDER BY (site, alert_id, at)
 """),
+    (5, "erasures", """
+CREATE TABLE IF NOT EXISTS erasures (
+    erasure_id UUID,
+    site LowCardinality(String),
+    stakeholder String,
+    room_id String,
+    requested_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY (site, erasure_id)
+"""),
 ]
 
 MIGRATIONS_TABLE = """
@@ -268,6 +278,8 @@ COLUMNS: dict[str, dict[str, str]] = {
                    "attempts": "UInt16", "http_status": "UInt16", "error": "String", "at": "DateTime64(3, 'UTC')"},
     "alert_actions": {"site": "LowCardinality(String)", "alert_id": "String", "seller_id": "String",
                       "action": "LowCardinality(String)", "until": "DateTime64(3, 'UTC')", "at": "DateTime64(3, 'UTC')"},
+    "erasures": {"erasure_id": "UUID", "site": "LowCardinality(String)", "stakeholder": "String", "room_id": "String",
+                 "requested_at": "DateTime64(3, 'UTC')"},
 }
 
 

@@ -23,7 +23,10 @@ from dealbeacon import records
 from dealbeacon.kafka_ops import SINK_TABLES, row_topic
 from dealbeacon.settings import Settings
 
+from .erase import apply_erasures
+
 log = logging.getLogger("dealbeacon.sink")
+ERASED_TABLES = ("events", "stakeholder_scores", "alerts", "dead_letters")
 
 
 class SinkMetrics:
@@ -59,6 +62,7 @@ class SinkWorker:
         self.consumer: AIOKafkaConsumer | None = None
         self.paused = False
         self._stop = asyncio.Event()
+        self.recent_erasures: list[tuple[float, dict]] = []
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,6 +96,16 @@ class SinkWorker:
             self.paused = False
             self.metrics.paused.set(0)
             self.consumer.resume(*self.consumer.assignment())
+        if table == "erasures":
+            await asyncio.to_thread(apply_erasures, self.store.execute, p.rows)
+            self.recent_erasures.extend((time.monotonic(), r) for r in p.rows)
+            del self.recent_erasures[:-1000]
+        elif table in ERASED_TABLES and self.recent_erasures:
+            # a person's rows from before the erasure may reach this sink after it (other topics): re-apply
+            # recent erasures (10 minutes) after such inserts
+            horizon = time.monotonic() - 600
+            self.recent_erasures = [(t, r) for t, r in self.recent_erasures if t >= horizon]
+            await asyncio.to_thread(apply_erasures, self.store.execute, [r for _, r in self.recent_erasures])
         self.metrics.insert_seconds.observe(time.perf_counter() - t0)
         self.metrics.rows.labels(table).inc(len(p.rows))
         self.metrics.batches.labels(table).inc()

@@ -58,6 +58,7 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
     """Fold one batch of a room's records (events, room updates, ticks) into its state."""
     out: dict[str, list[dict]] = {}
     touched: set[str] = set()
+    erased = False
     if state is None:
         first = recs[0]
         t0 = int(first.get("ts") or first.get("updated_at") or first.get("now") or 0)
@@ -68,10 +69,14 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
             state = _room_update(state, rec, out)
         elif kind in ("tick", "clock"):
             state = _tick(state, int(rec["now"]), out, cfg, acfg)
+        elif kind == "erase":
+            state = forget(state, str(rec["stakeholder"]), int(rec["requested_at"]), out)
+            touched.discard(str(rec["stakeholder"]))
+            erased = True
         else:
             state = _event(state, rec, out, cfg, acfg)
             touched.add(stakeholder_key(rec))
-    if touched:
+    if touched or erased:
         at = state.clock_ms
         scores = dict(state.scores)
         out.setdefault("stakeholder_scores", []).extend(
@@ -160,6 +165,26 @@ def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
     room = replace(room, owner=str(meta.get("owner", "")), **changes)
     state = replace(state, room=room, meta=tuple(sorted(meta.items())))
     out.setdefault("rooms", []).append(room_row(state))
+    return state
+
+
+def forget(state: RoomState, who: str, at_ms: int, out: dict) -> RoomState:
+    """Erase a person from the room's state: score, band, facts, invitation and email (``visitor:<id>`` for an
+    anonymous visitor). A described room gets a new rooms row without them (newer, so it replaces the old)."""
+    visitor = who[len("visitor:"):] if who.startswith("visitor:") else None
+    facts = replace(state.facts, stakeholders=tuple(p for p in state.facts.stakeholders if p[0] != who),
+                    token_visitors=tuple(p for p in state.facts.token_visitors if p[0] != who and p[1] != visitor))
+    meta = dict(state.meta)
+    if "emails" in meta:
+        meta["emails"] = [e for e in meta["emails"] if e[0] != who]
+    if meta:
+        meta["updated_at"] = max(at_ms, int(meta.get("updated_at", 0)) + 1)
+    state = replace(state, facts=facts, scores=tuple(p for p in state.scores if p[0] != who),
+                    bands=replace(state.bands, stakeholders=tuple(p for p in state.bands.stakeholders if p[0] != who)),
+                    room=replace(state.room, invited=tuple(p for p in state.room.invited if p[0] != who)),
+                    meta=tuple(sorted(meta.items())))
+    if meta:
+        out.setdefault("rooms", []).append(room_row(state))
     return state
 
 

@@ -49,7 +49,8 @@ def process(events: list[dict], dead_letters: list[dict]) -> dict[str, list[dict
     return out
 
 
-CONFIG_RECORDS = {"channel": "channels", "seller": "sellers", "alert_action": "alert_actions"}
+CONFIG_RECORDS = {"channel": "channels", "seller": "sellers", "alert_action": "alert_actions", "erase": "erasures"}
+SITE_WIDE = ("clock", "erase")  # records that reach every room of the site (an erase without a room_id)
 
 
 def config_rows(recs: list[dict]) -> dict[str, list[dict]]:
@@ -76,9 +77,10 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
     its state was saved."""
     groups: dict[bytes, list[dict]] = {}
     for rec in recs:
-        if rec.get("record") in CONFIG_RECORDS:
+        kind = rec.get("record")
+        if kind in CONFIG_RECORDS and kind != "erase":
             continue
-        if rec.get("record") == "clock":
+        if kind == "clock" or (kind == "erase" and not rec.get("room_id")):
             prefix = f"{rec['site']}/".encode()
             for key in {*local_rooms(rec["site"]), *(k for k in groups if k.startswith(prefix))}:
                 groups.setdefault(key, []).append(rec)
@@ -91,8 +93,8 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
         state = get(key)
         if state is not None and offset >= 0 and state.partition == partition and state.offset >= offset:
             continue
-        if state is None:  # a room comes to life with its first event or room update, not with a tick
-            batch = _drop_leading_clocks(batch)
+        if state is None:  # a room comes to life with its first event or room update, not with a tick or erase
+            batch = _drop_leading_site_records(batch)
             if not batch:
                 continue
         new, rows = deals.step(state, batch)
@@ -104,9 +106,9 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
     return changed, out
 
 
-def _drop_leading_clocks(recs: list[dict]) -> list[dict]:
+def _drop_leading_site_records(recs: list[dict]) -> list[dict]:
     i = 0
-    while i < len(recs) and recs[i].get("record") == "clock":
+    while i < len(recs) and recs[i].get("record") in SITE_WIDE:
         i += 1
     return recs[i:]
 

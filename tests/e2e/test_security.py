@@ -201,3 +201,18 @@ def test_sigterm_exits_within_10s_during_a_heavy_query(tmp_path):
         took = time.time() - t0
         print(f"\nSIGTERM during a heavy analyst query: exited in {took:.2f} s")
     assert srv.proc.returncode == 0, srv.log()
+
+
+def test_erase_cli_removes_a_person_from_a_running_server(stack):
+    srv, _, analysts, data = stack
+    ann = ("ann", analysts["ann"])
+    before = _q(srv, ann, "SELECT count() FROM events WHERE visitor_id = 'visitor-1'").text
+    assert int(before) > 0
+    out = subprocess.run([sys.executable, "-m", "dealbeacon.cli", "erase", "--site", "acme", "--stakeholder",
+                          "visitor:visitor-1", "--url", srv.url, "--data-dir", str(data)],
+                         capture_output=True, text=True, env={**os.environ, "DEALBEACON_ANALYSTS_FILE": ""})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _q(srv, ann, "SELECT count() FROM events WHERE visitor_id = 'visitor-1'").text == "0\n"
+    assert _q(srv, ann, "SELECT stakeholder FROM erasures").text == "visitor:visitor-1\n"
+    gil = ("gil", analysts["gil"])  # the other site's visitor of the same id is not touched
+    assert int(_q(srv, gil, "SELECT count() FROM events WHERE visitor_id = 'visitor-1'").text) > 0
