@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -37,8 +38,7 @@ class _Server(uvicorn.Server):
 
 
 def sql_limits(s: Settings) -> Limits:
-    return Limits(s.sql_max_execution_s, s.sql_max_memory_bytes, s.sql_max_rows_to_read, s.sql_max_result_rows,
-                  s.sql_max_result_bytes, s.sql_max_threads, s.sql_max_concurrent_per_analyst, s.sql_pool)
+    return Limits(**{f.name: getattr(s, f"sql_{f.name}") for f in dataclasses.fields(Limits)})
 
 
 def analyst_engine(s: Settings, store) -> AnalystEngine:

@@ -24,15 +24,16 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     sql_port: int = 8123
-    # -- the SQL port's limits, per analyst query (sinks/sqlengine.py)
+    # -- the SQL port's limits, per analyst query: sql_<field> of sinks.sqlengine.Limits
     sql_max_execution_s: float = 30.0
     sql_max_memory_bytes: int = 1_000_000_000
     sql_max_rows_to_read: int = 2_000_000_000
     sql_max_result_rows: int = 1_000_000
     sql_max_result_bytes: int = 100_000_000
     sql_max_threads: int = 1
-    sql_max_concurrent_per_analyst: int = 2
+    sql_max_concurrent: int = 2  # per analyst
     sql_pool: int = 2  # analyst queries running at once, all analysts together
+    sql_max_query_bytes: int = 256_000
     # -- ingest limits
     max_body_bytes: int = 1_000_000
     max_decompressed_bytes: int = 4_000_000

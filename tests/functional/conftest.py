@@ -24,9 +24,11 @@ def store(chdb_store):
     return chdb_store
 
 
-def make_client(store, settings: Settings | None = None, clock=None, started=True):
+def make_app(store, settings: Settings | None = None, clock=None, started=True, origins=(ORIGIN,), **app_kwargs):
+    """The real ingest app over the real store and an embedded hand-off started by the app's lifespan.
+    ``app_kwargs`` go to create_app (reader, hub, snippet_file, demo_page)."""
     settings = settings or Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000)
-    sites = SiteRegistry({"test": Site("test", SECRET, (ORIGIN,))})
+    sites = SiteRegistry({"test": Site("test", SECRET, tuple(origins))})
     handoff = EmbeddedHandoff(store, EmbeddedProcessor(store), linger_ms=0)
 
     @contextlib.asynccontextmanager
@@ -36,8 +38,12 @@ def make_client(store, settings: Settings | None = None, clock=None, started=Tru
         yield
         await handoff.stop()
 
-    app = create_app(settings, sites, handoff, clock=clock or FixedClock(NOW_MS), lifespan=lifespan)
-    return TestClient(app, headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"})
+    return create_app(settings, sites, handoff, clock=clock or FixedClock(NOW_MS), lifespan=lifespan, **app_kwargs)
+
+
+def make_client(store, settings: Settings | None = None, clock=None, started=True, **kwargs):
+    return TestClient(make_app(store, settings, clock, started, **kwargs),
+                      headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"})
 
 
 @pytest.fixture

@@ -2,23 +2,18 @@
 deep nesting, extreme numbers, tokens where they do not belong, one poisoned record among good ones, other
 sellers' alerts. Every refusal names its field, nothing good is lost, nothing answers 5xx."""
 import asyncio
-import contextlib
 import json
 import uuid
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from starlette.testclient import TestClient
 
 from dealbeacon import records, tokens
-from dealbeacon.clock import FixedClock
 from dealbeacon.embedded import EmbeddedHandoff, EmbeddedProcessor
 from dealbeacon.settings import Settings
-from dealbeacon.sites import Site, SiteRegistry
-from ingest.app import create_app
 from ingest.sellers import AlertHub, seller_token
-from tests.functional.conftest import SECRET
+from tests.functional.conftest import SECRET, make_client
 from tests.helpers import NOW_MS, batch, event
 
 BEARER = {"Authorization": f"Bearer {SECRET}"}
@@ -142,22 +137,9 @@ def test_a_request_cut_short_before_its_write_is_withdrawn_and_not_stored(store)
     assert _count(store, "events") == 0
 
 
-@contextlib.contextmanager
 def _client(store, settings=None, reader=False):
-    settings = settings or Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000)
-    sites = SiteRegistry({"test": Site("test", SECRET, ("*",))})
-    handoff = EmbeddedHandoff(store, EmbeddedProcessor(store), linger_ms=0)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        await handoff.start()
-        yield
-        await handoff.stop()
-
-    app = create_app(settings, sites, handoff, clock=FixedClock(NOW_MS), lifespan=lifespan,
-                     reader=store.query_readonly if reader else None, hub=AlertHub() if reader else None)
-    with TestClient(app) as c:
-        yield c
+    extra = {"reader": store.query_readonly, "hub": AlertHub()} if reader else {}
+    return make_client(store, settings, origins=("*",), **extra)
 
 
 def _alert(owner):

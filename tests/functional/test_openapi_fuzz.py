@@ -1,7 +1,6 @@
 """schemathesis over the app's whole OpenAPI document, against the real app and the real chdb engine: every
 documented route gets generated requests (a bounded, seeded number), and none answers 5xx. A second check
 keeps the document and the app's routes in step."""
-import contextlib
 
 import hypothesis
 import pytest
@@ -9,35 +8,17 @@ import schemathesis
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from dealbeacon.clock import FixedClock
-from dealbeacon.embedded import EmbeddedHandoff, EmbeddedProcessor
 from dealbeacon.settings import Settings
-from dealbeacon.sites import Site, SiteRegistry
-from ingest.app import create_app
 from ingest.openapi import openapi_document
 from ingest.sellers import AlertHub
-from tests.functional.conftest import SECRET
-from tests.helpers import NOW_MS
-
-
-def _app(store):
-    settings = Settings(rate_limit_events_per_s=1e6, rate_limit_burst=10 ** 6, clock="external")
-    sites = SiteRegistry({"test": Site("test", SECRET, ("*",))})
-    handoff = EmbeddedHandoff(store, EmbeddedProcessor(store), linger_ms=0)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        await handoff.start()
-        yield
-        await handoff.stop()
-
-    return create_app(settings, sites, handoff, clock=FixedClock(NOW_MS), lifespan=lifespan, snippet_file=__file__,
-                      demo_page=__file__, reader=store.query_readonly, hub=AlertHub())
+from tests.functional.conftest import SECRET, make_app
 
 
 @pytest.fixture(scope="module")
 def api(chdb_store):
-    return _app(chdb_store)
+    return make_app(chdb_store, Settings(rate_limit_events_per_s=1e6, rate_limit_burst=10 ** 6, clock="external"),
+                    origins=("*",), snippet_file=__file__, demo_page=__file__, reader=chdb_store.query_readonly,
+                    hub=AlertHub())
 
 
 @pytest.fixture(scope="module")

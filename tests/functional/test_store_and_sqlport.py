@@ -194,3 +194,28 @@ def test_engine_errors_come_back_in_clickhouse_form(sql):
     r = sql.get("/", params={"query": "SELECT nope FROM events"})
     assert r.status_code == 400, r.text
     assert r.text.startswith("Code: 47.") and r.headers["x-clickhouse-exception-code"] == "47"
+
+
+def test_a_departed_clients_query_is_killed_in_the_engine(engine, analysts_file):
+    import asyncio
+    import time
+
+    from dealbeacon.analysts import AnalystRegistry as Reg
+    from sinks.sqlengine import QueryFailed
+
+    ann = Reg.load(analysts_file).analysts["ann"]
+
+    async def scenario():
+        gone = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.5, gone.set_result, None)
+        t0 = time.monotonic()
+        with pytest.raises(QueryFailed, match="cancelled"):
+            await engine.run(ann, "SELECT count() FROM numbers(1000000000) WHERE sipHash64(number) = 1", "TSV", gone)
+        took = time.monotonic() - t0
+        # the engine is free again at once: the same analyst's next query is admitted and answers
+        result, _ = await engine.run(ann, "SELECT 1", "TSV")
+        return took, result.bytes()
+
+    took, second = asyncio.run(scenario())
+    assert took < 5 and second == b"1\n", took
+    assert engine.running() == 0

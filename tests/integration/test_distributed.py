@@ -97,6 +97,13 @@ def test_http_kafka_faust_sink_clickhouse_exact_rows(stack_factory):
                  [["deal-1", 1], ["deal-2", 1]])
     m = httpx.get(f"http://127.0.0.1:{st.metrics_port}/metrics").text
     assert "dealbeacon_sink_rows_total" in m and "dealbeacon_consumer_lag" in m
+    # erase the visitor: the site-wide erase reaches every partition's rooms, the sink deletes their rows
+    r = httpx.post(st.url + "/v1/sites/acme/erase", headers={"Authorization": "Bearer secret"},
+                   json={"stakeholder": "visitor:visitor-1"})
+    assert r.status_code == 202, r.text
+    st.wait_rows("SELECT stakeholder, room_id FROM erasures FINAL", [["visitor:visitor-1", ""]])
+    st.wait_rows("SELECT count() FROM events", [[0]])
+    st.wait_rows("SELECT count() FROM stakeholder_scores WHERE stakeholder_id = 'visitor:visitor-1'", [[0]])
 
 
 def test_embedded_and_distributed_leave_identical_rows(stack_factory, tmp_path):
