@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import os
 import re
 import uuid
@@ -102,11 +103,14 @@ class _Analysts:
 def create_sql_app(engine: AnalystEngine, analysts_file: str, *, server_name: str = "dealbeacon") -> Starlette:
     analysts = _Analysts(analysts_file)
     cap = engine.limits.max_query_bytes
+    auth_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sql-auth")
 
     async def handle(request: Request) -> Response:
         params = request.query_params
         creds = _credentials(request)
-        analyst = await asyncio.to_thread(analysts.current().authenticate, *creds) if creds else None
+        analyst = None
+        if creds:  # scrypt on a thread of its own: a flood of wrong passwords queues there, nowhere else
+            analyst = await asyncio.wrap_future(auth_pool.submit(analysts.current().authenticate, *creds))
         if analyst is None:
             user = creds[0] if creds else "default"
             return _error(403, 516, f"{user}: Authentication failed: password is incorrect, or there is no user "
