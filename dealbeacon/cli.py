@@ -272,7 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except ValueError as e:
+        if "DEALBEACON_" not in str(e):
+            raise
+        print(f"dealbeacon: {e}", file=sys.stderr)  # a setting that cannot work: refuse to start, say which
+        return 2
 
 
 if __name__ == "__main__":

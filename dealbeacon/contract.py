@@ -24,6 +24,7 @@ MAX_ENGAGED_MS = 300_000  # one heartbeat never claims more than 5 minutes
 MAX_PROPS = 20
 MAX_PROP_VALUE = 256
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+ID_RE = _ID_RE  # site keys, room ids, visitor and session ids: one pattern for the beacon and the APIs
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _PROP_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # client timestamps: ms since epoch, 2001-09-09 .. 2286-11-20 (inside DateTime64(3)'s 1900..2299)

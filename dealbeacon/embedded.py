@@ -18,13 +18,14 @@ from dealbeacon import records
 from dealbeacon.handoff import HandoffUnavailable
 from sinks.erase import apply_erasures
 from streams import deals, processors
+from streams.alerts import ALERTS, AlertConfig
 
 log = logging.getLogger("dealbeacon.embedded")
 
 
 class EmbeddedProcessor:
-    def __init__(self, store, listeners=()):
-        self.store = store
+    def __init__(self, store, listeners=(), acfg: AlertConfig = ALERTS):
+        self.store, self.acfg = store, acfg
         self.states: dict[bytes, deals.RoomState] = {}
         self._version = 0
         self.listeners = list(listeners)  # called with each batch's rows once they are stored
@@ -41,7 +42,8 @@ class EmbeddedProcessor:
 
     def __call__(self, recs: list[dict], dead_letters: list[dict]):
         """Rows for one batch, and a commit callback that makes the new room states current."""
-        changed, tables = processors.process_batch(recs, dead_letters, self.states.get, self.local_rooms)
+        changed, tables = processors.process_batch(recs, dead_letters, self.states.get, self.local_rooms,
+                                                   acfg=self.acfg)
         if changed:
             self._version = max(self._version + 1, time.time_ns())  # snapshot order, not domain time
             tables["room_state"] = [{"site": st.site, "room_id": st.room.room_id, "version": self._version,

@@ -24,6 +24,7 @@ from sinks.delivery import Deliverer
 from sinks.notify import NotifyConfig
 from sinks.schema import COLUMNS
 from sinks.store import ChdbStore
+from streams.alerts import alert_config
 
 log = logging.getLogger("dealbeacon")
 SNIPPET_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "js-snippet", "dist", "dealbeacon.js")
@@ -143,7 +144,8 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
                           cfg=NotifyConfig(settings.notify_aggregate_s, settings.notify_max_wait_s,
                                            settings.notify_cooldown_s))
     deliverer.apply(await asyncio.to_thread(_delivery_config, store))
-    processor = EmbeddedProcessor(store, [deliverer.apply, lambda t: hub.publish(t.get("alerts", []))])
+    processor = EmbeddedProcessor(store, [deliverer.apply, lambda t: hub.publish(t.get("alerts", []))],
+                                  alert_config(settings))
     rooms = await asyncio.to_thread(processor.load)
     delivering = asyncio.create_task(deliverer.run())
     handoff = EmbeddedHandoff(store, processor, linger_ms=settings.embedded_linger_ms,

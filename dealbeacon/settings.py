@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from dealbeacon.contract import DEFAULT_STAGES
 
 ENV_PREFIX = "DEALBEACON_"
+CLOCKS = ("wall", "external")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class Settings:
     sink_sql_port: int = 0  # >0 with a local chdb directory: serve the read-only SQL port from the sink
     # -- deals: stages, time rules
     stages: str = ",".join(DEFAULT_STAGES)  # ordered; the rooms API accepts these
+    closed_stages: str = "closed_won,closed_lost"  # no quiet alerts, no snapshots
+    stage_cadence_days: str = ""  # "discovery=10,evaluation=4": expected contact cadence per stage (quiet alerts)
+    default_cadence_days: float = 7.0  # a stage with no cadence given or known
     clock: str = "wall"  # wall: time rules tick on the wall clock; external: only POST /v1/sites/{site}/clock
     tick_interval_s: float = 60.0  # how often the time rules run (wall clock)
     # -- alert delivery (embedded mode runs it in-process)
@@ -85,6 +89,16 @@ class Settings:
     # -- demo
     demo: bool = True
     demo_max_events: int = 200_000
+
+    def __post_init__(self):
+        if self.clock not in CLOCKS:
+            raise ValueError(f"{ENV_PREFIX}CLOCK={self.clock!r} is not one of: {', '.join(CLOCKS)} "
+                             "(wall: time rules follow the wall clock; external: POST /v1/sites/{site}/clock)")
+        if len(self.stage_list) < 2:
+            raise ValueError(f"{ENV_PREFIX}STAGES={self.stages!r}: give at least two comma-separated stages")
+        self.cadences  # noqa: B018  (raises on a malformed DEALBEACON_STAGE_CADENCE_DAYS)
+        if self.default_cadence_days <= 0:
+            raise ValueError(f"{ENV_PREFIX}DEFAULT_CADENCE_DAYS={self.default_cadence_days!r} must be > 0")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -111,6 +125,24 @@ class Settings:
     @property
     def stage_list(self) -> tuple[str, ...]:
         return tuple(x.strip() for x in self.stages.split(",") if x.strip())
+
+    @property
+    def closed_stage_list(self) -> tuple[str, ...]:
+        return tuple(x.strip() for x in self.closed_stages.split(",") if x.strip())
+
+    @property
+    def cadences(self) -> dict[str, float]:
+        out = {}
+        for part in filter(None, (p.strip() for p in self.stage_cadence_days.split(","))):
+            stage, _, days = part.partition("=")
+            try:
+                out[stage.strip()] = float(days)
+            except ValueError:
+                out = None
+            if out is None or out[stage.strip()] <= 0 or stage.strip() not in self.stage_list:
+                raise ValueError(f"{ENV_PREFIX}STAGE_CADENCE_DAYS={self.stage_cadence_days!r}: write stage=days "
+                                 f"pairs for stages of {ENV_PREFIX}STAGES, days > 0 (e.g. discovery=10,evaluation=4)")
+        return out
 
     @property
     def chdb_path(self) -> str:

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from dealbeacon import records
 from dealbeacon.clock import Clock
-from dealbeacon.contract import MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, Rejected
+from dealbeacon.contract import ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, Rejected
 from dealbeacon.settings import Settings
 from dealbeacon.sites import SiteRegistry
 
@@ -116,8 +116,8 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
         site, raw, body = got
         room_id = request.path_params["room_id"]
         try:
-            if not _ID.match(room_id):
-                raise Rejected("invalid_value", "room_id", "1-128 characters [A-Za-z0-9._:@/-]")
+            if not (len(room_id) <= 128 and ID_RE.match(room_id)):  # what the event contract accepts, or no events
+                raise Rejected("invalid_value", "room_id", "1-128 characters [A-Za-z0-9_.:@-], as in the beacon's events")
             if body is None:
                 raise Rejected("invalid_json", "")
             clean = check_room(body, settings.stage_list)
@@ -154,8 +154,8 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
             who, room = body.get("stakeholder"), body.get("room_id", "")
             if not isinstance(who, str) or not _ID.match(who):
                 raise Rejected("invalid_value", "stakeholder", "a stakeholder id, or visitor:<visitor id>")
-            if not isinstance(room, str) or (room and not _ID.match(room)):
-                raise Rejected("invalid_value", "room_id", "1-128 characters [A-Za-z0-9._:@/-], or left out")
+            if not isinstance(room, str) or (room and not (len(room) <= 128 and ID_RE.match(room))):
+                raise Rejected("invalid_value", "room_id", "1-128 characters [A-Za-z0-9_.:@-], or left out")
         except Rejected as e:
             return await _reject(site, raw, e)
         rec = {"record": "erase", "rv": records.RECORD_VERSION, "site": site.key, "stakeholder": who, "room_id": room,

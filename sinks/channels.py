@@ -9,6 +9,8 @@ Email: a plain-text message (SMTP).
 """
 from __future__ import annotations
 
+import urllib.parse
+
 import hashlib
 import hmac
 from email.message import EmailMessage
@@ -18,6 +20,13 @@ import orjson
 SIGNATURE_HEADER = "X-Dealbeacon-Signature"
 _EMOJI = {"info": ":information_source:", "low": ":large_blue_circle:", "medium": ":large_orange_circle:",
           "high": ":red_circle:"}
+
+
+def notice_link(base_url: str, notice) -> str:
+    """Where a notice sends the seller: their page (``/seller``), opened on the deal. The page uses the seller
+    token remembered on that device (or given in the link the sellers API returned)."""
+    query = urllib.parse.urlencode({"site": notice.site, "seller": notice.owner, "room": notice.room_id})
+    return f"{base_url.rstrip('/')}/seller?{query}" if base_url else notice.room_id
 
 
 def notice_payload(notice, room_url: str) -> dict:

@@ -138,7 +138,7 @@ class Deliverer:
             log.exception("could not record a delivery")
 
     async def _send(self, notice, c: Channel) -> int:
-        url = f"{self.room_url}/r/{notice.room_id}" if self.room_url else notice.room_id
+        url = ch.notice_link(self.room_url, notice)
         if c.kind == "webhook":
             secret = webhook_secret(self.site_secrets.get(c.site, ""), c.channel_id)
             body, headers = ch.webhook_request(notice, secret, url, int(self.clock()))

@@ -28,11 +28,28 @@ class AlertConfig:
     spike_min_points: float = 30.0  # a single ordinary visit scores 10-25: "hot" needs more than one
     hot_every_days: int = 7  # at most one "hot" alert per room per period
 
+    default_cadence_days: float = 7  # a stage without a cadence of its own (custom stage lists)
+
     def cadence(self, stage: str) -> float | None:
-        return dict(self.cadence_days).get(stage)
+        if stage in self.closed_stages:
+            return None
+        return dict(self.cadence_days).get(stage, self.default_cadence_days)
+
+    @classmethod
+    def for_stages(cls, stages: tuple[str, ...], cadences: dict[str, float], closed: tuple[str, ...],
+                   default_days: float) -> "AlertConfig":
+        """The config for a site's own stage list: known cadences kept, the given ones added or overriding."""
+        known = {**dict(cls.cadence_days), **cadences}
+        return cls(cadence_days=tuple((s, float(known[s])) for s in stages if s in known and s not in closed),
+                   closed_stages=tuple(closed), default_cadence_days=float(default_days))
 
 
 ALERTS = AlertConfig()
+
+
+def alert_config(s) -> AlertConfig:
+    """The alert config of a deployment's settings (stage list, cadences, closed stages): both modes use it."""
+    return AlertConfig.for_stages(s.stage_list, s.cadences, s.closed_stage_list, s.default_cadence_days)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from dealbeacon import records
 from dealbeacon.kafka_ops import TABLES, row_topic
 from dealbeacon.settings import Settings
 from streams import deals, processors
+from streams.alerts import alert_config
 from streams.sequencer import Sequencer
 
 log = logging.getLogger("dealbeacon.streams")
@@ -30,6 +31,7 @@ ROWS_PER_MESSAGE = 500  # rows travel to the sink in chunks (a request's events 
 
 
 def create_faust_app(s: Settings) -> faust.App:
+    acfg = alert_config(s)
     app = faust.App(
         s.streams_group,
         broker=f"kafka://{s.kafka_bootstrap}",
@@ -121,7 +123,7 @@ def create_faust_app(s: Settings) -> faust.App:
         recs, bad = decode(event)
         msg = event.message
         changed, tables = processors.process_batch(recs, bad, get_state, local_rooms(msg.partition),
-                                                   msg.partition, msg.offset)
+                                                   msg.partition, msg.offset, acfg)
         # rows first, state after: a crash in between replays the message from the old state and emits the same
         # rows (deterministic ids: the tables collapse them); a state saved with this offset skips the replay
         await emit(tables)

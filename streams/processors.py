@@ -14,6 +14,7 @@ import orjson
 
 from dealbeacon import records
 from streams import deals
+from streams.alerts import ALERTS, AlertConfig
 
 _EVENT_STRINGS = ("site", "type", "room_id", "visitor_id", "session_id", "stakeholder_id", "token_status",
                   "content_id", "href", "share_channel", "share_to", "cta", "url", "referrer", "ip", "user_agent")
@@ -69,7 +70,7 @@ def is_event(rec: dict) -> bool:
 
 def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | None],
                   local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int = -1,
-                  ) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
+                  acfg: AlertConfig = ALERTS) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
     """Fold records, in order, into their rooms' states. ``get(key)``: current state or None; ``local_rooms(site)``:
     keys of that site's rooms held here (a site-wide ``clock`` record ticks each of them). Returns the
     changed states by room key and the rows. With a source ``partition``/``offset`` (distributed mode), a
@@ -97,7 +98,7 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
             batch = _drop_leading_site_records(batch)
             if not batch:
                 continue
-        new, rows = deals.step(state, batch)
+        new, rows = deals.step(state, batch, acfg=acfg)
         if partition >= 0:
             new = dataclasses.replace(new, partition=partition, offset=offset)
         changed[key] = new
@@ -115,11 +116,11 @@ def _drop_leading_site_records(recs: list[dict]) -> list[dict]:
 
 def process_batch(recs: list[dict], dead_letters: list[dict], get: Callable[[bytes], deals.RoomState | None],
                   local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int = -1,
-                  ) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
+                  acfg: AlertConfig = ALERTS) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
     """Everything one batch of the events stream yields, the same in both modes: event and dead-letter rows,
     configuration rows, and the rooms' state machines (changed states + their rows)."""
     tables = process([r for r in recs if is_event(r)], dead_letters)
     tables.update(config_rows(recs))
-    changed, rows = process_rooms(recs, get, local_rooms, partition, offset)
+    changed, rows = process_rooms(recs, get, local_rooms, partition, offset, acfg)
     tables.update(rows)
     return changed, tables

@@ -11,6 +11,7 @@ from dealbeacon.settings import Settings
 from dealbeacon.sites import Site, SiteRegistry
 from ingest.app import create_app
 from sinks.schema import COLUMNS
+from streams.alerts import alert_config
 from tests.helpers import NOW_MS
 
 ORIGIN = "https://rooms.example.com"
@@ -29,7 +30,7 @@ def make_app(store, settings: Settings | None = None, clock=None, started=True, 
     ``app_kwargs`` go to create_app (reader, hub, snippet_file, demo_page)."""
     settings = settings or Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000)
     sites = SiteRegistry({"test": Site("test", SECRET, tuple(origins))})
-    handoff = EmbeddedHandoff(store, EmbeddedProcessor(store), linger_ms=0)
+    handoff = EmbeddedHandoff(store, EmbeddedProcessor(store, acfg=alert_config(settings)), linger_ms=0)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
