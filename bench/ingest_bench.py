@@ -49,13 +49,13 @@ def main() -> None:
     a = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "dealbeacon.cli", "site", "add", "bench", "--data-dir", tmp],
+        subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "site", "add", "bench", "--data-dir", tmp],
                        check=True, capture_output=True)
         port = free_port()
         servers = {
             "bare": [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--log-level", "warning",
                      "--no-access-log"],
-            "embedded": [sys.executable, "-m", "dealbeacon.cli", "up", "--no-demo", "--data-dir", tmp, "--port", str(port),
+            "embedded": [sys.executable, "-m", "dealbeacon.app.cli", "up", "--no-demo", "--data-dir", tmp, "--port", str(port),
                          "--sql-port", str(free_port())],
         }
         for name, cmd in servers.items():

@@ -1,6 +1,6 @@
 """Signal-quality report (a script, not a test): do the scores and stall alerts mean something?
 
-Simulates buying committees (dealbeacon/simulator.py), replays each deal's operations (stage changes from
+Simulates buying committees (dealbeacon/sim/simulator.py), replays each deal's operations (stage changes from
 the rooms API, events, a clock tick every 6 hours) through the state machine both modes run
 (streams/processors.process_rooms -> streams/deals.py), and reports:
 - AUC of the deal score at fixed days for won vs lost;
@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dealbeacon.simulator import DAY_MS, op_records, plan, simulate  # noqa: E402
+from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate  # noqa: E402
 from sinks.notify import NotifyState, SellerPrefs, due, offer  # noqa: E402
 from streams.processors import process_rooms  # noqa: E402
 

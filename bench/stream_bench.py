@@ -26,10 +26,10 @@ sys.path.insert(0, ROOT)
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from dealbeacon import records  # noqa: E402
-from dealbeacon.kafka_local import LocalKafka  # noqa: E402
-from dealbeacon.kafka_ops import ensure_topics, row_topic  # noqa: E402
-from dealbeacon.settings import Settings  # noqa: E402
+from dealbeacon.core import records  # noqa: E402
+from dealbeacon.kafka.local import LocalKafka  # noqa: E402
+from dealbeacon.kafka.topics import ensure_topics, row_topic  # noqa: E402
+from dealbeacon.core.settings import Settings  # noqa: E402
 from streams.processors import process  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
@@ -100,7 +100,7 @@ async def raw_consume(s: Settings, topic: str, n: int) -> float:
 def faust_run(s: Settings, env: dict, n: int, tmp: str) -> float:
     """Seconds for one worker to turn n events into n acked rows, timed from its first output row
     (so group join and recovery are not counted)."""
-    proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", "worker"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", "worker"], cwd=ROOT,
                             env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "w")},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -147,7 +147,7 @@ def latency_run(env: dict, tmp: str, samples: int) -> list[float]:
            "DEALBEACON_STREAMS_GROUP": "lat-streams", "DEALBEACON_SINK_BATCH_MS": "200",
            "DEALBEACON_TOPIC_EVENTS": "lat.events", "DEALBEACON_TOPIC_DEAD_LETTERS": "lat.dead",
            "DEALBEACON_TOPIC_ROWS_PREFIX": "lat.rows."}  # fresh topics: nothing queued ahead of the samples
-    procs = [subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", cmd], cwd=ROOT,
+    procs = [subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", cmd], cwd=ROOT,
                               env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, cmd)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in ("ingest", "worker", "sink")]
     try:
@@ -193,7 +193,7 @@ def main() -> None:
     kafka = LocalKafka(os.path.join(tmp, "kafka"), free_port(), free_port()).start()
     try:
         s = Settings(kafka_bootstrap=kafka.bootstrap, sites_file=os.path.join(tmp, "sites.json"))
-        subprocess.run([sys.executable, "-m", "dealbeacon.cli", "site", "add", "bench", "--sites-file", s.sites_file],
+        subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "site", "add", "bench", "--sites-file", s.sites_file],
                        check=True, capture_output=True, cwd=ROOT)
         env = {**os.environ, "DEALBEACON_KAFKA_BOOTSTRAP": kafka.bootstrap, "DEALBEACON_SITES_FILE": s.sites_file,
                "DEALBEACON_FAUST_STORE": "memory://", "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1e9",

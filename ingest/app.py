@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 
 import orjson
 from starlette.applications import Starlette
@@ -10,10 +11,10 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from dealbeacon.clock import Clock
-from dealbeacon.handoff import Handoff, HandoffUnavailable
-from dealbeacon.settings import Settings
-from dealbeacon.sites import SiteRegistry
+from dealbeacon.core.clock import Clock
+from dealbeacon.core.handoff import Handoff, HandoffUnavailable
+from dealbeacon.core.settings import Settings
+from dealbeacon.core.sites import SiteRegistry
 
 from .body import read_capped
 from .metrics import Metrics
@@ -111,13 +112,14 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
                                      "Access-Control-Allow-Origin": "*"})
 
     async def demo(request: HTTPRequest) -> Response:
+        assert demo_page is not None  # the route exists only with a demo page
         return FileResponse(demo_page, media_type="text/html")
 
-    async def submit(recs: list[dict], dead: list[dict] = ()) -> Response | None:
+    async def submit(recs: list[dict], dead: Sequence[dict] = ()) -> Response | None:
         """The server-side APIs' hand-off, bounded like the events pipeline's: a 503 response or None."""
         try:
             refused = await asyncio.wait_for(handoff.submit(recs, list(dead)), settings.handoff_timeout_s)
-        except (HandoffUnavailable, asyncio.TimeoutError) as e:
+        except (TimeoutError, HandoffUnavailable) as e:
             return ORJSONResponse({"error": "unavailable", "detail": str(e) or "hand-off timed out", "kept": 0},
                                   status_code=503, headers={"Retry-After": str(settings.retry_after_s)})
         if refused:  # the store could not hold the record (dead-lettered with the engine's reason)

@@ -5,7 +5,7 @@ import zlib
 
 import orjson
 
-from dealbeacon.contract import Rejected
+from dealbeacon.core.contract import Rejected
 
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -12,9 +12,9 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
-from dealbeacon import records
-from dealbeacon.handoff import HandoffUnavailable
-from dealbeacon.settings import Settings
+from dealbeacon.core import records
+from dealbeacon.core.handoff import HandoffUnavailable
+from dealbeacon.core.settings import Settings
 
 log = logging.getLogger("dealbeacon.ingest.kafka")
 

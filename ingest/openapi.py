@@ -2,8 +2,8 @@
 the app's routes and schemathesis exercises it."""
 from __future__ import annotations
 
-from dealbeacon import contract
-from dealbeacon.settings import Settings
+from dealbeacon.core import contract
+from dealbeacon.core.settings import Settings
 
 
 def _error(desc: str) -> dict:

@@ -1,7 +1,8 @@
 """The ingest pipeline: named steps from raw request to durable hand-off.
 
     read body (cap) -> decompress (cap) -> parse JSON -> envelope -> site (401) -> origin (403)
-    -> rate limit (429) -> server-side sender? (Bearer site secret: own timeline) -> bot filter -> per-event validate + enrich -> hand off (503 if it cannot)
+    -> rate limit (429) -> server-side sender? (Bearer site secret: own timeline) -> bot filter
+    -> per-event validate + enrich -> hand off (503 if it cannot)
 
 Every rejection has a typed reason. Request-level rejections (4xx) and per-event ones become dead letters,
 handed off with the accepted events of the same request. 429 and 503 are not rejections: the client keeps
@@ -13,11 +14,11 @@ import asyncio
 import math
 from dataclasses import dataclass, field
 
-from dealbeacon import contract, records, tokens
-from dealbeacon.contract import Rejected
-from dealbeacon.handoff import Handoff, HandoffUnavailable
-from dealbeacon.settings import Settings
-from dealbeacon.sites import SiteRegistry
+from dealbeacon.core import contract, records, tokens
+from dealbeacon.core.contract import Rejected
+from dealbeacon.core.handoff import Handoff, HandoffUnavailable
+from dealbeacon.core.settings import Settings
+from dealbeacon.core.sites import SiteRegistry
 
 from . import bots
 from .body import BodyError, decompress, parse_json
@@ -63,7 +64,7 @@ class IngestPipeline:
         try:  # keep the evidence; the client is told not to retry, so a failed hand-off loses only evidence
             await asyncio.wait_for(self.handoff.submit([], [self._dead(req, site, err, payload=payload)]),
                                    self.s.handoff_timeout_s)
-        except (HandoffUnavailable, asyncio.TimeoutError):
+        except (TimeoutError, HandoffUnavailable):
             self.metrics.dead_letters_unsaved.inc()
         return Outcome(status, {"error": err.reason, **err.as_dict()}, allow_origin=allow_origin)
 
@@ -78,7 +79,7 @@ class IngestPipeline:
         except BodyError as e:
             return await self._reject_request(req, "", e.status, e)
         # 4. envelope
-        site_key = obj.get("site") if isinstance(obj, dict) and isinstance(obj.get("site"), str) else ""
+        site_key: str = obj["site"] if isinstance(obj, dict) and isinstance(obj.get("site"), str) else ""
         try:
             site_key, sent_at, events, ignored = contract.check_envelope(obj)
         except Rejected as e:
@@ -142,7 +143,7 @@ class IngestPipeline:
         # 10. hand off
         try:
             refused = await asyncio.wait_for(self.handoff.submit(accepted, dead), s.handoff_timeout_s) or {}
-        except (HandoffUnavailable, asyncio.TimeoutError) as e:
+        except (TimeoutError, HandoffUnavailable) as e:
             self.metrics.handoff_failures.inc()
             return Outcome(503, {"error": "unavailable", "detail": str(e) or "hand-off timed out",
                                  "kept": getattr(e, "kept", 0)},

@@ -18,11 +18,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dealbeacon import records
-from dealbeacon.clock import Clock
-from dealbeacon.contract import ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, Rejected
-from dealbeacon.settings import Settings
-from dealbeacon.sites import SiteRegistry
+from dealbeacon.core import records
+from dealbeacon.core.clock import Clock
+from dealbeacon.core.contract import ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, Rejected
+from dealbeacon.core.settings import Settings
+from dealbeacon.core.sites import SiteRegistry
 
 from .body import read_capped
 

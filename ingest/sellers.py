@@ -22,9 +22,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from dealbeacon import tokens
-from dealbeacon.tokens import webhook_secret
-from dealbeacon.contract import Rejected
+from dealbeacon.core import tokens
+from dealbeacon.core.contract import Rejected
+from dealbeacon.core.tokens import webhook_secret
 
 from .body import read_capped
 
@@ -127,7 +127,7 @@ class SellerAPI:
         failed = await self.submit([rec])
         if failed:
             return failed
-        out = {"accepted": True}
+        out: dict[str, object] = {"accepted": True}
         if what == "channels" and clean["kind"] == "webhook":
             out["signing_secret"] = webhook_secret(site.secret, ident)
         if what == "sellers":
@@ -196,7 +196,8 @@ class SellerAPI:
         site, seller = who
         action = request.url.path.rsplit("/", 1)[-1]
         now = int(self.clock() * 1000)
-        hours = 24.0
+        hours: object = 24.0
+        until = now
         if action == "snooze":
             raw = await read_capped(request, 4096)
             try:
@@ -208,6 +209,7 @@ class SellerAPI:
                 return JSONResponse({"error": "invalid_value", "reason": "invalid_value", "field": "hours",
                                      "detail": f"a number of hours, more than 0 and at most {MAX_SNOOZE_HOURS}"},
                                     status_code=400)
+            until = now + int(hours * 3_600_000)
         alert_id = request.path_params["alert_id"]
         if not _UUID.match(alert_id):
             return JSONResponse({"error": "not_found", "detail": "no such alert"}, status_code=404)
@@ -216,7 +218,7 @@ class SellerAPI:
         if not owned or not owned[0][0]:  # another seller's alert, or none: the same answer, nothing revealed
             return JSONResponse({"error": "not_found", "detail": "no such alert among yours"}, status_code=404)
         rec = {"record": "alert_action", "site": site, "alert_id": alert_id.lower(), "seller_id": seller,
-               "action": action, "until": now + int(hours * 3_600_000) if action == "snooze" else now, "at": now}
+               "action": action, "until": until, "at": now}
         failed = await self.submit([rec])
         return failed or JSONResponse({"accepted": True}, status_code=202)
 
@@ -233,7 +235,7 @@ class SellerAPI:
                     try:
                         alert = await asyncio.wait_for(queue.get(), timeout=15)
                         yield b"event: alert\ndata: " + orjson.dumps(alert) + b"\n\n"
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield b": keep-alive\n\n"
             finally:
                 self.hub.unsubscribe(who, queue)

@@ -34,4 +34,9 @@ if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- js-snippet/d
   exit 1
 fi
 
+# static checks on the package: layers (import-linter contracts in pyproject.toml), lint, types
+.venv/bin/lint-imports --no-cache
+.venv/bin/ruff check dealbeacon ingest streams sinks
+.venv/bin/mypy
+
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

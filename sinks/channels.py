@@ -9,10 +9,9 @@ Email: a plain-text message (SMTP).
 """
 from __future__ import annotations
 
-import urllib.parse
-
 import hashlib
 import hmac
+import urllib.parse
 from email.message import EmailMessage
 
 import orjson

@@ -18,9 +18,9 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from dealbeacon import records
-from dealbeacon.kafka_ops import row_topic
-from dealbeacon.settings import Settings
+from dealbeacon.core import records
+from dealbeacon.core.settings import Settings
+from dealbeacon.kafka.topics import row_topic
 
 from .delivery import Deliverer
 from .notify import NotifyConfig

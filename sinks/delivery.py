@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 
-from dealbeacon.tokens import webhook_secret
+from dealbeacon.core.tokens import webhook_secret
 
 from . import channels as ch
 from .notify import SEVERITY, NotifyConfig, NotifyState, SellerPrefs, due, offer
@@ -139,6 +139,7 @@ class Deliverer:
 
     async def _send(self, notice, c: Channel) -> int:
         url = ch.notice_link(self.room_url, notice)
+        assert self._client is not None, "run() opens the HTTP client"
         if c.kind == "webhook":
             secret = webhook_secret(self.site_secrets.get(c.site, ""), c.channel_id)
             body, headers = ch.webhook_request(notice, secret, url, int(self.clock()))

@@ -21,7 +21,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-from dealbeacon.analysts import Analyst
+from dealbeacon.core.analysts import Analyst
 
 from .sqlguard import ANALYST_TABLES, Policy, Refused, check_tree, parse_tree, policy_from_catalog, precheck
 

@@ -74,7 +74,7 @@ class Refused(Exception):
 class Node:
     kind: str
     text: str  # what follows the kind on its line, alias removed
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -193,9 +193,10 @@ def _check_table_function(n: Node, policy: Policy) -> None:
     if name in ("numbers", "zeros"):
         args = n.children[0].children if n.children else []
         values = [_literal_int(a) for a in args]
-        if not args or any(v is None for v in values):
+        count = values[-1 if len(values) < 3 else 1] if values else None
+        if not args or count is None or any(v is None for v in values):
             raise Refused(f"{name}() takes integer literals on the SQL port", 497)
-        if values[-1 if len(values) < 3 else 1] > policy.max_numbers:
+        if count > policy.max_numbers:
             raise Refused(f"{name}() is capped at {policy.max_numbers} rows on the SQL port", 497)
 
 

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dealbeacon.analysts import AnalystRegistry
+from dealbeacon.core.analysts import Analyst, AnalystRegistry
 
 from .sqlengine import AnalystEngine, QueryFailed, TooManyQueries
 from .sqlguard import Refused
@@ -87,7 +87,8 @@ class _Analysts:
     """The analysts file, re-read when it changes (``dealbeacon analyst add`` while the server runs)."""
 
     def __init__(self, path: str):
-        self.path, self._mtime, self.reg = path, None, AnalystRegistry()
+        self.path, self.reg = path, AnalystRegistry()
+        self._mtime: int | None = None
 
     def current(self) -> AnalystRegistry:
         try:
@@ -108,7 +109,7 @@ def create_sql_app(engine: AnalystEngine, analysts_file: str, *, server_name: st
     async def handle(request: Request) -> Response:
         params = request.query_params
         creds = _credentials(request)
-        analyst = None
+        analyst: Analyst | None = None
         if creds:  # scrypt on a thread of its own: a flood of wrong passwords queues there, nowhere else
             analyst = await asyncio.wrap_future(auth_pool.submit(analysts.current().authenticate, *creds))
         if analyst is None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import urllib.parse
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from .schema import COLUMNS, migrate
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 # partitions are months: a server-side backfill may span Settings.max_backfill_days (~10 years, 122 months) in
 # one group commit; ClickHouse's default of 100 would fail the whole batch, other clients' requests included
 MAX_PARTITIONS_PER_INSERT = 1000
@@ -129,13 +129,13 @@ class ServerStore:
         columns = []
         for c, ctype in cols.items():
             default = None if ctype.startswith("Nullable") else (0 if c in times or "Int" in ctype else "")
-            values = [r.get(c, default) for r in rows]
+            values: list[Any] = [r.get(c, default) for r in rows]
             if c in times:
                 values = [dt.datetime.fromtimestamp(v / 1000, _UTC) for v in values]
             elif "Date" in ctype:  # ISO dates ('2026-12-31') or None
                 values = [dt.date.fromisoformat(v) if v else None for v in values]
             columns.append(values)
-        settings = {"max_partitions_per_insert_block": MAX_PARTITIONS_PER_INSERT}
+        settings: dict[str, Any] = {"max_partitions_per_insert_block": MAX_PARTITIONS_PER_INSERT}
         if dedup_token:
             settings["insert_deduplication_token"] = dedup_token
         self._client().execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES", columns,

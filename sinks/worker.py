@@ -19,9 +19,9 @@ from aiokafka.errors import CommitFailedError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from dealbeacon import records
-from dealbeacon.kafka_ops import SINK_TABLES, row_topic
-from dealbeacon.settings import Settings
+from dealbeacon.core import records
+from dealbeacon.core.settings import Settings
+from dealbeacon.kafka.topics import SINK_TABLES, row_topic
 
 from .erase import apply_erasures
 
@@ -67,6 +67,11 @@ class SinkWorker:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def _c(self) -> AIOKafkaConsumer:
+        assert self.consumer is not None, "run() starts the consumer"
+        return self.consumer
+
     async def _insert(self, tp: TopicPartition, p: Pending) -> None:
         table = self.topics[tp.topic]
         token = f"{tp.topic}/{tp.partition}/{p.first}-{p.last}"
@@ -82,20 +87,20 @@ class SinkWorker:
                     log.warning("insert into %s failed (%s); pausing consumption and retrying", table, e)
                     self.paused = True
                     self.metrics.paused.set(1)
-                    self.consumer.pause(*self.consumer.assignment())
+                    self._c.pause(*self._c.assignment())
                 if self._stop.is_set():
                     raise RuntimeError("stopping with an uninserted batch; it will be replayed") from e
                 # poll while paused so the group does not evict us; anything a newly assigned partition
                 # returns is rewound, never skipped
-                for rtp, msgs in (await self.consumer.getmany(timeout_ms=int(delay * 1000))).items():
-                    self.consumer.seek(rtp, msgs[0].offset)
-                self.consumer.pause(*self.consumer.assignment())
+                for rtp, msgs in (await self._c.getmany(timeout_ms=int(delay * 1000))).items():
+                    self._c.seek(rtp, msgs[0].offset)
+                self._c.pause(*self._c.assignment())
                 delay = min(self.max_backoff, delay * 2)
         if self.paused:
             log.info("ClickHouse is back; resuming consumption")
             self.paused = False
             self.metrics.paused.set(0)
-            self.consumer.resume(*self.consumer.assignment())
+            self._c.resume(*self._c.assignment())
         if table == "erasures":
             await asyncio.to_thread(apply_erasures, self.store.execute, p.rows)
             self.recent_erasures.extend((time.monotonic(), r) for r in p.rows)
@@ -115,7 +120,7 @@ class SinkWorker:
         for tp, p in list(pending.items()):
             await self._insert(tp, p)
         try:
-            await self.consumer.commit({tp: OffsetAndMetadata(p.last + 1, "") for tp, p in pending.items()})
+            await self._c.commit({tp: OffsetAndMetadata(p.last + 1, "") for tp, p in pending.items()})
         except CommitFailedError as e:  # rebalanced meanwhile: the new owner replays, dedup absorbs it
             log.warning("offset commit failed after insert (%s); the range will be replayed", e)
         pending.clear()

@@ -37,7 +37,7 @@ class AlertConfig:
 
     @classmethod
     def for_stages(cls, stages: tuple[str, ...], cadences: dict[str, float], closed: tuple[str, ...],
-                   default_days: float) -> "AlertConfig":
+                   default_days: float) -> AlertConfig:
         """The config for a site's own stage list: known cadences kept, the given ones added or overriding."""
         known = {**dict(cls.cadence_days), **cadences}
         return cls(cadence_days=tuple((s, float(known[s])) for s in stages if s in known and s not in closed),

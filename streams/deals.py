@@ -15,13 +15,25 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
-from dealbeacon.contract import DEFAULT_STAGES
+from dealbeacon.core.contract import DEFAULT_STAGES
 from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe
-from streams.scoring import (DAY_MS, DEFAULT, ScoringConfig, StakeholderScore, apply_event, band, deal_score,
-                             event_points, top_reasons, value_at, velocity)
+from streams.scoring import (
+    DAY_MS,
+    DEFAULT,
+    ScoringConfig,
+    StakeholderScore,
+    apply_event,
+    band,
+    deal_score,
+    event_points,
+    top_reasons,
+    value_at,
+    velocity,
+)
 
 _NS = uuid.UUID("6f1d3a52-9a43-4d0e-8a0e-5b1b2f6f0d11")
 _MAX_FIRED = 64
@@ -41,7 +53,7 @@ class RoomState:
     fired: tuple[str, ...] = ()  # episode keys of time-driven alerts already raised
     partition: int = -1  # where the room lives (distributed mode: site-wide ticks fan out per partition)
     offset: int = -1  # last source offset folded in (distributed mode: a replayed message is not counted twice)
-    meta: tuple[tuple[str, object], ...] = ()  # owner, amount, expected_close, stakeholder emails
+    meta: tuple[tuple[str, Any], ...] = ()  # owner, amount, expected_close, stakeholder emails
 
 
 def new_state(site: str, room_id: str, created_ms: int, stage: str = DEFAULT_STAGES[0]) -> RoomState:

@@ -17,9 +17,9 @@ import time
 
 import faust
 
-from dealbeacon import records
-from dealbeacon.kafka_ops import TABLES, row_topic
-from dealbeacon.settings import Settings
+from dealbeacon.core import records
+from dealbeacon.core.settings import Settings
+from dealbeacon.kafka.topics import TABLES, row_topic
 from streams import deals, processors
 from streams.alerts import alert_config
 from streams.sequencer import Sequencer
@@ -100,13 +100,13 @@ def create_faust_app(s: Settings) -> faust.App:
     def local_rooms(partition: int):
         def keys(site: str):
             prefix = f"{site}/".encode()
-            return [k for k in room_state.keys() if k.startswith(prefix) and get_state(k).partition == partition]
+            return [k for k in room_state if k.startswith(prefix) and get_state(k).partition == partition]
         return keys
 
     # decoded states of the rooms this worker processes (the table holds the durable JSON); dropped on
     # every rebalance, since a partition that moved away and back may have been changed elsewhere
     cache: dict[bytes, deals.RoomState] = {}
-    cache_generation = [None]
+    cache_generation: list[int | None] = [None]
 
     def get_state(key: bytes):
         if cache_generation[0] != app.consumer_generation_id:
@@ -141,7 +141,8 @@ def create_faust_app(s: Settings) -> faust.App:
         async for event in stream.events():
             msg = event.message
             seq.on_generation(app.consumer_generation_id)
-            verdict = seq.decide(msg.tp, msg.offset, app.consumer._committed_offset.get(msg.tp), time.monotonic())
+            verdict = seq.decide(msg.tp, msg.offset, app.consumer._committed_offset.get(msg.tp),  # type: ignore[attr-defined]
+                                time.monotonic())
             if verdict == "seek":
                 log.warning("%s: offset %d arrived, %d expected: seeking back", msg.tp, msg.offset, seq.expected[msg.tp])
                 await app.consumer.seek(msg.tp, seq.expected[msg.tp])
@@ -163,7 +164,7 @@ def create_faust_app(s: Settings) -> faust.App:
         """Commit what the agents finished (their outputs are acked by the broker)."""
         consumer = app.consumer
         offsets = {tp: o for tp, o in seq.to_commit().items() if tp in consumer.assignment()}
-        if offsets and await consumer._commit_offsets(offsets):
+        if offsets and await consumer._commit_offsets(offsets):  # type: ignore[attr-defined]
             seq.committed_ok(offsets)
 
     @app.timer(2.0)
@@ -173,7 +174,7 @@ def create_faust_app(s: Settings) -> faust.App:
         if not mine:
             return
         highs = dict(await consumer.highwaters(*mine))
-        for tp, offset in seq.stalled(highs, {tp: consumer._committed_offset.get(tp) for tp in mine},
+        for tp, offset in seq.stalled(highs, {tp: consumer._committed_offset.get(tp) for tp in mine},  # type: ignore[attr-defined]
                                       time.monotonic()).items():
             # a partition with messages waiting but no progress (seen once after a restart): fetch it again
             log.warning("%s: messages waiting up to %s but none processed: seeking to %d", tp, highs[tp], offset)

@@ -8,11 +8,11 @@ column names of sinks/schema.py (a test checks the two agree); times are integer
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
 
-from dealbeacon import records
+from dealbeacon.core import records
 from streams import deals
 from streams.alerts import ALERTS, AlertConfig
 

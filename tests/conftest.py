@@ -35,7 +35,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session", autouse=True)
 def sql_analyst(tmp_path_factory):
     """One analyst file for every server the tests start (scrypt runs once): DEALBEACON_ANALYSTS_FILE."""
-    from dealbeacon.analysts import AnalystRegistry
+    from dealbeacon.core.analysts import AnalystRegistry
     from tests.helpers import SQL_AUTH
 
     path = str(tmp_path_factory.mktemp("analysts") / "analysts.json")

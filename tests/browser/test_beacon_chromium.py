@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from dealbeacon import tokens
+from dealbeacon.core import tokens
 from tests.e2e.conftest import Server
 from tests.helpers import SQL_AUTH, free_port
 

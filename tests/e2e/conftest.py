@@ -23,7 +23,7 @@ class Server:
 
     def start(self, timeout=60):
         log = open(os.path.join(self.data_dir, "server.log"), "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", "up", "--data-dir", self.data_dir,
+        self.proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", "up", "--data-dir", self.data_dir,
                                       "--port", str(self.port), "--sql-port", str(self.sql_port), *self.extra],
                                      stdout=log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **self.env} if self.env else None)

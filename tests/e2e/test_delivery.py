@@ -11,8 +11,8 @@ import httpx
 import orjson
 from aiosmtpd.controller import Controller
 
-from dealbeacon.simulate import replay
-from dealbeacon.simulator import plan, simulate
+from dealbeacon.sim.simulate import replay
+from dealbeacon.sim.simulator import plan, simulate
 from sinks.channels import SIGNATURE_HEADER, verify_signature
 from tests.e2e.conftest import Server
 from tests.helpers import SQL_AUTH, free_port

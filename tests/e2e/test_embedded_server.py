@@ -12,7 +12,7 @@ from tests.helpers import SQL_AUTH, event
 
 
 def _add_site(data_dir, key="acme"):
-    out = subprocess.run([sys.executable, "-m", "dealbeacon.cli", "site", "add", key, "--origin", "https://rooms.acme.test",
+    out = subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "site", "add", key, "--origin", "https://rooms.acme.test",
                           "--data-dir", str(data_dir)], check=True, capture_output=True, text=True).stdout
     return orjson.loads(out)
 

@@ -21,7 +21,7 @@ HEAVY = "SELECT count() FROM numbers(2000000000) WHERE sipHash64(number) % 7 = 1
 
 
 def _cli(data_dir, *args):
-    out = subprocess.run([sys.executable, "-m", "dealbeacon.cli", *args, "--data-dir", str(data_dir)],
+    out = subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", *args, "--data-dir", str(data_dir)],
                          check=True, capture_output=True, text=True, env={**os.environ,
                                                                          "DEALBEACON_ANALYSTS_FILE": ""}).stdout
     return orjson.loads(out.strip().splitlines()[-1])
@@ -215,7 +215,7 @@ def test_erase_cli_removes_a_person_from_a_running_server(stack):
     ann = ("ann", analysts["ann"])
     before = _q(srv, ann, "SELECT count() FROM events WHERE visitor_id = 'visitor-1'").text
     assert int(before) > 0
-    out = subprocess.run([sys.executable, "-m", "dealbeacon.cli", "erase", "--site", "acme", "--stakeholder",
+    out = subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "erase", "--site", "acme", "--stakeholder",
                           "visitor:visitor-1", "--url", srv.url, "--data-dir", str(data)],
                          capture_output=True, text=True, env={**os.environ, "DEALBEACON_ANALYSTS_FILE": ""})
     assert out.returncode == 0, out.stdout + out.stderr

@@ -5,10 +5,10 @@ import contextlib
 import pytest
 from starlette.testclient import TestClient
 
-from dealbeacon.clock import FixedClock
-from dealbeacon.embedded import EmbeddedHandoff, EmbeddedProcessor
-from dealbeacon.settings import Settings
-from dealbeacon.sites import Site, SiteRegistry
+from dealbeacon.core.clock import FixedClock
+from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor
+from dealbeacon.core.settings import Settings
+from dealbeacon.core.sites import Site, SiteRegistry
 from ingest.app import create_app
 from sinks.schema import COLUMNS
 from streams.alerts import alert_config

@@ -1,7 +1,7 @@
 """Erasing a person through the API, against the real app and chdb: their events, scores and alerts go, the
 others' stay, the room forgets them (a later tick writes nothing of them), and the erasure is audited."""
-from dealbeacon import tokens
-from dealbeacon.settings import Settings
+from dealbeacon.core import tokens
+from dealbeacon.core.settings import Settings
 from tests.functional.conftest import SECRET, make_client
 from tests.helpers import NOW_MS, batch, event
 

@@ -9,9 +9,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from dealbeacon import records, tokens
-from dealbeacon.embedded import EmbeddedHandoff, EmbeddedProcessor
-from dealbeacon.settings import Settings
+from dealbeacon.core import records, tokens
+from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor
+from dealbeacon.core.settings import Settings
 from ingest.sellers import AlertHub, seller_token
 from tests.functional.conftest import SECRET, make_client
 from tests.helpers import NOW_MS, batch, event

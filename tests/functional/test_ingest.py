@@ -5,9 +5,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from dealbeacon import tokens
-from dealbeacon.clock import FixedClock
-from dealbeacon.settings import Settings
+from dealbeacon.core import tokens
+from dealbeacon.core.clock import FixedClock
+from dealbeacon.core.settings import Settings
 from tests.functional.conftest import ORIGIN, SECRET, make_client
 from tests.helpers import NOW_MS, batch, event
 

@@ -8,7 +8,7 @@ import schemathesis
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from dealbeacon.settings import Settings
+from dealbeacon.core.settings import Settings
 from ingest.openapi import openapi_document
 from ingest.sellers import AlertHub
 from tests.functional.conftest import SECRET, make_app

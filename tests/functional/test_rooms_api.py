@@ -1,5 +1,5 @@
 """The server-side rooms API and clock, and server-side senders, through the real app and chdb."""
-from dealbeacon.settings import Settings
+from dealbeacon.core.settings import Settings
 from tests.functional.conftest import SECRET, make_client
 from tests.helpers import NOW_MS, batch, event
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from dealbeacon.settings import Settings
+from dealbeacon.core.settings import Settings
 from sinks.channels import notice_link
 from sinks.notify import Notice
 from tests.functional.conftest import SECRET, make_client
@@ -45,7 +45,7 @@ def test_a_custom_stage_list_gets_quiet_alerts_at_its_own_cadence(store):
 def test_settings_that_cannot_work_refuse_to_start(tmp_path, env, says):
     with pytest.raises(ValueError, match=says.replace("(", r"\(")):
         Settings.from_env(env)
-    out = subprocess.run([sys.executable, "-m", "dealbeacon.cli", "up", "--no-demo", "--data-dir", str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "up", "--no-demo", "--data-dir", str(tmp_path)],
                          env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and says in out.stderr, (out.returncode, out.stderr[-500:])
 

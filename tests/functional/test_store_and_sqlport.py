@@ -3,9 +3,9 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from dealbeacon import records
+from dealbeacon.core import records
 from sinks.schema import COLUMNS, MIGRATIONS
-from dealbeacon.analysts import AnalystRegistry
+from dealbeacon.core.analysts import AnalystRegistry
 from sinks.sqlengine import AnalystEngine, Limits
 from sinks.sqlport import create_sql_app
 from streams.processors import process
@@ -200,7 +200,7 @@ def test_a_departed_clients_query_is_killed_in_the_engine(engine, analysts_file)
     import asyncio
     import time
 
-    from dealbeacon.analysts import AnalystRegistry as Reg
+    from dealbeacon.core.analysts import AnalystRegistry as Reg
     from sinks.sqlengine import QueryFailed
 
     ann = Reg.load(analysts_file).analysts["ann"]

@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from dealbeacon.kafka_local import LocalKafka
+from dealbeacon.kafka.local import LocalKafka
 from tests.helpers import SQL_AUTH, free_port
 
 
@@ -32,7 +32,7 @@ class Proc:
 
     def start(self):
         self.expected_exit = False
-        self.p = subprocess.Popen([sys.executable, "-m", "dealbeacon.cli", *self.args], env=self.env,
+        self.p = subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", *self.args], env=self.env,
                                   stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

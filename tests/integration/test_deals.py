@@ -6,8 +6,8 @@ import httpx
 
 from tests.helpers import SQL_AUTH
 
-from dealbeacon.simulate import replay
-from dealbeacon.simulator import DAY_MS, Deal, op_records, plan, simulate, stage_for
+from dealbeacon.sim.simulate import replay
+from dealbeacon.sim.simulator import DAY_MS, Deal, op_records, plan, simulate, stage_for
 from streams import processors
 from tests.e2e.conftest import Server
 

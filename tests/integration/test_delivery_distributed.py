@@ -7,8 +7,8 @@ import time
 import httpx
 import orjson
 
-from dealbeacon.simulate import replay
-from dealbeacon.simulator import plan, simulate
+from dealbeacon.sim.simulate import replay
+from dealbeacon.sim.simulator import plan, simulate
 from sinks.channels import SIGNATURE_HEADER, verify_signature
 from tests.e2e.test_delivery import Receiver
 

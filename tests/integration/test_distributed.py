@@ -7,8 +7,8 @@ import time
 import httpx
 import orjson
 
-from dealbeacon import demo
-from dealbeacon.kafka_local import LocalKafka
+from dealbeacon.sim import demo
+from dealbeacon.kafka.local import LocalKafka
 from tests.e2e.conftest import Server
 from tests.helpers import SQL_AUTH, free_port, live_event as event
 

@@ -5,9 +5,9 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 
-from dealbeacon import records
-from dealbeacon.kafka_ops import ensure_topics, row_topic
-from dealbeacon.settings import Settings
+from dealbeacon.core import records
+from dealbeacon.kafka.topics import ensure_topics, row_topic
+from dealbeacon.core.settings import Settings
 from sinks.worker import SinkMetrics, SinkWorker
 from streams.processors import process
 from tests.helpers import live_event

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from dealbeacon.analysts import AnalystRegistry, hash_password, password_ok
+from dealbeacon.core.analysts import AnalystRegistry, hash_password, password_ok
 
 
 def test_hashes_are_salted_and_verify_only_the_right_password():

@@ -3,8 +3,8 @@ import pathlib
 
 import yaml
 
-from dealbeacon.cli import build_parser
-from dealbeacon.settings import Settings, env_names
+from dealbeacon.app.cli import build_parser
+from dealbeacon.core.settings import Settings, env_names
 
 ROOT = pathlib.Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -5,8 +5,8 @@ import jsonschema
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from dealbeacon import contract
-from dealbeacon.contract import Rejected, check_envelope, check_event, corrected_ts
+from dealbeacon.core import contract
+from dealbeacon.core.contract import Rejected, check_envelope, check_event, corrected_ts
 from tests.helpers import NOW_MS, batch, event
 
 SCHEMA_FILE = pathlib.Path(__file__).parents[2] / "contract" / "event-v1.schema.json"

@@ -1,7 +1,7 @@
 """The room state machine (streams/deals.py) and its routing (streams/processors.process_rooms), explicit time."""
 from hypothesis import given, settings, strategies as st
 
-from dealbeacon.simulator import op_records, plan, simulate
+from dealbeacon.sim.simulator import op_records, plan, simulate
 from streams import deals, processors
 from streams.scoring import DAY_MS
 

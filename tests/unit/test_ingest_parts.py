@@ -127,7 +127,7 @@ def test_bot_rules():
 
 
 def test_kraft_cluster_ids_never_start_with_a_dash():
-    from dealbeacon.kafka_local import new_cluster_id
+    from dealbeacon.kafka.local import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]  # about 31 of 2000 raw draws start with '-'
     assert not any(i.startswith("-") for i in ids) and all(len(i) == 22 for i in ids)

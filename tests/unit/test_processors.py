@@ -1,4 +1,4 @@
-from dealbeacon import records
+from dealbeacon.core import records
 from sinks.schema import COLUMNS
 from streams.processors import process
 from tests.helpers import NOW_MS, event

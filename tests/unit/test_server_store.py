@@ -2,7 +2,7 @@
 network half is exercised only by docker compose users; this pins what it sends."""
 import datetime as dt
 
-from dealbeacon import records
+from dealbeacon.core import records
 from sinks.schema import COLUMNS
 from sinks.store import ServerStore, open_store
 from streams.processors import process

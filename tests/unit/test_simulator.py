@@ -1,4 +1,4 @@
-from dealbeacon.simulator import DAY_MS, simulate
+from dealbeacon.sim.simulator import DAY_MS, simulate
 
 T0 = 1_780_000_000_000
 

@@ -1,6 +1,6 @@
 from hypothesis import given, strategies as st
 
-from dealbeacon import tokens
+from dealbeacon.core import tokens
 
 SECRET = "s3cret"
 
@@ -37,9 +37,9 @@ def test_arbitrary_strings_never_verify(garbage):
 
 
 def test_cli_helper_mints_with_the_site_secret(tmp_path):
-    from dealbeacon.cli import main, mint_for_site
-    from dealbeacon.settings import Settings
-    from dealbeacon.sites import SiteRegistry
+    from dealbeacon.app.cli import main, mint_for_site
+    from dealbeacon.core.settings import Settings
+    from dealbeacon.core.sites import SiteRegistry
 
     sites = str(tmp_path / "sites.json")
     assert main(["site", "add", "acme", "--secret", "k1", "--sites-file", sites]) == 0

@@ -15,10 +15,10 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dealbeacon.kafka_ops import SINK_TABLES, LagProbe, ensure_topics, row_topic
-from dealbeacon.runtime import SNIPPET_FILE, _Server, analyst_engine
-from dealbeacon.settings import Settings
-from dealbeacon.sites import SiteRegistry
+from dealbeacon.app.runtime import SNIPPET_FILE, _Server, analyst_engine
+from dealbeacon.core.settings import Settings
+from dealbeacon.core.sites import SiteRegistry
+from dealbeacon.kafka.topics import SINK_TABLES, LagProbe, ensure_topics, row_topic
 
 log = logging.getLogger("dealbeacon")
 
@@ -65,7 +65,7 @@ async def _alert_feed(s: Settings, hub) -> None:
     """New alerts for the seller pages this ingest serves: the alerts row topic from its end, no group."""
     from aiokafka import AIOKafkaConsumer
 
-    from dealbeacon import records
+    from dealbeacon.core import records
 
     while True:
         consumer = AIOKafkaConsumer(row_topic(s, "alerts"), bootstrap_servers=s.kafka_bootstrap,
@@ -85,10 +85,9 @@ async def _alert_feed(s: Settings, hub) -> None:
 
 def run_worker(s: Settings) -> None:
     import faust
+    import uvloop
 
     from streams.faust_app import create_faust_app
-
-    import uvloop
 
     os.makedirs(s.data_dir, exist_ok=True)
     asyncio.run(ensure_topics(s))

@@ -1,7 +1,8 @@
 """Records that flow between stages (the inter-stage half of the contract).
 
 An *accepted event* is a validated event plus what the server knows: site, receive time, skew-corrected
-``ts``, token verdict, truncated IP and user agent. A *dead letter* is anything rejected, with its reason and its own id (``dl_id``) so replays collapse.
+``ts``, token verdict, truncated IP and user agent. A *dead letter* is anything rejected, with its reason and its
+own id (``dl_id``) so replays collapse.
 Both are flat dicts, encoded with orjson on Kafka. Stages depend on this module, never on each other.
 """
 from __future__ import annotations

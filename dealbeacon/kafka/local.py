@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = os.path.join(ROOT, "tools", "kafka")
 KAFKA_VERSION = "4.1.1"
 _XDG = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -147,7 +147,7 @@ class LocalKafka:
     def log_path(self) -> str:
         return os.path.join(self.data_dir, "kafka.log")
 
-    def start(self, timeout: float = 90) -> "LocalKafka":
+    def start(self, timeout: float = 90) -> LocalKafka:
         lib = fetch()
         os.makedirs(self.data_dir, exist_ok=True)
         props = os.path.join(self.data_dir, "server.properties")
@@ -158,9 +158,9 @@ class LocalKafka:
             subprocess.run(_java(lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", props,
                                  "--ignore-formatted"),
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(_java(lib, "kafka.Kafka", props), stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(_java(lib, "kafka.Kafka", props), stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         with open(os.path.join(self.data_dir, "kafka.pid"), "w") as fh:
             fh.write(str(self.proc.pid))
         _wait_port(self.port, timeout, self.proc, self.log_path)

@@ -12,22 +12,24 @@ import time
 
 import uvicorn
 
-from dealbeacon.embedded import EmbeddedHandoff, EmbeddedProcessor
-from dealbeacon.settings import Settings
-from dealbeacon.sites import DEMO_SITE_KEY, SiteRegistry
-from ingest.sellers import AlertHub
+from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor
+from dealbeacon.core.analysts import AnalystRegistry
+from dealbeacon.core.settings import Settings
+from dealbeacon.core.sites import DEMO_SITE_KEY, SiteRegistry
 from ingest.app import SNIPPET_PATH, create_app
-from dealbeacon.analysts import AnalystRegistry
-from sinks.sqlengine import AnalystEngine, Limits
-from sinks.sqlport import create_sql_app
+from ingest.sellers import AlertHub
 from sinks.delivery import Deliverer
 from sinks.notify import NotifyConfig
 from sinks.schema import COLUMNS
+from sinks.sqlengine import AnalystEngine, Limits
+from sinks.sqlport import create_sql_app
 from sinks.store import ChdbStore
 from streams.alerts import alert_config
 
 log = logging.getLogger("dealbeacon")
-SNIPPET_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "js-snippet", "dist", "dealbeacon.js")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SNIPPET_FILE = os.path.join(ROOT, "js-snippet", "dist", "dealbeacon.js")
+DEMO_PAGE = os.path.join(ROOT, "dealbeacon", "sim", "demo_room.html")
 
 
 class _Server(uvicorn.Server):
@@ -107,7 +109,7 @@ async def _ticker(settings: Settings, sites: SiteRegistry, handoff: EmbeddedHand
 
 
 async def _demo(settings: Settings, site) -> None:
-    from dealbeacon.demo import run_demo_traffic, seed_demo
+    from dealbeacon.sim.demo import run_demo_traffic, seed_demo
 
     base = f"http://{settings.host}:{settings.port}"
     try:
@@ -153,7 +155,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
     await handoff.start()
     ticker = asyncio.create_task(_ticker(settings, sites, handoff)) if settings.clock == "wall" else None
     log.info("room states loaded: %d", rooms)
-    demo_page = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_room.html") if demo_site else None
+    demo_page = DEMO_PAGE if demo_site else None
     app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE, demo_page=demo_page,
                      reader=store.query_readonly, hub=hub)
     engine = await asyncio.to_thread(analyst_engine, settings, store)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 VERSION = 1
 
@@ -40,8 +41,8 @@ class Field:
     kind: str  # id | text | uuid | int | num | ts | enum | props
     doc: str
     max_len: int = 0
-    lo: float | None = None
-    hi: float | None = None
+    lo: float = float("-inf")  # numeric kinds: the accepted range
+    hi: float = float("inf")
     choices: tuple[str, ...] = ()
 
 
@@ -134,7 +135,7 @@ def check_value(f: Field, value):
                 value = int(value)
             else:
                 raise Rejected("invalid_type", f.name, "must be an integer")
-        lo, hi = (MIN_TS_MS, MAX_TS_MS) if k == "ts" else (f.lo, f.hi)
+        lo, hi = (float(MIN_TS_MS), float(MAX_TS_MS)) if k == "ts" else (f.lo, f.hi)
         if not lo <= value <= hi:
             raise Rejected("out_of_range", f.name, f"must be within [{int(lo)}, {int(hi)}]")
         return value
@@ -260,7 +261,7 @@ def json_schema(max_events: int = 100) -> dict:
     event_props = {f.name: _schema_for(f) for f in COMMON_FIELDS}
     branches = []
     for etype, required in REQUIRED_BY_TYPE.items():
-        branch = {"if": {"properties": {"type": {"const": etype}}},
+        branch: dict[str, Any] = {"if": {"properties": {"type": {"const": etype}}},
                   "then": {"required": list(required)}}
         if etype == "content_progress":
             branch["then"]["anyOf"] = [{"required": [n]} for n in PROGRESS_ANY_OF]

@@ -10,9 +10,9 @@ import time
 
 import orjson
 
-from dealbeacon import contract, tokens
-from dealbeacon.settings import Settings
-from dealbeacon.sites import Site, SiteRegistry
+from dealbeacon.core import contract, tokens
+from dealbeacon.core.settings import Settings
+from dealbeacon.core.sites import Site, SiteRegistry
 
 
 def _settings(args) -> Settings:
@@ -24,7 +24,7 @@ def _settings(args) -> Settings:
 
 
 def cmd_up(args) -> int:
-    from dealbeacon.runtime import run_embedded
+    from dealbeacon.app.runtime import run_embedded
 
     asyncio.run(run_embedded(_settings(args)))
     return 0
@@ -56,7 +56,7 @@ def cmd_token(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from dealbeacon.simulate import build, replay
+    from dealbeacon.sim.simulate import build, replay
 
     s = _settings(args)
     secret = args.secret
@@ -83,7 +83,7 @@ def cmd_site_add(args) -> int:
 
 
 def cmd_analyst(args) -> int:
-    from dealbeacon.analysts import ALL_SITES, AnalystRegistry
+    from dealbeacon.core.analysts import ALL_SITES, AnalystRegistry
 
     s = _settings(args)
     path = s.resolved_analysts_file
@@ -132,35 +132,35 @@ def cmd_erase(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from dealbeacon.distributed import run_ingest
+    from dealbeacon.app.distributed import run_ingest
 
     asyncio.run(run_ingest(_settings(args)))
     return 0
 
 
 def cmd_worker(args) -> int:
-    from dealbeacon.distributed import run_worker
+    from dealbeacon.app.distributed import run_worker
 
     run_worker(_settings(args))
     return 0
 
 
 def cmd_sink(args) -> int:
-    from dealbeacon.distributed import run_sink
+    from dealbeacon.app.distributed import run_sink
 
     asyncio.run(run_sink(_settings(args)))
     return 0
 
 
 def cmd_deliver(args) -> int:
-    from dealbeacon.distributed import run_deliver
+    from dealbeacon.app.distributed import run_deliver
 
     asyncio.run(run_deliver(_settings(args)))
     return 0
 
 
 def cmd_kafka(args) -> int:
-    from dealbeacon import kafka_local
+    from dealbeacon.kafka import local as kafka_local
 
     if args.action == "fetch":
         print(kafka_local.fetch(quiet=False))

@@ -14,13 +14,13 @@ import asyncio
 import logging
 import time
 
-from dealbeacon import records
-from dealbeacon.handoff import HandoffUnavailable
+from dealbeacon.core import records
+from dealbeacon.core.handoff import HandoffUnavailable
 from sinks.erase import apply_erasures
 from streams import deals, processors
 from streams.alerts import ALERTS, AlertConfig
 
-log = logging.getLogger("dealbeacon.embedded")
+log = logging.getLogger("dealbeacon.app.embedded")
 
 
 class EmbeddedProcessor:
@@ -65,13 +65,13 @@ class EmbeddedHandoff:
         self.linger = linger_ms / 1000
         self.max_batch = max_batch
         self._pending: list[tuple[list, list, asyncio.Future]] = []
-        self._wakeup: asyncio.Event | None = None
+        self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._healthy = True
         self.batches = 0
 
     async def start(self) -> None:
-        self._wakeup = asyncio.Event()
+        self._wakeup.clear()
         self._task = asyncio.create_task(self._run(), name="embedded-handoff")
 
     async def stop(self) -> None:
@@ -104,7 +104,8 @@ class EmbeddedHandoff:
             return await asyncio.shield(fut)
 
     def _take(self) -> list[tuple[list, list, asyncio.Future]]:
-        taken, size = [], 0
+        taken: list[tuple[list, list, asyncio.Future]] = []
+        size = 0
         while self._pending and (not taken or size + len(self._pending[0][0]) <= self.max_batch):
             item = self._pending.pop(0)
             taken.append(item)
@@ -168,9 +169,10 @@ class EmbeddedHandoff:
             self._wakeup.clear()
             while self._pending:
                 batch = self._take()
+                outcomes: list[tuple[dict[int, str] | None, Exception | None]]
                 try:
                     await self._commit([e for b in batch for e in b[0]], [d for b in batch for d in b[1]])
-                    outcomes = [({}, None)] * len(batch)
+                    outcomes = [({}, None) for _ in batch]
                 except Exception as e:  # one bad record must not fail the others' requests: one by one
                     log.warning("group commit of %d requests failed (%s); retrying them one by one", len(batch), e)
                     outcomes = []

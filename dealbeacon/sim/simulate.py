@@ -1,4 +1,4 @@
-"""``dealbeacon simulate``: replay simulated buying committees (dealbeacon/simulator.py) against a running
+"""``dealbeacon simulate``: replay simulated buying committees (dealbeacon/sim/simulator.py) against a running
 dealbeacon over HTTP, as a seller's CRM (rooms API) and the buyers (events) would, with time compression.
 
 Simulated time maps to real time as ``real = t0 + (sim - sim_start) / speed``; ``speed=0`` sends as fast
@@ -15,9 +15,9 @@ import time
 
 import httpx
 
-from dealbeacon.simulator import DAY_MS, Op, plan, simulate
+from dealbeacon.sim.simulator import DAY_MS, Op, plan, simulate
 
-log = logging.getLogger("dealbeacon.simulate")
+log = logging.getLogger("dealbeacon.sim.simulate")
 
 
 async def replay(url: str, site: str, secret: str, ops: list[Op], *, speed: float = 0.0,

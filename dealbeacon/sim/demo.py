@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from dealbeacon import tokens
+from dealbeacon.core import tokens
 
-log = logging.getLogger("dealbeacon.demo")
+log = logging.getLogger("dealbeacon.sim.demo")
 
 CONTENT = [  # content_id, kind, pages (0 = not paged), is_video
     ("proposal", "proposal", 12, False), ("pricing", "pricing", 3, False), ("security-whitepaper", "security", 18, False),
@@ -96,11 +96,11 @@ def visit_events(v: Visit, rng: random.Random, now_ms: int, site_url: str = "htt
 async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 12, days: int = 45, seed: int = 7,
                     now_ms: int | None = None) -> dict:
     """Give the demo a history: the three live rooms with their committees (rooms API), and ``deals``
-    simulated buying committees over the past ``days`` (dealbeacon/simulator.py), replayed as a server-side
+    simulated buying committees over the past ``days`` (dealbeacon/sim/simulator.py), replayed as a server-side
     sender so their timestamps are kept. The wall-clock ticker then scores them and raises alerts."""
     import time
 
-    from dealbeacon.simulate import build, replay
+    from dealbeacon.sim.simulate import build, replay
 
     now_ms = now_ms or int(time.time() * 1000)
     headers = {"Authorization": f"Bearer {secret}"}

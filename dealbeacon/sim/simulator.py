@@ -5,7 +5,7 @@ Pure and seeded: ``simulate(seed, n, start_ms)`` returns the same deals every ti
 accepted-event-like records (type, ts, room_id, stakeholder_id, visitor_id, content_id, engaged_ms, ...).
 ``plan`` turns deals into the HTTP operations a seller's CRM and the buyers would cause (room updates with
 stage changes, event batches carrying stakeholder link tokens, clock ticks), in time order; the sender
-(dealbeacon/simulate.py) replays them with a time-compression factor.
+(dealbeacon/sim/simulate.py) replays them with a time-compression factor.
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import math
 import random
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
-from dealbeacon import tokens
+from dealbeacon.core import tokens
 
 DAY_MS = 86_400_000
 ROLES = ("champion", "economic_buyer", "technical", "legal", "user")
@@ -137,7 +138,7 @@ def plan(deals: list[Deal], site: str, secret: str, token_expiry_s: int, *, tick
         people = [{"id": sid, "role": role, "email": f"{sid}@buyer.example"} for sid, role in deal.committee]
         owner = f"seller-{int(deal.room_id.rsplit('-', 1)[-1]) % 3 + 1}" if deal.room_id[-1].isdigit() else "seller-1"
         for i, (day, stage) in enumerate(stages):
-            body = {"stage": stage, "updated_at": deal.created_ms + day * DAY_MS}
+            body: dict[str, Any] = {"stage": stage, "updated_at": deal.created_ms + day * DAY_MS}
             if i == 0:
                 body.update(name=f"Deal {deal.room_id}", owner=owner, amount=float(10_000 * (len(people) + 1)),
                             stakeholders=people)
@@ -153,13 +154,14 @@ def plan(deals: list[Deal], site: str, secret: str, token_expiry_s: int, *, tick
             ev["token"] = toks[e["stakeholder_id"]]
             wire.append(ev)
         visit: list[dict] = []
-        for ev in wire + [None]:
-            if visit and (ev is None or ev["type"] == "room_view" or len(visit) == batch):
+        nexts: list[dict | None] = [*wire, None]
+        for nxt in nexts:
+            if visit and (nxt is None or nxt["type"] == "room_view" or len(visit) == batch):
                 ops.append(Op(visit[-1]["ts"], "events", deal.room_id, {"site": site, "sent_at": visit[-1]["ts"],
                                                                          "events": visit}))
                 visit = []
-            if ev is not None:
-                visit.append(ev)
+            if nxt is not None:
+                visit.append(nxt)
     if tick_ms and deals:
         start = min(d.created_ms for d in deals)
         end = until_ms or max(d.created_ms + d.closed_day * DAY_MS for d in deals)

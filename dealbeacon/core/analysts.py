@@ -58,7 +58,7 @@ class AnalystRegistry:
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     @classmethod
-    def load(cls, path: str) -> "AnalystRegistry":
+    def load(cls, path: str) -> AnalystRegistry:
         reg = cls()
         if os.path.exists(path):
             with open(path, "rb") as fh:

@@ -43,7 +43,7 @@ class SiteRegistry:
         return site
 
     @classmethod
-    def load(cls, path: str) -> "SiteRegistry":
+    def load(cls, path: str) -> SiteRegistry:
         if not os.path.exists(path):
             return cls()
         with open(path, "rb") as fh:

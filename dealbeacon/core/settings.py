@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from dealbeacon.contract import DEFAULT_STAGES
+from dealbeacon.core.contract import DEFAULT_STAGES
 
 ENV_PREFIX = "DEALBEACON_"
 CLOCKS = ("wall", "external")
@@ -101,17 +102,17 @@ class Settings:
             raise ValueError(f"{ENV_PREFIX}DEFAULT_CADENCE_DAYS={self.default_cadence_days!r} must be > 0")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+        source: Mapping[str, str] = os.environ if env is None else env
         values = {}
         for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
+            raw = source.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
                 values[f.name] = _coerce(f, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @property
@@ -132,14 +133,15 @@ class Settings:
 
     @property
     def cadences(self) -> dict[str, float]:
-        out = {}
+        out: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in self.stage_cadence_days.split(","))):
             stage, _, days = part.partition("=")
             try:
-                out[stage.strip()] = float(days)
+                value = float(days)
             except ValueError:
-                out = None
-            if out is None or out[stage.strip()] <= 0 or stage.strip() not in self.stage_list:
+                value = -1.0
+            out[stage.strip()] = value
+            if value <= 0 or stage.strip() not in self.stage_list:
                 raise ValueError(f"{ENV_PREFIX}STAGE_CADENCE_DAYS={self.stage_cadence_days!r}: write stage=days "
                                  f"pairs for stages of {ENV_PREFIX}STAGES, days > 0 (e.g. discovery=10,evaluation=4)")
         return out

@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
-from dealbeacon.settings import Settings
+from dealbeacon.core.settings import Settings
 
 log = logging.getLogger("dealbeacon.kafka")
 TABLES = ("events", "dead_letters", "rooms", "room_stage_history", "stakeholder_scores", "deal_scores", "alerts",
@@ -63,7 +63,7 @@ class LagProbe:
         self.admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=5_000)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
 
-    async def start(self) -> "LagProbe":
+    async def start(self) -> LagProbe:
         await self.admin.start()
         await self.consumer.start()
         return self

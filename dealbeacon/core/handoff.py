@@ -2,7 +2,7 @@
 
 Ingest answers 2xx only after ``Handoff.submit`` returned: in embedded mode that means the rows are in
 chdb; in distributed mode, that Kafka acknowledged them (acks=all). Records are plain dicts (see
-``dealbeacon.records``), so the same bytes go to Kafka or straight to the in-process processors.
+``dealbeacon.core.records``), so the same bytes go to Kafka or straight to the in-process processors.
 """
 from __future__ import annotations
 

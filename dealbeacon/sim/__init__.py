@@ -1,0 +1,1 @@
+"""Simulation: the buying-committee simulator, its HTTP replay, and the demo traffic and room."""
