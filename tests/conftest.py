@@ -8,11 +8,17 @@ from sinks.store import ChdbStore
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+TIERS = ("unit", "functional", "e2e", "browser", "integration")  # one marker each (pyproject, --strict-markers)
+REAL_PARTS = TIERS[1:]  # the tiers that run real engines, processes, Kafka or Chromium: never skipped in CI
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = str(item.fspath)
-        if any(f"/{tier}/" in path for tier in ("functional", "e2e", "integration", "browser")):
-            item.add_marker(pytest.mark.integration)
+        tier = next((t for t in TIERS if f"/tests/{t}/" in path), None)
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: every test lives in a tier folder ({', '.join(TIERS)})")
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 _skipped_integration: list[str] = []
@@ -20,7 +26,7 @@ _skipped_integration: list[str] = []
 
 def pytest_runtest_logreport(report):
     # an expected failure (a known bug, marked xfail with its reason) ran and is reported; a skip did not run
-    if report.skipped and not hasattr(report, "wasxfail") and "integration" in report.keywords:
+    if report.skipped and not hasattr(report, "wasxfail") and any(t in report.keywords for t in REAL_PARTS):
         _skipped_integration.append(report.nodeid)
 
 
