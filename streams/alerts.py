@@ -1,162 +1,124 @@
-"""Alert rules: pure functions with an explicit ``now`` (ms). No I/O, no clock.
+"""Alert rules: one pure function per rule, each with its own episode key; explicit ``now``, no I/O.
 
-``observe`` folds an accepted event into a room's facts and returns the event-driven (positive) alerts it
-triggers: engagement spike, new stakeholder, pricing revisited, proposal read to the end.
-``evaluate`` runs the time-driven rules on a timer: quiet past the stage's cadence (severity by overshoot),
-velocity bands Active -> Dark (deal and stakeholders), champion dark, single-threaded, proposal unopened.
-Every alert carries kind, severity, room, stakeholders, evidence and a follow-up suggestion.
-Fatigue control (one alert per episode, cooldowns, quiet hours) is the delivery stage's job.
-Wired through streams/deals.py (both modes).
+Event rules see the room's facts as they were before the event (``EventView``); ``observe`` runs them and folds
+the event into the facts. Time rules run on ticks (``TimeView``, with the velocity bands before and now);
+``evaluate`` runs them. Every alert carries kind, severity, room, stakeholders, evidence, a follow-up
+suggestion and its episode: ``streams/deals.py`` raises an alert only once per episode key (one mechanism
+for every rule). Fatigue control across alerts (cooldowns, quiet hours) is the delivery stage's job.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-from streams.scoring import DAY_MS, DEFAULT, ScoringConfig, StakeholderScore, band, velocity
-
-
-@dataclass(frozen=True)
-class AlertConfig:
-    # expected contact cadence per stage, days (stale-after)
-    cadence_days: tuple[tuple[str, float], ...] = (
-        ("prospecting", 14), ("qualification", 7), ("demo", 7), ("proposal", 5), ("negotiation", 3))
-    closed_stages: tuple[str, ...] = ("closed_won", "closed_lost")
-    single_threaded_after_days: float = 10
-    proposal_unopened_after_days: float = 3
-    spike_factor: float = 3.0  # today's points vs the average day of the previous window
-    spike_window_days: int = 14
-    spike_min_points: float = 30.0  # a single ordinary visit scores 10-25: "hot" needs more than one
-    hot_every_days: int = 7  # at most one "hot" alert per room per period
-
-    default_cadence_days: float = 7  # a stage without a cadence of its own (custom stage lists)
-
-    def cadence(self, stage: str) -> float | None:
-        if stage in self.closed_stages:
-            return None
-        return dict(self.cadence_days).get(stage, self.default_cadence_days)
-
-    @classmethod
-    def for_stages(cls, stages: tuple[str, ...], cadences: dict[str, float], closed: tuple[str, ...],
-                   default_days: float) -> AlertConfig:
-        """The config for a site's own stage list: known cadences kept, the given ones added or overriding."""
-        known = {**dict(cls.cadence_days), **cadences}
-        return cls(cadence_days=tuple((s, float(known[s])) for s in stages if s in known and s not in closed),
-                   closed_stages=tuple(closed), default_cadence_days=float(default_days))
-
-
-ALERTS = AlertConfig()
-
-
-def alert_config(s) -> AlertConfig:
-    """The alert config of a deployment's settings (stage list, cadences, closed stages): both modes use it."""
-    return AlertConfig.for_stages(s.stage_list, s.cadences, s.closed_stage_list, s.default_cadence_days)
+from streams.model import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, alert_config  # noqa: F401
+from streams.scoring import DAY_MS, DEFAULT, ScoringConfig, StakeholderScore, band, deal_velocity, engaged_ids, velocity
 
 
 @dataclass(frozen=True)
-class Room:
-    room_id: str
-    stage: str = "prospecting"
-    created_ms: int = 0
-    invited: tuple[tuple[str, str], ...] = ()  # (stakeholder id, role)
-    proposal_shared_ms: int = 0  # when the proposal was shared with the buyer (0: not yet)
-    owner: str = ""  # the seller who owns the deal
+class EventView:
+    room: Room
+    facts: RoomFacts  # before this event
+    rec: dict
+    ts: int
+    sid: str  # verified stakeholder id ("" for an anonymous visitor)
+    kind: str  # content kind of the event's content ("" without content)
+    daily_points: tuple[tuple[int, float], ...]  # the room's raw points per day, this event included
+    points: float  # this event's own points
+
+    def alert(self, kind: str, severity: str, who, evidence: str, suggestion: str, episode: str = "") -> Alert:
+        return Alert(kind, severity, self.room.room_id, tuple(who), evidence, suggestion, self.ts, episode)
+
+    @property
+    def who(self) -> list[str]:
+        return [self.sid] if self.sid else []
 
 
 @dataclass(frozen=True)
-class RoomFacts:
-    last_activity_ms: int = 0
-    stakeholders: tuple[tuple[str, int], ...] = ()  # verified stakeholder -> first seen
-    token_visitors: tuple[tuple[str, str], ...] = ()  # (stakeholder, visitor id) pairs seen with a token
-    pricing_days: tuple[int, ...] = ()
-    proposal_opened_ms: int = 0
-    proposal_max_pct: float = 0.0
-    viewed_kinds: tuple[str, ...] = ()
+class TimeView:
+    room: Room
+    facts: RoomFacts
+    scores: dict[str, StakeholderScore]
+    before: BandState  # bands at the previous tick
+    now: BandState  # bands at this tick
+    now_ms: int
+
+    def alert(self, kind: str, severity: str, who, evidence: str, suggestion: str, episode: str) -> Alert:
+        return Alert(kind, severity, self.room.room_id, tuple(who), evidence, suggestion, self.now_ms, episode)
 
 
-@dataclass(frozen=True)
-class Alert:
-    kind: str
-    severity: str  # info | low | medium | high
-    room_id: str
-    stakeholders: tuple[str, ...]
-    evidence: str
-    suggestion: str
-    at_ms: int
+EventRule = Callable[[EventView, ScoringConfig, AlertConfig], list[Alert]]
+TimeRule = Callable[[TimeView, ScoringConfig, AlertConfig], list[Alert]]
 
 
-@dataclass(frozen=True)
-class BandState:
-    deal: str = ""
-    stakeholders: tuple[tuple[str, str], ...] = field(default=())
+# ---------------------------------------------------------------- event rules (positive signals)
+
+def new_stakeholder_by_link(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """A valid link opened by someone off the committee, or a committee member's link on a new device."""
+    if not v.sid:
+        return []
+    seen = dict(v.facts.stakeholders)
+    known_visitors = {vis for s, vis in v.facts.token_visitors if s == v.sid}
+    if v.sid not in seen and v.sid not in dict(v.room.invited):
+        return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid} opened the room with a valid link but is not on "
+                        "the invited committee", f"Find out {v.sid}'s role and add them to the deal")]
+    if known_visitors and v.rec.get("visitor_id") not in known_visitors:
+        return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid}'s link was opened on a new device or by a new "
+                        "person", f"The link may have been forwarded: ask {v.sid} who else is evaluating")]
+    return []
 
 
-def _kind(cfg: ScoringConfig, content_id: str) -> str:
-    return cfg.kind(content_id) if content_id else ""
+def shared(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """The room was shared onward."""
+    if v.rec.get("type") != "share":
+        return []
+    to = v.rec.get("share_to") or "someone"
+    return [v.alert("new_stakeholder", "info", v.who, f"room shared with {to} via {v.rec.get('share_channel')}",
+                    f"Offer {to} a short intro call and make sure they have the right content")]
 
 
-def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[int, float], ...] = (),
-            points: float = 0.0, cfg: ScoringConfig = DEFAULT,
-            acfg: AlertConfig = ALERTS) -> tuple[RoomFacts, list[Alert]]:
-    """Fold one event into the room's facts; return the positive alerts it triggers. ``daily_points``:
-    the room's raw points per day including this event, ``points`` this event's own (spike rule: fires
-    when today's points cross the threshold with this event)."""
-    ts, etype = int(rec["ts"]), rec.get("type", "")
-    sid = rec.get("stakeholder_id", "")
-    kind = _kind(cfg, rec.get("content_id", ""))
-    invited = dict(room.invited)
-    alerts: list[Alert] = []
-
-    def alert(k, sev, who, evidence, suggestion):
-        alerts.append(Alert(k, sev, room.room_id, tuple(who), evidence, suggestion, ts))
-
-    seen = dict(facts.stakeholders)
-    pairs = set(facts.token_visitors)
-    if sid:
-        known_visitors = {v for s, v in pairs if s == sid}
-        if sid not in seen and sid not in invited:
-            alert("new_stakeholder", "info", [sid], f"{sid} opened the room with a valid link but is not on the "
-                  "invited committee", f"Find out {sid}'s role and add them to the deal")
-        elif known_visitors and rec.get("visitor_id") not in known_visitors:
-            alert("new_stakeholder", "info", [sid], f"{sid}'s link was opened on a new device or by a new person",
-                  f"The link may have been forwarded: ask {sid} who else is evaluating")
-        seen.setdefault(sid, ts)
-        pairs.add((sid, rec.get("visitor_id", "")))
-    if etype == "share":
-        to = rec.get("share_to") or "someone"
-        alert("new_stakeholder", "info", [sid] if sid else [], f"room shared with {to} via {rec.get('share_channel')}",
-              f"Offer {to} a short intro call and make sure they have the right content")
-    pricing_days = set(facts.pricing_days)
-    if kind == "pricing" and etype in ("content_view", "engagement"):
-        day = ts // DAY_MS
-        if pricing_days and day not in pricing_days and len(pricing_days) == 1:
-            alert("pricing_revisited", "low", [sid] if sid else [], "pricing viewed again on a second day",
-                  "Pricing is being weighed: offer to walk through options or a tailored quote")
-        pricing_days.add(day)
-    opened, max_pct = facts.proposal_opened_ms, facts.proposal_max_pct
-    if kind == "proposal":
-        opened = opened or ts
-        pct = rec.get("progress_pct") or 0.0
-        if etype == "content_progress" and pct >= 100 > max_pct:
-            alert("proposal_read", "low", [sid] if sid else [], "the proposal was read to the end",
-                  "Ask for feedback on the proposal and propose next steps toward signature")
-        max_pct = max(max_pct, pct)
-    if daily_points:
-        today = ts // DAY_MS
-        todays = sum(v for d, v in daily_points if d == today)
-        before = [v for d, v in daily_points if today - acfg.spike_window_days <= d < today]
-        avg = sum(before) / acfg.spike_window_days
-        prev_today = todays - points
-        threshold = max(acfg.spike_min_points, acfg.spike_factor * avg)
-        if todays >= threshold > prev_today:
-            alert("hot", "medium", [sid] if sid else [], f"{todays:.0f} engagement points today vs "
-                  f"{avg:.1f} on an average day", "The deal is hot right now: reach out today")
-    viewed = set(facts.viewed_kinds) | ({kind} if kind and etype == "content_view" else set())
-    return replace(facts, last_activity_ms=max(facts.last_activity_ms, ts), stakeholders=tuple(sorted(seen.items())),
-                   token_visitors=tuple(sorted(pairs)), pricing_days=tuple(sorted(pricing_days)),
-                   proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=tuple(sorted(viewed))), alerts
+def pricing_revisited(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """Pricing looked at again on a second day."""
+    days = set(v.facts.pricing_days)
+    if v.kind != "pricing" or v.rec.get("type") not in ("content_view", "engagement"):
+        return []
+    if days and v.ts // DAY_MS not in days and len(days) == 1:
+        return [v.alert("pricing_revisited", "low", v.who, "pricing viewed again on a second day",
+                        "Pricing is being weighed: offer to walk through options or a tailored quote")]
+    return []
 
 
-def _suggest_for_quiet(facts: RoomFacts, room: Room) -> str:
+def proposal_read(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """The proposal read to the end, the first time."""
+    pct = v.rec.get("progress_pct") or 0.0
+    if v.kind == "proposal" and v.rec.get("type") == "content_progress" and pct >= 100 > v.facts.proposal_max_pct:
+        return [v.alert("proposal_read", "low", v.who, "the proposal was read to the end",
+                        "Ask for feedback on the proposal and propose next steps toward signature")]
+    return []
+
+
+def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """Today's points cross a multiple of the average day (and a floor) with this event; at most once a period."""
+    if not v.daily_points:
+        return []
+    today = v.ts // DAY_MS
+    todays = sum(p for d, p in v.daily_points if d == today)
+    before = [p for d, p in v.daily_points if today - acfg.spike_window_days <= d < today]
+    avg = sum(before) / acfg.spike_window_days
+    threshold = max(acfg.spike_min_points, acfg.spike_factor * avg)
+    if todays >= threshold > todays - v.points:
+        return [v.alert("hot", "medium", v.who, f"{todays:.0f} engagement points today vs {avg:.1f} on an average "
+                        "day", "The deal is hot right now: reach out today",
+                        episode=f"hot/{v.ts // (acfg.hot_every_days * DAY_MS)}")]
+    return []
+
+
+EVENT_RULES: tuple[EventRule, ...] = (new_stakeholder_by_link, shared, pricing_revisited, proposal_read, hot)
+
+
+# ---------------------------------------------------------------- time rules (stalls)
+
+def suggest_for_quiet(facts: RoomFacts, room: Room) -> str:
     viewed = set(facts.viewed_kinds)
     if room.proposal_shared_ms and "proposal" not in viewed:
         return "The proposal was never opened: resend it with a two-line summary of what matters to them"
@@ -167,54 +129,119 @@ def _suggest_for_quiet(facts: RoomFacts, room: Room) -> str:
     return "Check in with your champion with one concrete next step"
 
 
-def evaluate(room: Room, facts: RoomFacts, scores: dict[str, StakeholderScore], bands: BandState, now_ms: int,
-             cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS) -> tuple[BandState, list[Alert]]:
-    """Time-driven rules for one open room at ``now_ms``. Returns the new band state and the alerts."""
-    if room.stage in acfg.closed_stages:
-        return bands, []
-    alerts: list[Alert] = []
-    invited = dict(room.invited)
+def quiet(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """No buyer activity past the stage's cadence; severity by overshoot (1x, 2x, 3x). One per quiet stretch
+    and severity step: re-arms when the buyer comes back."""
+    cadence = acfg.cadence(v.room.stage)
+    since = v.facts.last_activity_ms or v.room.created_ms
+    if not (cadence and since):
+        return []
+    quiet_days = (v.now_ms - since) / DAY_MS
+    over = quiet_days / cadence
+    if over <= 1:
+        return []
+    sev = "high" if over >= 3 else "medium" if over >= 2 else "low"
+    return [v.alert("quiet", sev, [], f"no buyer activity for {quiet_days:.1f} days; {v.room.stage} expects contact "
+                    f"every {cadence:g} days", suggest_for_quiet(v.facts, v.room),
+                    episode=f"quiet/{v.facts.last_activity_ms}/{sev}")]
 
-    def alert(k, sev, who, evidence, suggestion):
-        alerts.append(Alert(k, sev, room.room_id, tuple(who), evidence, suggestion, now_ms))
 
-    cadence = acfg.cadence(room.stage)
-    since = facts.last_activity_ms or room.created_ms
-    if cadence and since:
-        quiet_days = (now_ms - since) / DAY_MS
-        over = quiet_days / cadence
-        if over > 1:
-            sev = "high" if over >= 3 else "medium" if over >= 2 else "low"
-            alert("quiet", sev, [], f"no buyer activity for {quiet_days:.1f} days; {room.stage} expects contact "
-                  f"every {cadence:g} days", _suggest_for_quiet(facts, room))
-    # velocity bands, deal and stakeholders: alert on Active -> Dark
-    merged: dict[int, float] = {}
-    for s in scores.values():
-        for d, v in s.daily:
-            merged[d] = merged.get(d, 0.0) + v
-    deal_band = band(velocity(StakeholderScore(daily=tuple(sorted(merged.items()))), now_ms, cfg), cfg)
-    if bands.deal == "Active" and deal_band == "Dark":
-        alert("deal_went_dark", "high", [], "deal engagement fell from Active to Dark (last 30 days vs the 30 before)",
-              _suggest_for_quiet(facts, room))
-    prev = dict(bands.stakeholders)
-    now_bands = {}
-    for sid, s in scores.items():
-        b = band(velocity(s, now_ms, cfg), cfg)
-        now_bands[sid] = b
-        if prev.get(sid) == "Active" and b == "Dark":
+def deal_went_dark(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """The deal's velocity band went from Active to Dark (fires on the transition)."""
+    if v.before.deal == "Active" and v.now.deal == "Dark":
+        return [v.alert("deal_went_dark", "high", [], "deal engagement fell from Active to Dark (last 30 days vs "
+                        "the 30 before)", suggest_for_quiet(v.facts, v.room), episode=f"deal_went_dark//{v.now_ms}")]
+    return []
+
+
+def stakeholder_dark(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """A stakeholder went from Active to Dark; the champion's is its own, higher-severity kind."""
+    before, invited, out = dict(v.before.stakeholders), dict(v.room.invited), []
+    for sid, b in v.now.stakeholders:
+        if before.get(sid) == "Active" and b == "Dark":
             role = invited.get(sid, "stakeholder")
-            alert("champion_dark" if role == "champion" else "stakeholder_dark", "high" if role == "champion" else "medium",
-                  [sid], f"{sid} ({role}) went from Active to Dark",
-                  f"Reach {sid} directly, or through another stakeholder, before the deal stalls")
-    engaged = [sid for sid, s in scores.items() if s.last_seen_ms]
-    age_days = (now_ms - room.created_ms) / DAY_MS if room.created_ms else 0
+            kind = "champion_dark" if role == "champion" else "stakeholder_dark"
+            out.append(v.alert(kind, "high" if role == "champion" else "medium", [sid], f"{sid} ({role}) went from "
+                               "Active to Dark", f"Reach {sid} directly, or through another stakeholder, before the "
+                               "deal stalls", episode=f"{kind}/{sid}/{v.now_ms}"))
+    return out
+
+
+def single_threaded(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """After some days only one of a committee engages."""
+    engaged = engaged_ids(v.scores, v.now_ms, cfg)
+    invited = dict(v.room.invited)
+    age_days = (v.now_ms - v.room.created_ms) / DAY_MS if v.room.created_ms else 0
     if age_days >= acfg.single_threaded_after_days and len(engaged) == 1 and len(invited) > 1:
         others = sorted(set(invited) - set(engaged))
-        alert("single_threaded", "medium", engaged, f"after {age_days:.0f} days only {engaged[0]} engages",
-              f"Ask {engaged[0]} to bring in {', '.join(others[:3])}")
-    if room.proposal_shared_ms and not facts.proposal_opened_ms:
-        waited = (now_ms - room.proposal_shared_ms) / DAY_MS
-        if waited >= acfg.proposal_unopened_after_days:
-            alert("proposal_unopened", "medium", [], f"the proposal was shared {waited:.0f} days ago and never opened",
-                  "Resend the proposal with a short summary, or walk them through it live")
-    return BandState(deal_band, tuple(sorted(now_bands.items()))), alerts
+        return [v.alert("single_threaded", "medium", engaged, f"after {age_days:.0f} days only {engaged[0]} engages",
+                        f"Ask {engaged[0]} to bring in {', '.join(others[:3])}",
+                        episode=f"single_threaded/{','.join(engaged)}/{len(invited)}")]
+    return []
+
+
+def proposal_unopened(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """The proposal was shared some days ago and never opened."""
+    if not v.room.proposal_shared_ms or v.facts.proposal_opened_ms:
+        return []
+    waited = (v.now_ms - v.room.proposal_shared_ms) / DAY_MS
+    if waited >= acfg.proposal_unopened_after_days:
+        return [v.alert("proposal_unopened", "medium", [], f"the proposal was shared {waited:.0f} days ago and never "
+                        "opened", "Resend the proposal with a short summary, or walk them through it live",
+                        episode=f"proposal_unopened/{v.room.proposal_shared_ms}")]
+    return []
+
+
+TIME_RULES: tuple[TimeRule, ...] = (quiet, deal_went_dark, stakeholder_dark, single_threaded, proposal_unopened)
+
+
+# ---------------------------------------------------------------- running them
+
+def _kind(cfg: ScoringConfig, content_id: str) -> str:
+    return cfg.kind(content_id) if content_id else ""
+
+
+def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[int, float], ...] = (),
+            points: float = 0.0, cfg: ScoringConfig = DEFAULT,
+            acfg: AlertConfig = ALERTS) -> tuple[RoomFacts, list[Alert]]:
+    """Run the event rules on one event, then fold it into the room's facts."""
+    ts, sid = int(rec["ts"]), rec.get("stakeholder_id", "")
+    kind = _kind(cfg, rec.get("content_id", ""))
+    view = EventView(room, facts, rec, ts, sid, kind, daily_points, points)
+    alerts = [a for rule in EVENT_RULES for a in rule(view, cfg, acfg)]
+    return fold(facts, rec, ts, sid, kind), alerts
+
+
+def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str) -> RoomFacts:
+    """What one event establishes about the room."""
+    etype = rec.get("type", "")
+    seen, pairs = dict(facts.stakeholders), set(facts.token_visitors)
+    if sid:
+        seen.setdefault(sid, ts)
+        pairs.add((sid, rec.get("visitor_id", "")))
+    pricing_days = set(facts.pricing_days)
+    if kind == "pricing" and etype in ("content_view", "engagement"):
+        pricing_days.add(ts // DAY_MS)
+    opened, max_pct = facts.proposal_opened_ms, facts.proposal_max_pct
+    if kind == "proposal":
+        opened = opened or ts
+        max_pct = max(max_pct, rec.get("progress_pct") or 0.0)
+    viewed = set(facts.viewed_kinds) | ({kind} if kind and etype == "content_view" else set())
+    return replace(facts, last_activity_ms=max(facts.last_activity_ms, ts), stakeholders=tuple(sorted(seen.items())),
+                   token_visitors=tuple(sorted(pairs)), pricing_days=tuple(sorted(pricing_days)),
+                   proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=tuple(sorted(viewed)))
+
+
+def bands_at(scores: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> BandState:
+    """The deal's and each stakeholder's velocity band at ``now_ms``."""
+    return BandState(band(deal_velocity(scores, now_ms, cfg), cfg),
+                     tuple(sorted((sid, band(velocity(s, now_ms, cfg), cfg)) for sid, s in scores.items())))
+
+
+def evaluate(room: Room, facts: RoomFacts, scores: dict[str, StakeholderScore], bands: BandState, now_ms: int,
+             cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS) -> tuple[BandState, list[Alert]]:
+    """Run the time rules for one room at ``now_ms``. Returns the new band state and the alerts."""
+    if room.stage in acfg.closed_stages:
+        return bands, []
+    view = TimeView(room, facts, scores, bands, bands_at(scores, now_ms, cfg), now_ms)
+    return view.now, [a for rule in TIME_RULES for a in rule(view, cfg, acfg)]

@@ -29,6 +29,7 @@ from streams.scoring import (
     apply_event,
     band,
     deal_score,
+    engaged_ids,
     event_points,
     top_reasons,
     value_at,
@@ -112,45 +113,32 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     daily[day] = daily.get(day, 0.0) + pts
     daily = {d: v for d, v in daily.items() if d > day - 2 * acfg.spike_window_days}
     facts, alerts = observe(state.room, state.facts, rec, tuple(sorted(daily.items())), pts, cfg, acfg)
-    fired = list(state.fired)
-    for a in [a for a in alerts if a.kind == "hot"]:  # a hot deal is news once a week, not every busy day
-        key = f"hot/{ts // (acfg.hot_every_days * DAY_MS)}"
-        if key in fired:
-            alerts.remove(a)
-        else:
-            fired.append(key)
-    _alert_rows(state, alerts, out)
+    fired = _fire(state, alerts, out)
     return replace(state, scores=tuple(sorted(scores.items())), daily=tuple(sorted(daily.items())), facts=facts,
-                   clock_ms=max(state.clock_ms, ts), fired=tuple(fired[-_MAX_FIRED:]))
+                   clock_ms=max(state.clock_ms, ts), fired=fired)
+
+
+def _fire(state: RoomState, alerts: list[Alert], out: dict) -> tuple[str, ...]:
+    """The one episode mechanism: an alert is raised unless its episode key already fired; returns the keys."""
+    fired = list(state.fired)
+    for a in alerts:
+        if a.episode and a.episode in fired:
+            continue
+        if a.episode:
+            fired.append(a.episode)
+        _alert_rows(state, [a], out)
+    return tuple(fired[-_MAX_FIRED:])
 
 
 def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
     bands, alerts = evaluate(state.room, state.facts, dict(state.scores), state.bands, now, cfg, acfg)
-    fired, fresh = list(state.fired), []
-    for a in alerts:
-        key = _episode(a, state)
-        if key not in fired:
-            fired.append(key)
-            fresh.append(a)
-    _alert_rows(state, fresh, out)
-    state = replace(state, bands=bands, fired=tuple(fired[-_MAX_FIRED:]), clock_ms=max(state.clock_ms, now))
+    state = replace(state, bands=bands, fired=_fire(state, alerts, out), clock_ms=max(state.clock_ms, now))
     day = now // DAY_MS
     if day > state.snapshot_day and state.scores and state.room.stage not in acfg.closed_stages:
         # one deal-score snapshot per day while the deal is open: scores decay with time
         out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg))
         state = replace(state, snapshot_day=day)
     return state
-
-
-def _episode(a: Alert, state: RoomState) -> str:
-    """What makes an alert 'the same situation' (fires once until the situation changes)."""
-    if a.kind == "quiet":  # one per quiet stretch and severity step: re-arms when the buyer comes back
-        return f"quiet/{state.facts.last_activity_ms}/{a.severity}"
-    if a.kind == "proposal_unopened":
-        return f"proposal_unopened/{state.room.proposal_shared_ms}"
-    if a.kind == "single_threaded":
-        return f"single_threaded/{','.join(a.stakeholders)}/{len(state.room.invited)}"
-    return f"{a.kind}/{','.join(a.stakeholders)}/{a.at_ms}"  # band transitions fire on the transition only
 
 
 def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
@@ -231,7 +219,7 @@ def _deal_row(state: RoomState, at: int, cfg: ScoringConfig) -> dict:
     roles = dict(state.room.invited)
     scores = dict(state.scores)
     d = deal_score(scores, roles, max(1, len(roles)), at, cfg)
-    engaged = sum(1 for s in scores.values() if value_at(s, at, cfg) >= 1.0)
+    engaged = len(engaged_ids(scores, at, cfg))
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,
             "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,
             "velocity": _finite(d.velocity), "band": band(d.velocity, cfg), "engaged": engaged, "invited": len(roles),

@@ -34,6 +34,10 @@ class ScoringConfig:
     key_roles: tuple[str, ...] = ("champion", "economic_buyer", "technical", "legal")
     depth_saturation: float = 60.0  # summed stakeholder score giving full depth
     recency_half_life_days: float = 7.0
+    engaged_min_score: float = 1.0  # a stakeholder with at least this (decayed) score counts as engaged
+    breadth_weights: tuple[float, float] = (0.6, 0.4)  # (engaged / invited, key roles covered)
+    # the deal score's parts, summing to 1: breadth, depth, recency, velocity
+    deal_weights: tuple[float, float, float, float] = (0.35, 0.3, 0.2, 0.15)
 
     def weight(self, etype: str) -> float:
         return dict(self.type_weights).get(etype, 0.0)
@@ -161,16 +165,17 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     """Roll stakeholder scores up to a 0-100 deal score. ``roles``: stakeholder id -> role of the invited
     committee; ``invited``: committee size (>= 1)."""
     values = {sid: value_at(s, now_ms, cfg) for sid, s in stakeholders.items()}
-    engaged = [sid for sid, v in values.items() if v >= 1.0]
+    engaged = engaged_ids(stakeholders, now_ms, cfg)
     covered = {roles[sid] for sid in engaged if sid in roles} & set(cfg.key_roles)
-    breadth = 0.6 * min(1.0, len(engaged) / max(1, invited)) + 0.4 * len(covered) / len(cfg.key_roles)
+    w_engaged, w_roles = cfg.breadth_weights
+    breadth = w_engaged * min(1.0, len(engaged) / max(1, invited)) + w_roles * len(covered) / len(cfg.key_roles)
     depth = min(1.0, sum(values.values()) / cfg.depth_saturation)
     last = max((s.last_seen_ms for s in stakeholders.values()), default=0)
     recency = decay(1.0, last, now_ms, cfg.recency_half_life_days) if last else 0.0
-    merged = StakeholderScore(daily=tuple(_sum_daily(s.daily for s in stakeholders.values())))
-    vel = velocity(merged, now_ms, cfg)
+    vel = deal_velocity(stakeholders, now_ms, cfg)
     vel_term = 0.5 if vel is None else min(1.0, vel / 2)
-    value = 100 * (0.35 * breadth + 0.3 * depth + 0.2 * recency + 0.15 * vel_term)
+    wb, wd, wr, wv = cfg.deal_weights
+    value = 100 * (wb * breadth + wd * depth + wr * recency + wv * vel_term)
     reasons = []
     if engaged and roles:
         reasons.append(f"{len(engaged)} of {invited} invited stakeholders engaged")
@@ -183,6 +188,20 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
         reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
     reasons.append(f"deal velocity {band(vel, cfg)}")
     return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons))
+
+
+def deal_velocity(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:
+    """The deal's velocity: its stakeholders' daily points summed, recent window vs the one before."""
+    return velocity(StakeholderScore(daily=tuple(_sum_daily(s.daily for s in stakeholders.values()))), now_ms, cfg)
+
+
+def is_engaged(s: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -> bool:
+    """The one definition of an engaged stakeholder: a (decayed) score of at least ``engaged_min_score``."""
+    return value_at(s, now_ms, cfg) >= cfg.engaged_min_score
+
+
+def engaged_ids(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> list[str]:
+    return [sid for sid, s in stakeholders.items() if is_engaged(s, now_ms, cfg)]
 
 
 def _sum_daily(dailies) -> list[tuple[int, float]]:

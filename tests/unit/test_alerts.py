@@ -107,3 +107,33 @@ def test_engagement_spike_is_hot():
     assert kinds(alerts) == ["hot"] and alerts[0].severity == "medium"
     _, alerts = observe(ROOM, facts, ev("cta", T0 + 20 * DAY_MS), history + ((today, 44.0),), points=8.0)
     assert alerts == []  # already past the threshold before this event: no second notice
+
+
+def test_each_rule_is_one_function_and_time_rules_carry_their_episode():
+    from streams.alerts import EVENT_RULES, TIME_RULES
+
+    assert [r.__name__ for r in TIME_RULES] == ["quiet", "deal_went_dark", "stakeholder_dark", "single_threaded",
+                                                "proposal_unopened"]
+    assert len(EVENT_RULES) == 5 and all(r.__doc__ for r in (*EVENT_RULES, *TIME_RULES))
+    room = Room("deal-1", stage="proposal", created_ms=T0, invited=ROOM.invited, proposal_shared_ms=T0)
+    facts, _ = run([ev("content_view", T0, content_id="pricing", stakeholder_id="ops")], room)
+    scores = {"ops": apply_event(StakeholderScore(), {**ev("content_view", T0 + 9 * DAY_MS), "content_id": "x"})}
+    alerts = evaluate(room, facts, scores, BandState(), T0 + 11 * DAY_MS)[1]
+    assert {a.kind for a in alerts} == {"quiet", "single_threaded", "proposal_unopened"}
+    assert all(a.episode for a in alerts)  # the deal core raises each once per episode
+    again = evaluate(room, facts, scores, BandState(), T0 + 11 * DAY_MS + 3_600_000)[1]
+    assert {a.episode for a in again} == {a.episode for a in alerts}  # the same situation, the same keys
+
+
+def test_one_deal_velocity_and_one_definition_of_engaged():
+    from streams.scoring import DEFAULT, deal_score, deal_velocity, engaged_ids, is_engaged, value_at
+
+    fresh = apply_event(StakeholderScore(), {**ev("cta", T0), "cta": "book"})
+    faded = apply_event(StakeholderScore(), {**ev("room_view", T0 - 200 * DAY_MS)})
+    scores = {"a": fresh, "b": faded}
+    assert is_engaged(fresh, T0) and not is_engaged(faded, T0)
+    assert value_at(faded, T0) < DEFAULT.engaged_min_score <= value_at(fresh, T0)
+    assert engaged_ids(scores, T0) == ["a"]
+    d = deal_score(scores, {"a": "champion", "b": "technical"}, 2, T0)
+    assert d.velocity == deal_velocity(scores, T0)
+    assert d.reasons[0] == "1 of 2 invited stakeholders engaged"

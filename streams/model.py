@@ -1,0 +1,82 @@
+"""The deal core's model types: the room as the seller describes it, the facts its events established, the
+velocity bands last seen, alerts, and the alert rules' configuration. Pure data; the rules are in alerts.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    # expected contact cadence per stage, days (stale-after)
+    cadence_days: tuple[tuple[str, float], ...] = (
+        ("prospecting", 14), ("qualification", 7), ("demo", 7), ("proposal", 5), ("negotiation", 3))
+    closed_stages: tuple[str, ...] = ("closed_won", "closed_lost")
+    single_threaded_after_days: float = 10
+    proposal_unopened_after_days: float = 3
+    spike_factor: float = 3.0  # today's points vs the average day of the previous window
+    spike_window_days: int = 14
+    spike_min_points: float = 30.0  # a single ordinary visit scores 10-25: "hot" needs more than one
+    hot_every_days: int = 7  # at most one "hot" alert per room per period
+
+    default_cadence_days: float = 7  # a stage without a cadence of its own (custom stage lists)
+
+    def cadence(self, stage: str) -> float | None:
+        if stage in self.closed_stages:
+            return None
+        return dict(self.cadence_days).get(stage, self.default_cadence_days)
+
+    @classmethod
+    def for_stages(cls, stages: tuple[str, ...], cadences: dict[str, float], closed: tuple[str, ...],
+                   default_days: float) -> AlertConfig:
+        """The config for a site's own stage list: known cadences kept, the given ones added or overriding."""
+        known = {**dict(cls.cadence_days), **cadences}
+        return cls(cadence_days=tuple((s, float(known[s])) for s in stages if s in known and s not in closed),
+                   closed_stages=tuple(closed), default_cadence_days=float(default_days))
+
+
+ALERTS = AlertConfig()
+
+
+def alert_config(s) -> AlertConfig:
+    """The alert config of a deployment's settings (stage list, cadences, closed stages): both modes use it."""
+    return AlertConfig.for_stages(s.stage_list, s.cadences, s.closed_stage_list, s.default_cadence_days)
+
+
+@dataclass(frozen=True)
+class Room:
+    room_id: str
+    stage: str = "prospecting"
+    created_ms: int = 0
+    invited: tuple[tuple[str, str], ...] = ()  # (stakeholder id, role)
+    proposal_shared_ms: int = 0  # when the proposal was shared with the buyer (0: not yet)
+    owner: str = ""  # the seller who owns the deal
+
+
+@dataclass(frozen=True)
+class RoomFacts:
+    last_activity_ms: int = 0
+    stakeholders: tuple[tuple[str, int], ...] = ()  # verified stakeholder -> first seen
+    token_visitors: tuple[tuple[str, str], ...] = ()  # (stakeholder, visitor id) pairs seen with a token
+    pricing_days: tuple[int, ...] = ()
+    proposal_opened_ms: int = 0
+    proposal_max_pct: float = 0.0
+    viewed_kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    severity: str  # info | low | medium | high
+    room_id: str
+    stakeholders: tuple[str, ...]
+    evidence: str
+    suggestion: str
+    at_ms: int
+    episode: str = ""  # what makes it "the same situation": fires once per key ("" = every time)
+
+
+@dataclass(frozen=True)
+class BandState:
+    deal: str = ""
+    stakeholders: tuple[tuple[str, str], ...] = field(default=())
