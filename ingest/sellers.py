@@ -24,6 +24,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 
 from dealbeacon.core import tokens
 from dealbeacon.core.contract import Rejected
+from dealbeacon.core.sqltext import sql_string
 from dealbeacon.core.tokens import webhook_secret
 
 from .body import read_capped
@@ -86,9 +87,6 @@ def check_seller(body: dict) -> dict:
     return {"name": name, "tz": tz, "quiet_start": quiet[0] if quiet else -1, "quiet_end": quiet[1] if quiet else -1,
             "muted_rooms": muted, "min_severity": sev, "digest": 1 if body.get("digest") else 0}
 
-
-def _q(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class SellerAPI:
@@ -159,12 +157,12 @@ class SellerAPI:
         site, seller = who
         rows = await self._query(
             "SELECT r.room_id, r.name, r.stage, r.amount, d.score, d.band, d.reasons, d.engaged, d.invited "
-            f"FROM (SELECT * FROM rooms FINAL WHERE site = {_q(site)} AND owner = {_q(seller)}) AS r "
+            f"FROM (SELECT * FROM rooms FINAL WHERE site = {sql_string(site)} AND owner = {sql_string(seller)}) AS r "
             "LEFT JOIN deal_scores_latest AS d ON d.site = r.site AND d.room_id = r.room_id ORDER BY d.score DESC")
         people = await self._query(
             f"SELECT room_id, stakeholder_id, role, score, band, reasons FROM stakeholder_scores_latest "
-            f"WHERE site = {_q(site)} AND room_id IN (SELECT room_id FROM rooms FINAL WHERE site = {_q(site)} "
-            f"AND owner = {_q(seller)}) ORDER BY score DESC")
+            f"WHERE site = {sql_string(site)} AND room_id IN (SELECT room_id FROM rooms FINAL WHERE site = {sql_string(site)} "
+            f"AND owner = {sql_string(seller)}) ORDER BY score DESC")
         by_room: dict[str, list] = {}
         for room_id, sid, role, score, band, reasons in people:
             by_room.setdefault(room_id, []).append({"id": sid, "role": role, "score": score, "band": band,
@@ -182,9 +180,9 @@ class SellerAPI:
         now = int(self.clock() * 1000)
         rows = await self._query(
             "SELECT toString(alert_id), room_id, kind, severity, stakeholders, evidence, suggestion, "
-            f"toUnixTimestamp64Milli(at) FROM alerts FINAL WHERE site = {_q(site)} AND owner = {_q(seller)} "
+            f"toUnixTimestamp64Milli(at) FROM alerts FINAL WHERE site = {sql_string(site)} AND owner = {sql_string(seller)} "
             "AND toString(alert_id) NOT IN (SELECT alert_id FROM alert_actions FINAL WHERE "
-            f"site = {_q(site)} AND (action = 'ack' OR toUnixTimestamp64Milli(until) > {now})) "
+            f"site = {sql_string(site)} AND (action = 'ack' OR toUnixTimestamp64Milli(until) > {now})) "
             "ORDER BY at DESC LIMIT 100")
         return JSONResponse({"alerts": [dict(zip(("alert_id", "room_id", "kind", "severity", "stakeholders",
                                                   "evidence", "suggestion", "at"), r)) for r in rows]})
@@ -213,8 +211,8 @@ class SellerAPI:
         alert_id = request.path_params["alert_id"]
         if not _UUID.match(alert_id):
             return JSONResponse({"error": "not_found", "detail": "no such alert"}, status_code=404)
-        owned = await self._query(f"SELECT count() FROM alerts FINAL WHERE site = {_q(site)} AND owner = {_q(seller)} "
-                                  f"AND alert_id = toUUID({_q(alert_id.lower())})")
+        owned = await self._query(f"SELECT count() FROM alerts FINAL WHERE site = {sql_string(site)} AND owner = {sql_string(seller)} "
+                                  f"AND alert_id = toUUID({sql_string(alert_id.lower())})")
         if not owned or not owned[0][0]:  # another seller's alert, or none: the same answer, nothing revealed
             return JSONResponse({"error": "not_found", "detail": "no such alert among yours"}, status_code=404)
         rec = {"record": "alert_action", "site": site, "alert_id": alert_id.lower(), "seller_id": seller,

@@ -12,21 +12,19 @@ A rooms row without them is written by the state machine itself (it replaces the
 """
 from __future__ import annotations
 
-
-def _q(v: str) -> str:
-    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+from dealbeacon.core.sqltext import sql_string
 
 
 def erase_statements(row: dict) -> list[str]:
     site, who, room = str(row["site"]), str(row["stakeholder"]), str(row.get("room_id") or "")
-    where = f"site = {_q(site)}" + (f" AND room_id = {_q(room)}" if room else "")
+    where = f"site = {sql_string(site)}" + (f" AND room_id = {sql_string(room)}" if room else "")
     visitor = who[len("visitor:"):] if who.startswith("visitor:") else ""
-    person = f"visitor_id = {_q(visitor)}" if visitor else f"stakeholder_id = {_q(who)}"
+    person = f"visitor_id = {sql_string(visitor)}" if visitor else f"stakeholder_id = {sql_string(who)}"
     raw = visitor or who
     return [f"DELETE FROM events WHERE {where} AND {person}",
-            f"DELETE FROM stakeholder_scores WHERE {where} AND stakeholder_id = {_q(who)}",
-            f"DELETE FROM alerts WHERE {where} AND has(stakeholders, {_q(who)})",
-            f"DELETE FROM dead_letters WHERE site = {_q(site)} AND position(payload, {_q(raw)}) > 0"]
+            f"DELETE FROM stakeholder_scores WHERE {where} AND stakeholder_id = {sql_string(who)}",
+            f"DELETE FROM alerts WHERE {where} AND has(stakeholders, {sql_string(who)})",
+            f"DELETE FROM dead_letters WHERE site = {sql_string(site)} AND position(payload, {sql_string(raw)}) > 0"]
 
 
 def apply_erasures(execute, rows: list[dict]) -> None:

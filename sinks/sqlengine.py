@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 
 from dealbeacon.core.analysts import Analyst
+from dealbeacon.core.sqltext import sql_string
 
 from .sqlguard import ANALYST_TABLES, Policy, Refused, check_tree, parse_tree, policy_from_catalog, precheck
 
@@ -52,9 +53,6 @@ class QueryFailed(Exception):
     """The engine refused or failed the query; ``str`` is its ClickHouse-style message."""
 
 
-def _quote(v: str) -> str:
-    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
 
 def session_setup(analyst: Analyst, limits: Limits) -> list[str]:
     """The statements that configure an analyst's session; the last one makes it read-only."""
@@ -66,8 +64,8 @@ def session_setup(analyst: Analyst, limits: Limits) -> list[str]:
         f"max_threads = {int(limits.max_threads)}, os_thread_priority = 19, allow_introspection_functions = 0, "
         "allow_ddl = 0"]
     if not analyst.all_sites:
-        cond = "site IN (" + ", ".join(_quote(s) for s in analyst.sites) + ")"
-        filters = ", ".join(f"{_quote(t)}: {_quote(cond)}" for t in SITE_TABLES)
+        cond = "site IN (" + ", ".join(sql_string(s) for s in analyst.sites) + ")"
+        filters = ", ".join(f"{sql_string(t)}: {sql_string(cond)}" for t in SITE_TABLES)
         stmts.append("SET additional_table_filters = {" + filters + "}")
     stmts.append("SET readonly = 1")
     return stmts
@@ -183,7 +181,7 @@ class AnalystEngine:
 
     def kill(self, marker: str) -> None:
         with contextlib.suppress(Exception):
-            self._admin.query(f"KILL QUERY WHERE query LIKE {_quote('%' + marker + '%')} "
+            self._admin.query(f"KILL QUERY WHERE query LIKE {sql_string('%' + marker + '%')} "
                               "AND query NOT LIKE 'KILL%' ASYNC")
             self.killed += 1
 
