@@ -23,6 +23,7 @@ from .openapi import openapi_document
 from .pipeline import IngestPipeline, Outcome, Request
 from .rooms import room_routes
 from .sellers import SellerAPI
+from .snippet import Snippet
 
 SELLER_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seller_page.html")
 
@@ -104,12 +105,10 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
     async def openapi(request: HTTPRequest) -> Response:
         return ORJSONResponse(openapi_document(settings))
 
+    beacon = Snippet(snippet_file)
+
     async def snippet(request: HTTPRequest) -> Response:
-        if not snippet_file or not os.path.exists(snippet_file):
-            return PlainTextResponse("beacon not built (npm run build in js-snippet/)\n", status_code=404)
-        return FileResponse(snippet_file, media_type="text/javascript",
-                            headers={"Cache-Control": "public, max-age=3600, stale-while-revalidate=86400",
-                                     "Access-Control-Allow-Origin": "*"})
+        return beacon.response(request)
 
     async def demo(request: HTTPRequest) -> Response:
         assert demo_page is not None  # the route exists only with a demo page

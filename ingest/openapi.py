@@ -169,7 +169,7 @@ def openapi_document(settings: Settings) -> dict:
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/snippet/v1/dealbeacon.js": {"get": {"summary": "The beacon (cacheable, gzip when accepted)",
+            "/snippet/v1/dealbeacon.js": {"get": {"summary": "The beacon (brotli or gzip when accepted, ETag, cacheable for a day)",
                                                   "responses": {"200": {"description": "JavaScript"},
                                                                 "404": {"description": "beacon not built"}}}},
             "/demo": {"get": {"summary": "A demo sales room (embedded demo mode only)",

@@ -1,42 +1,12 @@
 // Drives the fixture sales room in real headless Chromium (Debian chromium + playwright-core) and prints
 // what happened as JSON: every payload sent (with its schema verdict) and the measured visible time.
 // Usage: node e2e/scenario.mjs <page-url>
-import { chromium } from "playwright-core";
 import { validateBatch } from "../test/schema.js";
+import { openBrowser, sleep } from "./harness.mjs";
 
 const pageUrl = process.argv[2];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-    "--no-first-run", "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
-});
-const out = { payloads: [], invalid: [], failed: 0, unreadable: 0, steps: {} };
-// headless Chromium says "HeadlessChrome" in its user agent, which ingest (rightly) drops as a bot: present
-// the same browser's UA as a visitor's browser would send it
-const ua = (await browser.newPage().then(async (p) => [await p.evaluate(() => navigator.userAgent), await p.close()]))[0];
-const ctx = await browser.newContext({ viewport: { width: 1000, height: 800 }, userAgent: ua.replace("HeadlessChrome", "Chrome") });
-ctx.on("request", (req) => {
-  if (!req.url().endsWith("/v1/events") || req.method() !== "POST") return;
-  const data = req.postData();
-  if (!data) return void out.unreadable++; // Playwright does not always expose keepalive bodies
-  const body = JSON.parse(data);
-  out.payloads.push({ type: req.resourceType(), body });
-  if (!validateBatch(body)) out.invalid.push({ body, errors: validateBatch.errors });
-});
-ctx.on("requestfailed", (req) => req.url().endsWith("/v1/events") && out.failed++);
-// Playwright does not report sendBeacon requests: record the calls (the real sendBeacon still runs)
-await ctx.addInitScript(() => {
-  const real = navigator.sendBeacon.bind(navigator);
-  window.__beacons = [];
-  navigator.sendBeacon = (url, data) => {
-    const ok = real(url, data);
-    data.text().then((t) => window.__beacons.push({ ok, body: JSON.parse(t), ids: JSON.parse(t).events.map((e) => e.event_id) }));
-    return ok;
-  };
-});
-const beaconLog = () => page.evaluate(() => window.__beacons);
-const page = await ctx.newPage();
+const { browser, ctx, page, out, beacons } = await openBrowser();
+
 const t0 = Date.now();
 let hiddenMs = 0;
 await page.goto(pageUrl);
@@ -69,8 +39,7 @@ await sleep(3000);
 await setVisibility("visible");
 hiddenMs = Date.now() - h0;
 await sleep(200);
-out.steps.beacons_on_hide = await beaconLog();
-for (const b of out.steps.beacons_on_hide) if (!validateBatch(b.body)) out.invalid.push({ body: b.body, errors: validateBatch.errors });
+out.steps.beacons_on_hide = await beacons();
 await move(4);
 
 // SPA navigation to the pricing view
@@ -100,6 +69,7 @@ if (!validateBatch(lastBatch)) out.invalid.push({ body: lastBatch, errors: valid
 await page.close({ runBeforeUnload: true });
 await sleep(1500);
 out.visible_ms = tEnd - t0 - hiddenMs;
+out.t_end = tEnd;
 out.hidden_ms = hiddenMs;
 await browser.close();
 console.log(JSON.stringify(out));

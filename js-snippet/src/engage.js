@@ -1,26 +1,25 @@
 // Engaged time (pure, explicit now): time counts only while the tab is visible and the user was active
-// within idleMs (or media plays). Credited to the content in view, emitted in heartbeats.
+// within idleMs (or media plays). Credited to a key (the content and page in view, "" for the room itself), emitted in heartbeats.
 export const createEngagement = (idleMs = 30000, maxStepMs = 5000) => {
   let last = null;
   let active = -1e15;
-  const acc = {};
+  let acc = {};
   return {
     activity(now) {
       active = now;
     },
     // call often (every second) with the current state; returns the ms credited for this step
-    tick(now, visible, contentId, playing) {
+    tick(now, visible, key, playing) {
       const step = last == null ? 0 : Math.min(now - last, maxStepMs);
       last = now;
       if (!visible || step <= 0 || (!playing && now - active > idleMs)) return 0;
-      const k = contentId || "";
-      acc[k] = (acc[k] || 0) + step;
+      acc[key] = (acc[key] || 0) + step;
       return step;
     },
-    // hand over what accumulated, per content id ("" = the room itself), and reset
+    // hand over what accumulated, per key, and reset
     drain() {
-      const out = Object.entries(acc).filter(([, ms]) => ms > 0);
-      for (const k in acc) delete acc[k];
+      const out = Object.entries(acc);
+      acc = {};
       return out;
     },
     pause() {

@@ -12,13 +12,13 @@ export const createQueue = (storage, key, cap = 500) => {
   };
   return {
     push(e) {
-      items.push(e);
-      if (items.length > cap) items.splice(0, items.length - cap);
+      items = [...items, e].slice(-cap);
       save();
     },
     peek: (n) => items.slice(0, n),
-    remove(ids) {
-      items = items.filter((e) => !ids.includes(e.event_id));
+    // remove what peek returned (the same objects)
+    remove(done) {
+      items = items.filter((e) => !done.includes(e));
       save();
     },
     size: () => items.length,

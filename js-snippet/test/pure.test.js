@@ -7,7 +7,7 @@ import { validateBatch } from "./schema.js";
 
 let seed = 1;
 const rnd = (k) => Uint8Array.from({ length: k }, () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) & 255);
-const ctx = { room: "deal-42", visitor: "v1", session: "s1", token: "v1.abc.def", url: "https://rooms.example/r/42", referrer: "" };
+const ctx = { room_id: "deal-42", visitor_id: "v1", session_id: "s1", token: "v1.abc.def", url: "https://rooms.example/r/42", referrer: "" };
 const NOW = 1_790_000_000_000;
 
 describe("payload builders", () => {
@@ -15,6 +15,10 @@ describe("payload builders", () => {
     const id = uuid(rnd);
     expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(uuid(rnd)).not.toBe(id);
+    // every random digit takes all 16 values, the variant digit only 8-b
+    const ids = Array.from({ length: 400 }, () => uuid((k) => crypto.getRandomValues(new Uint8Array(k))));
+    expect(new Set(ids.map((u) => u[0])).size).toBe(16);
+    expect(new Set(ids.map((u) => u[19]))).toEqual(new Set(["8", "9", "a", "b"]));
   });
 
   const samples = [
@@ -35,6 +39,8 @@ describe("payload builders", () => {
     const e = buildEvent("room_view", { content_id: null }, { ...ctx, token: null }, NOW, rnd);
     expect("content_id" in e).toBe(false);
     expect("token" in e).toBe(false);
+    expect("referrer" in e).toBe(false); // empty
+    expect(e).toMatchObject({ room_id: "deal-42", visitor_id: "v1", session_id: "s1", ts: NOW });
   });
   it("the schema rejects what the server rejects", () => {
     const e = buildEvent("engagement", { engaged_ms: "lots" }, ctx, NOW, rnd);
@@ -54,10 +60,11 @@ describe("queue", () => {
     for (const id of "abcde") q.push({ event_id: id });
     expect(q.peek(9).map((e) => e.event_id)).toEqual(["c", "d", "e"]);
   });
-  it("removes by event id", () => {
+  it("removes what peek handed out", () => {
     const q = createQueue(mem(), "q");
     for (const id of "abc") q.push({ event_id: id });
-    q.remove(["a", "c"]);
+    const [a, , c] = q.peek(3);
+    q.remove([a, c]);
     expect(q.peek(9)).toEqual([{ event_id: "b" }]);
   });
   it("survives corrupt storage", () => {

@@ -65,7 +65,7 @@ describe("tracker", () => {
     expect(sent.flatMap((b) => b.events.map((e) => e.type))).toEqual(["room_view"]);
   });
 
-  it("hiding the page hands queued events to sendBeacon as text/plain", async () => {
+  it("hiding the page hands queued events to sendBeacon as a text body", async () => {
     const api = start(cfg, window);
     await vi.advanceTimersByTimeAsync(10);
     window.fetch = vi.fn(() => new Promise(() => {})); // nothing else leaves by fetch
@@ -73,10 +73,10 @@ describe("tracker", () => {
     Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
     document.dispatchEvent(new window.Event("visibilitychange"));
     expect(navigator.sendBeacon).toHaveBeenCalledTimes(1);
-    const [url, blob] = navigator.sendBeacon.mock.calls[0];
+    const [url, body] = navigator.sendBeacon.mock.calls[0];
     expect(url).toBe(cfg.endpoint);
-    expect(blob.type).toBe("text/plain");
-    expect(JSON.parse(await blob.text()).events.map((e) => e.cta)).toEqual(["request-quote"]);
+    expect(typeof body).toBe("string"); // sent as text/plain;charset=UTF-8
+    expect(JSON.parse(body).events.map((e) => e.cta)).toEqual(["request-quote"]);
     expect(queued()).toEqual([]);
     Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
   });
@@ -87,5 +87,16 @@ describe("tracker", () => {
     await vi.advanceTimersByTimeAsync(15000);
     const views = sent.flatMap((b) => b.events).filter((e) => e.type === "room_view");
     expect(views.map((e) => new URL(e.url).pathname)).toEqual(["/r/deal-1", "/r/deal-1/pricing"]);
+  });
+
+  it("a #fragment (table of contents, in-page links) is not a room view; a new path is", async () => {
+    start(cfg, window);
+    history.pushState({}, "", "/r/deal-1#pricing");
+    window.dispatchEvent(new window.Event("popstate"));
+    history.replaceState({}, "", "/r/deal-1#faq");
+    history.pushState({}, "", "/r/deal-1/security#top");
+    await vi.advanceTimersByTimeAsync(15000);
+    const views = sent.flatMap((b) => b.events).filter((e) => e.type === "room_view");
+    expect(views.map((e) => new URL(e.url).pathname)).toEqual(["/r/deal-1", "/r/deal-1/security"]);
   });
 });

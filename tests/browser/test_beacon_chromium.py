@@ -1,52 +1,16 @@
 """The beacon in real headless Chromium against the real ingest server in embedded mode: what lands in
 ClickHouse after a visit that scrolls, dwells, watches, hides, navigates SPA-style, goes offline and closes."""
-import functools
-import http.server
-import io
-import pathlib
-import shutil
 import subprocess
-import threading
 import time
-import wave
 
 import httpx
 import orjson
 import pytest
 
 from dealbeacon.core import tokens
+from tests.browser.conftest import SNIPPET, silence_wav, site_server
 from tests.e2e.conftest import Server
-from tests.helpers import SQL_AUTH, free_port
-
-ROOT = pathlib.Path(__file__).parents[2]
-SNIPPET = ROOT / "js-snippet"
-
-
-def _silence_wav(seconds=8, rate=8000) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(1)
-        w.setframerate(rate)
-        w.writeframes(b"\x80" * rate * seconds)
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def built_snippet():
-    assert shutil.which("node"), "node is part of the test setup"
-    r = subprocess.run(["node", "build.mjs"], cwd=SNIPPET, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return SNIPPET / "dist" / "dealbeacon.js"
-
-
-def _site_server(root: pathlib.Path):
-    port = free_port()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, f"http://127.0.0.1:{port}"
+from tests.helpers import SQL_AUTH
 
 
 def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
@@ -54,8 +18,8 @@ def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
     site_root = tmp_path / "site"
     (site_root / "r" / "deal-e2e").mkdir(parents=True)
     (site_root / "files").mkdir()
-    (site_root / "files" / "demo.wav").write_bytes(_silence_wav())
-    site, site_url = _site_server(site_root)
+    (site_root / "files" / "demo.wav").write_bytes(silence_wav())
+    site, site_url = site_server(site_root)
     data = tmp_path / "data"
     data.mkdir()
     secret = "e2e-secret"
@@ -84,8 +48,12 @@ def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
         assert {e["event_id"] for e in sent} <= stored
         # the rows Playwright did not see leave went by sendBeacon (hide and close)
         beaconed = {i for b in out["steps"]["beacons_on_hide"] for i in b["ids"]} | set(out["steps"]["last_event"])
-        assert stored - {e["event_id"] for e in sent} <= beaconed
-        assert sql("SELECT count() FROM events") == [[len(stored)]]  # and nothing twice
+        # (and the engaged time credited between the last snapshot and the close: only the pagehide beacon carried it)
+        unseen = stored - {e["event_id"] for e in sent} - beaconed
+        closing = sql(f"SELECT toString(event_id), type, client_ts >= fromUnixTimestamp64Milli({out['t_end']}) FROM events "
+                      f"WHERE toString(event_id) IN ({','.join(repr(i) for i in unseen) or 'NULL'})")
+        assert all(t == "engagement" and late for _, t, late in closing), closing
+        assert sql("SELECT count() FROM events") == [[len(stored)]], sql("SELECT type, ts, event_id, count() c FROM events GROUP BY ALL HAVING c > 1")  # and nothing twice
         assert sql("SELECT count() FROM dead_letters") == [[0]], sql("SELECT reason, detail FROM dead_letters")
         # identity: the link token verified; it was removed from the address bar; one visitor
         assert "dbt=" not in out["steps"]["url_after_load"]

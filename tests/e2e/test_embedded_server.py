@@ -1,4 +1,5 @@
 """Fresh data dir -> `dealbeacon up` -> curl a batch -> clickhouse-connect on the SQL port sees it."""
+import gzip
 import shutil
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def test_sql_port_refuses_writes_via_clickhouse_connect(server_factory, tmp_path
     assert ch.query("SELECT count() FROM events").result_rows == [(0,)]
 
 
-def test_demo_mode_feeds_simulated_rooms(server_factory):
+def test_demo_mode_feeds_simulated_rooms(server_factory, tmp_path):
     srv = server_factory().start()  # no flags: demo site + simulated traffic
     ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port, username=SQL_AUTH[0], password=SQL_AUTH[1])
     deadline = time.time() + 30
@@ -88,6 +89,12 @@ def test_demo_mode_feeds_simulated_rooms(server_factory):
     page = httpx.get(srv.url + "/demo")  # the demo room a newcomer opens, with the beacon served alongside
     assert page.status_code == 200 and 'data-site="demo"' in page.text
     assert httpx.get(srv.url + "/snippet/v1/dealbeacon.js").headers["cache-control"].startswith("public")
+    # the beacon on the wire, as curl fetches it: gzip, within the 3 KB budget
+    wire = tmp_path / "beacon.gz"
+    head = subprocess.run(["curl", "-s", "-D", "-", "-o", str(wire), "-H", "Accept-Encoding: gzip",
+                           srv.url + "/snippet/v1/dealbeacon.js"], capture_output=True, text=True, timeout=30).stdout.lower()
+    assert "content-encoding: gzip" in head and 1000 < wire.stat().st_size <= 3072, (head, wire.stat().st_size)
+    assert b"dealbeacon" in gzip.decompress(wire.read_bytes())
 
 
 def test_room_state_survives_a_restart(server_factory, tmp_path):
