@@ -1,7 +1,6 @@
 """Attacks on a real `dealbeacon up`, the way an outsider or a careless analyst writes them: the SQL port refuses
 each with a status and a ClickHouse-style message, analysts see only their sites, heavy queries do not hold
 ingest or shutdown. Written apart from the guard's own functional tests, against the running process."""
-import collections
 import os
 import signal
 import subprocess
@@ -14,10 +13,10 @@ import httpx
 import orjson
 import pytest
 
+from bench import sql_isolation
 from tests.e2e.conftest import Server
 from tests.helpers import event
 
-HEAVY = "SELECT count() FROM numbers(2000000000) WHERE sipHash64(number) % 7 = 1"
 
 
 def _cli(data_dir, *args):
@@ -128,59 +127,16 @@ def test_heavy_queries_hit_their_limits(stack):
     assert r.status_code == 403 and "capped" in r.text
 
 
-def _p(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
-def test_ingest_p99_stays_under_200ms_while_8_heavy_analyst_queries_run(stack):
+def test_heavy_analyst_queries_do_not_starve_ingest(stack):
+    """The latency figures (p99 alone vs under load, as a ratio) are bench/sql_isolation.py's; this test asserts
+    what must hold on any machine: every ingest request accepted while 8 heavy queries run, ingest kept
+    answering throughout, the queries admitted and killed when their clients left."""
     srv, _, analysts, _ = stack
-    stop = 0.0
-    heavy_started, answers = [], []
-
-    def heavy(name):
-        while time.time() < stop - 20:
-            heavy_started.append(name)
-            try:  # clients that give up early: their queries are killed, not left running
-                r = httpx.post(f"http://127.0.0.1:{srv.sql_port}/", content=HEAVY, auth=(name, analysts[name]), timeout=6)
-                answers.append(r.status_code)
-                time.sleep(0.5)  # refused (429: this analyst's two queries still run): try again shortly
-            except httpx.HTTPError:
-                answers.append("client left")
-
-    def ingest(seconds):
-        latencies, statuses = [], []
-        with httpx.Client(timeout=10) as c:
-            t_end = time.time() + seconds
-            while time.time() < t_end and len(latencies) < 2000:  # bounded in count and time
-                now = int(time.time() * 1000)
-                body = {"site": "acme", "sent_at": now, "events": [
-                    event("engagement", ts=now - 100, room="acme-deal") for _ in range(5)]}
-                t0 = time.perf_counter()
-                r = c.post(srv.url + "/v1/events", json=body)
-                latencies.append(time.perf_counter() - t0)
-                statuses.append(r.status_code)
-                time.sleep(0.05)
-        return latencies, statuses
-
-    baseline, _ = ingest(5)  # the same traffic without analysts, measured in this run
-    stop = time.time() + 60
-    threads = [threading.Thread(target=heavy, args=(f"heavy{i % 4}",), daemon=True) for i in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(2)
-    latencies, statuses = ingest(20)
-    stop = 0
-    for t in threads:
-        t.join(10)
-    p50, p99 = _p(latencies, 0.5), _p(latencies, 0.99)
-    print(f"\ningest alone: p50 {_p(baseline, 0.5) * 1000:.1f} ms, p99 {_p(baseline, 0.99) * 1000:.1f} ms; "
-          f"under 8 heavy analyst queries: {len(latencies)} requests, p50 {p50 * 1000:.1f} ms, "
-          f"p99 {p99 * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms; heavy queries started {len(heavy_started)}, "
-          f"answers {sorted(collections.Counter(map(str, answers)).items())}")
-    assert set(statuses) == {202}, statuses
-    assert answers.count("client left") >= 8  # at least 8 heavy queries were admitted and held until the client left
-    assert p99 < 0.2, p99
+    r = sql_isolation.measure(srv.url, srv.sql_port, [(f"heavy{i}", analysts[f"heavy{i}"]) for i in range(4)])
+    print("\n" + sql_isolation.report(r))
+    assert set(r["statuses"]) == {202}, r["statuses"]
+    assert r["requests"] >= 50, r["requests"]  # 20 s of sequential requests: ingest was never held
+    assert dict(r["answers"]).get("client left", 0) >= 8  # >= 8 heavy queries admitted and held until the client left
 
 
 def test_sigterm_exits_within_10s_during_a_heavy_query(tmp_path):
@@ -194,7 +150,7 @@ def test_sigterm_exits_within_10s_during_a_heavy_query(tmp_path):
 
     def heavy():
         try:
-            httpx.post(f"http://127.0.0.1:{srv.sql_port}/", content=HEAVY, auth=("ann", password), timeout=120)
+            httpx.post(f"http://127.0.0.1:{srv.sql_port}/", content=sql_isolation.HEAVY, auth=("ann", password), timeout=120)
         except httpx.HTTPError as e:
             errors.append(e)
 
