@@ -34,13 +34,14 @@ def _schemas(settings: Settings) -> dict:
     stages = list(settings.stage_list)
     sev = ["info", "low", "medium", "high"]
     return {
-        "RoomUpdate": {"type": "object", "properties": {
+        "RoomUpdate": {"type": "object", "additionalProperties": False, "properties": {
             "name": {"type": "string", "maxLength": 256}, "owner": {"type": "string", "maxLength": 256},
             "stage": {"enum": stages}, "amount": {"type": "number", "minimum": 0},
             "expected_close": {"type": "string", "format": "date"},
             "proposal_shared_at": {"type": "integer", "minimum": contract.MIN_TS_MS, "maximum": contract.MAX_TS_MS},
             "updated_at": {"type": "integer", "minimum": contract.MIN_TS_MS, "maximum": contract.MAX_TS_MS},
             "stakeholders": {"type": "array", "maxItems": 100, "items": {"type": "object", "required": ["id"],
+                             "additionalProperties": False,
                              "properties": {"id": _STR, "email": _STR, "role": {"enum": list(contract.ROOM_ROLES)}}}}}},
         "RoomAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "room": {"type": "object"}}},
         "Clock": {"type": "object", "required": ["now"], "properties": {

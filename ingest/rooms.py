@@ -38,10 +38,18 @@ def check_ms(value, name: str) -> int:
     return value
 
 
+ROOM_FIELDS = ("name", "owner", "stage", "amount", "expected_close", "proposal_shared_at", "updated_at", "stakeholders")
+PERSON_FIELDS = ("id", "email", "role")
+
+
 def check_room(body: object, stages: tuple[str, ...]) -> dict:
-    """Validate a room update body; returns the clean fields (only those given)."""
+    """Validate a room update body; returns the clean fields (only those given). A field the API does not
+    know is refused by name, never silently dropped (a typo would otherwise lose the seller's update)."""
     if not isinstance(body, dict):
         raise Rejected("invalid_body", "", "expected a JSON object")
+    for name in body:
+        if name not in ROOM_FIELDS:
+            raise Rejected("unknown_field", str(name)[:64], "fields: " + ", ".join(ROOM_FIELDS))
     clean: dict = {}
     for name in ("name", "owner"):
         if name in body:
@@ -75,6 +83,9 @@ def check_room(body: object, stages: tuple[str, ...]) -> dict:
         for i, p in enumerate(people):
             if not isinstance(p, dict) or not isinstance(p.get("id"), str) or not _ID.match(p["id"]):
                 raise Rejected("invalid_value", f"stakeholders[{i}].id", "an id of 1-128 characters [A-Za-z0-9._:@/-]")
+            for name in p:
+                if name not in PERSON_FIELDS:
+                    raise Rejected("unknown_field", f"stakeholders[{i}].{str(name)[:64]}", "fields: " + ", ".join(PERSON_FIELDS))
             if p.get("role", "other") not in ROOM_ROLES:
                 raise Rejected("invalid_value", f"stakeholders[{i}].role", "one of " + ", ".join(ROOM_ROLES))
             email = p.get("email", "")
@@ -89,7 +100,11 @@ def check_room(body: object, stages: tuple[str, ...]) -> dict:
 
 
 def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
-    """``submit(records, dead_letters)``: the app's bounded hand-off; returns a 503 response or None."""
+    """``submit(records, dead_letters)``: the app's bounded hand-off; returns a 503 response or None.
+
+    With an external clock, a room update without ``updated_at`` takes the site's clock (the last ``now``
+    POSTed to this process), never the wall clock; before any, ``updated_at`` is required."""
+    site_now: dict[str, int] = {}
     async def _read(request: Request):
         site = sites.get(request.path_params["site"])
         if site is None or not site.bearer_ok(request.headers.get("authorization", "")):
@@ -121,10 +136,14 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
             if body is None:
                 raise Rejected("invalid_json", "")
             clean = check_room(body, settings.stage_list)
+            if settings.clock == "external" and "updated_at" not in clean and site.key not in site_now:
+                raise Rejected("missing_field", "updated_at", "with an external clock, give updated_at or POST the "
+                               "site's clock first")
         except Rejected as e:
             return await _reject(site, raw, e)
+        now = site_now[site.key] if settings.clock == "external" and site.key in site_now else clock.wall_ms()
         rec = {"record": "room", "rv": records.RECORD_VERSION, "site": site.key, "room_id": room_id,
-               "updated_at": clock.wall_ms(), **clean}
+               "updated_at": now, **clean}
         failed = await submit([rec], [])
         return failed or JSONResponse({"accepted": True, "room": rec}, status_code=202)
 
@@ -141,6 +160,8 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
         except Rejected as e:
             return await _reject(site, raw, e)
         failed = await submit([{"record": "clock", "site": site.key, "now": now}], [])
+        if not failed:
+            site_now[site.key] = max(now, site_now.get(site.key, now))
         return failed or JSONResponse({"accepted": True, "now": now}, status_code=202)
 
     async def post_erase(request: Request) -> Response:

@@ -214,6 +214,14 @@ CREATE TABLE IF NOT EXISTS erasures (
 ) ENGINE = ReplacingMergeTree
 ORDER BY (site, erasure_id)
 """),
+    (6, "no_sentinels", """
+ALTER TABLE stakeholder_scores MODIFY COLUMN velocity Nullable(Float64);
+ALTER TABLE deal_scores MODIFY COLUMN velocity Nullable(Float64);
+ALTER TABLE rooms MODIFY COLUMN proposal_shared_at Nullable(DateTime64(3, 'UTC'));
+ALTER TABLE stakeholder_scores UPDATE velocity = NULL WHERE velocity < 0 OR velocity >= 1e9 SETTINGS mutations_sync = 2;
+ALTER TABLE deal_scores UPDATE velocity = NULL WHERE velocity < 0 OR velocity >= 1e9 SETTINGS mutations_sync = 2;
+ALTER TABLE rooms UPDATE proposal_shared_at = NULL WHERE proposal_shared_at = 0 SETTINGS mutations_sync = 2
+"""),
 ]
 
 MIGRATIONS_TABLE = """
@@ -242,7 +250,7 @@ COLUMNS: dict[str, dict[str, str]] = {
     "rooms": {
         "site": "LowCardinality(String)", "room_id": "String", "name": "String", "owner": "String",
         "stage": "LowCardinality(String)", "amount": "Float64", "expected_close": "Nullable(Date)",
-        "stakeholders": "String", "proposal_shared_at": "DateTime64(3, 'UTC')", "created_at": "DateTime64(3, 'UTC')",
+        "stakeholders": "String", "proposal_shared_at": "Nullable(DateTime64(3, 'UTC'))", "created_at": "DateTime64(3, 'UTC')",
         "updated_at": "DateTime64(3, 'UTC')",
     },
     "room_stage_history": {
@@ -252,13 +260,13 @@ COLUMNS: dict[str, dict[str, str]] = {
     "stakeholder_scores": {
         "site": "LowCardinality(String)", "room_id": "String", "stakeholder_id": "String",
         "role": "LowCardinality(String)", "at": "DateTime64(3, 'UTC')", "score": "Float64",
-        "band": "LowCardinality(String)", "velocity": "Float64", "first_seen": "DateTime64(3, 'UTC')",
+        "band": "LowCardinality(String)", "velocity": "Nullable(Float64)", "first_seen": "DateTime64(3, 'UTC')",
         "last_seen": "DateTime64(3, 'UTC')", "reasons": "String",
     },
     "deal_scores": {
         "site": "LowCardinality(String)", "room_id": "String", "owner": "String", "stage": "LowCardinality(String)",
         "at": "DateTime64(3, 'UTC')", "score": "Float64", "breadth": "Float64", "depth": "Float64",
-        "recency": "Float64", "velocity": "Float64", "band": "LowCardinality(String)", "engaged": "UInt16",
+        "recency": "Float64", "velocity": "Nullable(Float64)", "band": "LowCardinality(String)", "engaged": "UInt16",
         "invited": "UInt16", "reasons": "String",
     },
     "alerts": {

@@ -22,7 +22,7 @@ MAX_PARTITIONS_PER_INSERT = 1000
 
 
 def _time_columns(table: str) -> list[str]:
-    return [c for c, t in COLUMNS[table].items() if t.startswith("DateTime64")]
+    return [c for c, t in COLUMNS[table].items() if t.startswith(("DateTime64", "Nullable(DateTime64"))]
 
 
 class Store(Protocol):
@@ -81,7 +81,7 @@ class ChdbStore:
         times = set(_time_columns(table))
         # positional JSON arrays parse ~1.7x faster in chdb than JSONEachRow objects (bench/insert paths)
         conv = [(c, c in times) for c in cols]
-        payload = b"\n".join(orjson.dumps([row[c] / 1000.0 if t else row[c] for c, t in conv]) for row in rows)
+        payload = b"\n".join(orjson.dumps([row[c] / 1000.0 if t and row[c] is not None else row[c] for c, t in conv]) for row in rows)
         settings = f" SETTINGS max_partitions_per_insert_block = {MAX_PARTITIONS_PER_INSERT}"
         if dedup_token:
             settings += ", insert_deduplication_token = '" + dedup_token.replace("'", "") + "'"
@@ -131,8 +131,8 @@ class ServerStore:
             default = None if ctype.startswith("Nullable") else (0 if c in times or "Int" in ctype else "")
             values: list[Any] = [r.get(c, default) for r in rows]
             if c in times:
-                values = [dt.datetime.fromtimestamp(v / 1000, _UTC) for v in values]
-            elif "Date" in ctype:  # ISO dates ('2026-12-31') or None
+                values = [None if v is None else dt.datetime.fromtimestamp(v / 1000, _UTC) for v in values]
+            elif "Date" in ctype and "DateTime" not in ctype:  # ISO dates ('2026-12-31') or None
                 values = [dt.date.fromisoformat(v) if v else None for v in values]
             columns.append(values)
         settings: dict[str, Any] = {"max_partitions_per_insert_block": MAX_PARTITIONS_PER_INSERT}

@@ -12,7 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from streams.model import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, alert_config  # noqa: F401
-from streams.scoring import DAY_MS, DEFAULT, ScoringConfig, StakeholderScore, band, deal_velocity, engaged_ids, velocity
+from streams.scoring import (
+    DAY_MS,
+    DEFAULT,
+    ScoringConfig,
+    StakeholderScore,
+    deal_band,
+    engaged_ids,
+    is_person,
+    stakeholder_band,
+    value_at,
+)
+
+SHARE_CLAIM_DAYS = 14  # a new anonymous visitor is linked to a share made at most this many days before
+MAX_SHARES = 32
+MAX_VISITORS = 50
 
 
 @dataclass(frozen=True)
@@ -68,13 +82,48 @@ def new_stakeholder_by_link(v: EventView, cfg: ScoringConfig, acfg: AlertConfig)
     return []
 
 
+def recipient(rec: dict) -> str:
+    return str(rec.get("share_to") or "").strip().lower()
+
+
 def shared(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
-    """The room was shared onward."""
+    """The room shared onward to someone new: once per recipient. A share to an invited stakeholder (by id or
+    email) or to someone it was already shared with is not news; a share without a recipient (a copied link)
+    is news once per sharer and channel."""
     if v.rec.get("type") != "share":
         return []
-    to = v.rec.get("share_to") or "someone"
-    return [v.alert("new_stakeholder", "info", v.who, f"room shared with {to} via {v.rec.get('share_channel')}",
-                    f"Offer {to} a short intro call and make sure they have the right content")]
+    to, channel = recipient(v.rec), v.rec.get("share_channel") or "link"
+    invited = {sid.lower() for sid, _ in v.room.invited} | {e.lower() for e in v.room.emails if e}
+    if to and (to in invited or to in {s[0] for s in v.facts.shared_to}):
+        return []
+    by = v.sid or "an anonymous visitor"
+    if not to:
+        return [v.alert("new_stakeholder", "info", v.who, f"{by} copied the room's link to share it via {channel}",
+                        "Ask who else is evaluating, and offer them a short intro call",
+                        episode=f"share/{v.sid or v.rec.get('visitor_id', '')}/{channel}")]
+    return [v.alert("new_stakeholder", "info", v.who, f"{by} shared the room with {to} via {channel}",
+                    f"Offer {to} a short intro call and make sure they have the right content", episode=f"share/{to}")]
+
+
+def likely_share(facts: RoomFacts, ts: int) -> tuple[str, str, int, str] | None:
+    """The most recent share not yet linked to a visitor, made at most SHARE_CLAIM_DAYS before ``ts``."""
+    open_shares = [s for s in facts.shared_to if not s[3] and 0 <= ts - s[2] <= SHARE_CLAIM_DAYS * DAY_MS]
+    return max(open_shares, key=lambda s: s[2]) if open_shares else None
+
+
+def shared_link_opened(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """A new anonymous visitor right after a share: most likely its recipient's first visit."""
+    visitor = v.rec.get("visitor_id", "")
+    if v.sid or v.rec.get("type") != "room_view" or not visitor or visitor in v.facts.visitors:
+        return []
+    share = likely_share(v.facts, v.ts)
+    if share is None:
+        return []
+    to, by, at, _ = share
+    days = int((v.ts - at) // DAY_MS)
+    when = "today" if days == 0 else "1 day ago" if days == 1 else f"{days} days ago"
+    return [v.alert("new_stakeholder", "info", [], f"a new visitor opened the room: likely {to}, shared by {by} {when}",
+                    f"{to} is looking: offer a short intro call and find out their role", episode=f"share_visit/{to}")]
 
 
 def pricing_revisited(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
@@ -102,6 +151,10 @@ def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     if not v.daily_points:
         return []
     today = v.ts // DAY_MS
+    if today - min(d for d, _ in v.daily_points) < acfg.hot_baseline_days:
+        return []  # no baseline yet: a deal's first days are not a spike
+    if v.facts.hot_ms and v.ts - v.facts.hot_ms < acfg.hot_every_days * DAY_MS:
+        return []
     todays = sum(p for d, p in v.daily_points if d == today)
     before = [p for d, p in v.daily_points if today - acfg.spike_window_days <= d < today]
     avg = sum(before) / acfg.spike_window_days
@@ -109,60 +162,87 @@ def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     if todays >= threshold > todays - v.points:
         return [v.alert("hot", "medium", v.who, f"{todays:.0f} engagement points today vs {avg:.1f} on an average "
                         "day", "The deal is hot right now: reach out today",
-                        episode=f"hot/{v.ts // (acfg.hot_every_days * DAY_MS)}")]
+                        episode=f"hot/{today}")]
     return []
 
 
-EVENT_RULES: tuple[EventRule, ...] = (new_stakeholder_by_link, shared, pricing_revisited, proposal_read, hot)
+EVENT_RULES: tuple[EventRule, ...] = (new_stakeholder_by_link, shared, shared_link_opened, pricing_revisited,
+                                      proposal_read, hot)
 
 
 # ---------------------------------------------------------------- time rules (stalls)
 
-def suggest_for_quiet(facts: RoomFacts, room: Room) -> str:
-    viewed = set(facts.viewed_kinds)
-    if room.proposal_shared_ms and "proposal" not in viewed:
+def suggest_for_quiet(facts: RoomFacts, room: Room, scores: dict[str, StakeholderScore], now_ms: int,
+                      cfg: ScoringConfig = DEFAULT) -> str:
+    """A next step from the room's own facts: the proposal it has, the people it has. Never names a role or
+    content the room does not have."""
+    if room.proposal_shared_ms and not facts.proposal_opened_ms:
         return "The proposal was never opened: resend it with a two-line summary of what matters to them"
-    if "pricing" in viewed and "security" not in viewed:
-        return "They looked at pricing but not security: send the security pack to unblock the technical review"
-    if "pricing" not in viewed:
-        return "Share pricing with a clear next step, or ask what is holding the evaluation"
-    return "Check in with your champion with one concrete next step"
+    people = sorted((value_at(s, now_ms, cfg), sid) for sid, s in scores.items() if is_person(sid))
+    best = people[-1][1] if people else ""
+    engaged = set(engaged_ids(scores, now_ms, cfg))
+    missing = [(sid, role) for sid, role in room.invited if sid not in engaged and sid != best]
+    if best and missing:
+        names = ", ".join(f"{sid} ({role})" for sid, role in missing[:3])
+        return f"Ask {best}, your most engaged contact, to bring {names} back in with one concrete next step"
+    if best:
+        return f"Check in with {best}, your most engaged contact, with one concrete next step"
+    if room.invited:
+        sid, role = room.invited[0]
+        return f"Reach out to {sid} ({role}) directly with one concrete next step"
+    return "Reach out to your contact with one concrete next step"
+
+
+def usual_gap(facts: RoomFacts, acfg: AlertConfig) -> float:
+    """The room's rhythm: the longest of its recent gaps between active days, in working days (0 until the room
+    has three gaps to learn from)."""
+    days = facts.active_days[-(acfg.rhythm_gaps + 1):]
+    if len(days) < 4:
+        return 0.0
+    return max(acfg.calendar.working_days(a, b) for a, b in zip(days, days[1:]))
 
 
 def quiet(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
-    """No buyer activity past the stage's cadence; severity by overshoot (1x, 2x, 3x). One per quiet stretch
-    and severity step: re-arms when the buyer comes back."""
+    """No buyer activity for longer than the stage's cadence AND than is usual for this room (its longest recent
+    gap x rhythm_factor), counted in working days (weekends and holidays are not silence). Severity by how far
+    past (1x, 2x, 3x). One per quiet stretch and severity step: re-arms when the buyer comes back."""
     cadence = acfg.cadence(v.room.stage)
     since = v.facts.last_activity_ms or v.room.created_ms
     if not (cadence and since):
         return []
-    quiet_days = (v.now_ms - since) / DAY_MS
-    over = quiet_days / cadence
+    silent = acfg.calendar.working_days(since, v.now_ms)
+    rhythm = usual_gap(v.facts, acfg)
+    norm = max(cadence, acfg.rhythm_factor * rhythm)
+    over = silent / norm
     if over <= 1:
         return []
     sev = "high" if over >= 3 else "medium" if over >= 2 else "low"
-    return [v.alert("quiet", sev, [], f"no buyer activity for {quiet_days:.1f} days; {v.room.stage} expects contact "
-                    f"every {cadence:g} days", suggest_for_quiet(v.facts, v.room),
+    usual = f"; this room's longest recent gap is {rhythm:.1f}" if rhythm else ""
+    return [v.alert("quiet", sev, [], f"no buyer activity for {silent:.1f} working days; {v.room.stage} expects contact "
+                    f"every {cadence:g} working days{usual}", suggest_for_quiet(v.facts, v.room, v.scores, v.now_ms, cfg),
                     episode=f"quiet/{v.facts.last_activity_ms}/{sev}")]
 
 
+LIVE = ("Active", "Cooling", "New")
+
+
 def deal_went_dark(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
-    """The deal's velocity band went from Active to Dark (fires on the transition)."""
-    if v.before.deal == "Active" and v.now.deal == "Dark":
-        return [v.alert("deal_went_dark", "high", [], "deal engagement fell from Active to Dark (last 30 days vs "
-                        "the 30 before)", suggest_for_quiet(v.facts, v.room), episode=f"deal_went_dark//{v.now_ms}")]
+    """The deal's band became Dark (from Active, Cooling or New; fires on the transition)."""
+    if v.before.deal in LIVE and v.now.deal == "Dark":
+        return [v.alert("deal_went_dark", "high", [], f"deal engagement went from {v.before.deal} to Dark",
+                        suggest_for_quiet(v.facts, v.room, v.scores, v.now_ms, cfg), episode=f"deal_went_dark//{v.now_ms}")]
     return []
 
 
 def stakeholder_dark(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
-    """A stakeholder went from Active to Dark; the champion's is its own, higher-severity kind."""
+    """A person's band became Dark (anonymous visitors have no bands); the champion's is its own kind."""
     before, invited, out = dict(v.before.stakeholders), dict(v.room.invited), []
     for sid, b in v.now.stakeholders:
-        if before.get(sid) == "Active" and b == "Dark":
+        if before.get(sid) in LIVE and b == "Dark":
             role = invited.get(sid, "stakeholder")
             kind = "champion_dark" if role == "champion" else "stakeholder_dark"
             out.append(v.alert(kind, "high" if role == "champion" else "medium", [sid], f"{sid} ({role}) went from "
-                               "Active to Dark", f"Reach {sid} directly, or through another stakeholder, before the "
+                               f"{before[sid]} to Dark", f"Reach {sid} directly, or through another stakeholder, before the "
                                "deal stalls", episode=f"{kind}/{sid}/{v.now_ms}"))
     return out
 
@@ -209,12 +289,30 @@ def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[i
     kind = _kind(cfg, rec.get("content_id", ""))
     view = EventView(room, facts, rec, ts, sid, kind, daily_points, points)
     alerts = [a for rule in EVENT_RULES for a in rule(view, cfg, acfg)]
-    return fold(facts, rec, ts, sid, kind), alerts
+    return fold(facts, rec, ts, sid, kind, alerts, acfg), alerts
 
 
-def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str) -> RoomFacts:
+def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list[Alert] = (),  # type: ignore[assignment]
+         acfg: AlertConfig = ALERTS) -> RoomFacts:
     """What one event establishes about the room."""
     etype = rec.get("type", "")
+    shares = list(facts.shared_to)
+    visitors = list(facts.visitors)
+    visitor = rec.get("visitor_id", "")
+    if not sid and etype == "room_view" and visitor and visitor not in visitors:
+        claimed = likely_share(facts, ts)
+        if claimed:
+            shares[shares.index(claimed)] = (*claimed[:3], visitor)
+        visitors = (visitors + [visitor])[-MAX_VISITORS:]
+    to = recipient(rec)
+    if etype == "share" and to and to not in {s[0] for s in shares}:
+        shares = (shares + [(to, sid or "an anonymous visitor", ts, "")])[-MAX_SHARES:]
+    hot_ms = max([facts.hot_ms] + [a.at_ms for a in alerts if a.kind == "hot"])
+    active = list(facts.active_days)
+    if not active or ts // DAY_MS > active[-1] // DAY_MS:
+        active = (active + [ts])[-(acfg.rhythm_gaps + 1):]
+    elif ts // DAY_MS not in {d // DAY_MS for d in active}:  # a late event from an earlier day
+        active = sorted(active + [ts])[-(acfg.rhythm_gaps + 1):]
     seen, pairs = dict(facts.stakeholders), set(facts.token_visitors)
     if sid:
         seen.setdefault(sid, ts)
@@ -229,13 +327,14 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str) -> RoomFacts
     viewed = set(facts.viewed_kinds) | ({kind} if kind and etype == "content_view" else set())
     return replace(facts, last_activity_ms=max(facts.last_activity_ms, ts), stakeholders=tuple(sorted(seen.items())),
                    token_visitors=tuple(sorted(pairs)), pricing_days=tuple(sorted(pricing_days)),
-                   proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=tuple(sorted(viewed)))
+                   proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=tuple(sorted(viewed)),
+                   shared_to=tuple(shares), visitors=tuple(visitors), hot_ms=hot_ms, active_days=tuple(active))
 
 
 def bands_at(scores: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> BandState:
-    """The deal's and each stakeholder's velocity band at ``now_ms``."""
-    return BandState(band(deal_velocity(scores, now_ms, cfg), cfg),
-                     tuple(sorted((sid, band(velocity(s, now_ms, cfg), cfg)) for sid, s in scores.items())))
+    """The deal's and each person's band at ``now_ms`` (age, velocity and recency)."""
+    return BandState(deal_band(scores, now_ms, cfg),
+                     tuple(sorted((sid, stakeholder_band(s, now_ms, cfg)) for sid, s in scores.items() if is_person(sid))))
 
 
 def evaluate(room: Room, facts: RoomFacts, scores: dict[str, StakeholderScore], bands: BandState, now_ms: int,

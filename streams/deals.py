@@ -27,10 +27,13 @@ from streams.scoring import (
     ScoringConfig,
     StakeholderScore,
     apply_event,
-    band,
+    deal_band,
     deal_score,
     engaged_ids,
     event_points,
+    is_person,
+    stakeholder_band,
+    stored_velocity,
     top_reasons,
     value_at,
     velocity,
@@ -131,13 +134,20 @@ def _fire(state: RoomState, alerts: list[Alert], out: dict) -> tuple[str, ...]:
 
 
 def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
+    before = state.bands
     bands, alerts = evaluate(state.room, state.facts, dict(state.scores), state.bands, now, cfg, acfg)
     state = replace(state, bands=bands, fired=_fire(state, alerts, out), clock_ms=max(state.clock_ms, now))
+    if state.room.stage in acfg.closed_stages:
+        return state
+    # time moves scores and bands without events: a row whenever a band changes, and a daily deal snapshot
+    scores, old = dict(state.scores), dict(before.stakeholders)
+    changed = [sid for sid, b in bands.stakeholders if old.get(sid, b) != b]
+    if changed:
+        out.setdefault("stakeholder_scores", []).extend(_stakeholder_row(state, sid, scores[sid], now, cfg) for sid in changed)
     day = now // DAY_MS
-    if day > state.snapshot_day and state.scores and state.room.stage not in acfg.closed_stages:
-        # one deal-score snapshot per day while the deal is open: scores decay with time
+    if state.scores and (day > state.snapshot_day or (before.deal and before.deal != bands.deal)):
         out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg))
-        state = replace(state, snapshot_day=day)
+        state = replace(state, snapshot_day=max(day, state.snapshot_day))
     return state
 
 
@@ -152,6 +162,7 @@ def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
         changes["stage"] = rec["stage"]
     if "stakeholders" in rec:
         changes["invited"] = tuple((s["id"], s.get("role", "other")) for s in rec["stakeholders"])
+        changes["emails"] = tuple(s["email"].lower() for s in rec["stakeholders"] if s.get("email"))
     if rec.get("proposal_shared_at") is not None:
         changes["proposal_shared_ms"] = int(rec["proposal_shared_at"])
     meta = dict(state.meta)
@@ -173,7 +184,9 @@ def forget(state: RoomState, who: str, at_ms: int, out: dict) -> RoomState:
     anonymous visitor). A described room gets a new rooms row without them (newer, so it replaces the old)."""
     visitor = who[len("visitor:"):] if who.startswith("visitor:") else None
     facts = replace(state.facts, stakeholders=tuple(p for p in state.facts.stakeholders if p[0] != who),
-                    token_visitors=tuple(p for p in state.facts.token_visitors if p[0] != who and p[1] != visitor))
+                    token_visitors=tuple(p for p in state.facts.token_visitors if p[0] != who and p[1] != visitor),
+                    shared_to=tuple(x for x in state.facts.shared_to if who not in (x[0], x[1]) and x[3] != visitor),
+                    visitors=tuple(x for x in state.facts.visitors if x != visitor))
     meta = dict(state.meta)
     if "emails" in meta:
         meta["emails"] = [e for e in meta["emails"] if e[0] != who]
@@ -194,7 +207,7 @@ def room_row(state: RoomState) -> dict:
     return {"site": state.site, "room_id": room.room_id, "name": str(meta.get("name", "")), "owner": room.owner,
             "stage": room.stage, "amount": float(meta.get("amount") or 0), "expected_close": meta.get("expected_close") or None,
             "stakeholders": orjson.dumps([{"id": s, "role": r, "email": emails.get(s, "")} for s, r in room.invited]).decode(),
-            "proposal_shared_at": room.proposal_shared_ms, "created_at": int(meta.get("created_at", room.created_ms)),
+            "proposal_shared_at": room.proposal_shared_ms or None, "created_at": int(meta.get("created_at", room.created_ms)),
             "updated_at": int(meta["updated_at"])}
 
 
@@ -208,10 +221,10 @@ def _alert_rows(state: RoomState, alerts: list[Alert], out: dict) -> None:
 
 
 def _stakeholder_row(state: RoomState, sid: str, s: StakeholderScore, at: int, cfg: ScoringConfig) -> dict:
-    vel = velocity(s, at, cfg)
     return {"site": state.site, "room_id": state.room.room_id, "stakeholder_id": sid,
             "role": dict(state.room.invited).get(sid, ""), "at": at, "score": round(value_at(s, at, cfg), 4),
-            "band": band(vel, cfg), "velocity": _finite(vel), "first_seen": s.first_seen_ms, "last_seen": s.last_seen_ms,
+            "band": stakeholder_band(s, at, cfg) if is_person(sid) else "Visitor",
+            "velocity": stored_velocity(velocity(s, at, cfg)), "first_seen": s.first_seen_ms, "last_seen": s.last_seen_ms,
             "reasons": orjson.dumps([[r, round(v, 3)] for r, v in top_reasons(s, at, 3, cfg)]).decode()}
 
 
@@ -222,15 +235,9 @@ def _deal_row(state: RoomState, at: int, cfg: ScoringConfig) -> dict:
     engaged = len(engaged_ids(scores, at, cfg))
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,
             "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,
-            "velocity": _finite(d.velocity), "band": band(d.velocity, cfg), "engaged": engaged, "invited": len(roles),
+            "velocity": stored_velocity(d.velocity), "band": deal_band(scores, at, cfg), "engaged": engaged,
+            "invited": len(roles),
             "reasons": orjson.dumps(list(d.reasons)).decode()}
-
-
-def _finite(v: float | None) -> float:
-    """velocity for storage: -1 = no activity in either window, 1e9 = activity only in the recent one."""
-    if v is None:
-        return -1.0
-    return 1e9 if v == float("inf") else round(v, 4)
 
 
 # -- state (de)serialisation: JSON, stable across processes (Faust table values, embedded snapshots)
@@ -247,10 +254,13 @@ def dumps(state: RoomState) -> bytes:
 def loads(data: bytes) -> RoomState:
     d = orjson.loads(data)
     r = d["room"]
-    room = Room(r["room_id"], r["stage"], r["created_ms"], _pairs(r["invited"]), r["proposal_shared_ms"], r["owner"])
+    room = Room(r["room_id"], r["stage"], r["created_ms"], _pairs(r["invited"]), r["proposal_shared_ms"], r["owner"],
+                tuple(r.get("emails", ())))
     f = d["facts"]
     facts = RoomFacts(f["last_activity_ms"], _pairs(f["stakeholders"]), _pairs(f["token_visitors"]),
-                      tuple(f["pricing_days"]), f["proposal_opened_ms"], f["proposal_max_pct"], tuple(f["viewed_kinds"]))
+                      tuple(f["pricing_days"]), f["proposal_opened_ms"], f["proposal_max_pct"], tuple(f["viewed_kinds"]),
+                      tuple(tuple(x) for x in f.get("shared_to", ())), tuple(f.get("visitors", ())), f.get("hot_ms", 0),
+                      tuple(f.get("active_days", ())))
     scores = tuple((sid, StakeholderScore(
         s["value"], s["updated_ms"], s["first_seen_ms"], s["last_seen_ms"], _pairs(s["reasons"]),
         tuple(((k[0], k[1]), v) for k, v in s["day_type_points"]), _pairs(s["daily"]))) for sid, s in d["scores"])
@@ -265,13 +275,14 @@ def _pairs(items) -> tuple:
 
 def _room_dict(r: Room) -> dict:
     return {"room_id": r.room_id, "stage": r.stage, "created_ms": r.created_ms, "invited": r.invited,
-            "proposal_shared_ms": r.proposal_shared_ms, "owner": r.owner}
+            "proposal_shared_ms": r.proposal_shared_ms, "owner": r.owner, "emails": r.emails}
 
 
 def _facts_dict(f: RoomFacts) -> dict:
     return {"last_activity_ms": f.last_activity_ms, "stakeholders": f.stakeholders, "token_visitors": f.token_visitors,
             "pricing_days": f.pricing_days, "proposal_opened_ms": f.proposal_opened_ms,
-            "proposal_max_pct": f.proposal_max_pct, "viewed_kinds": f.viewed_kinds}
+            "proposal_max_pct": f.proposal_max_pct, "viewed_kinds": f.viewed_kinds, "shared_to": f.shared_to,
+            "visitors": f.visitors, "hot_ms": f.hot_ms, "active_days": f.active_days}
 
 
 def _score_dict(s: StakeholderScore) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams.calendar import WorkCalendar
+
 
 @dataclass(frozen=True)
 class AlertConfig:
@@ -17,7 +19,11 @@ class AlertConfig:
     spike_factor: float = 3.0  # today's points vs the average day of the previous window
     spike_window_days: int = 14
     spike_min_points: float = 30.0  # a single ordinary visit scores 10-25: "hot" needs more than one
-    hot_every_days: int = 7  # at most one "hot" alert per room per period
+    hot_every_days: int = 7  # at most one "hot" alert per room in this many days
+    hot_baseline_days: int = 7  # no "hot" before the room has this many days of history (no baseline yet)
+    calendar: WorkCalendar = WorkCalendar()  # silence counts in working days
+    rhythm_factor: float = 1.5  # quiet also needs the silence to exceed this x the room's usual longest gap
+    rhythm_gaps: int = 6  # the room's recent gaps between active working days that make its rhythm
 
     default_cadence_days: float = 7  # a stage without a cadence of its own (custom stage lists)
 
@@ -28,11 +34,11 @@ class AlertConfig:
 
     @classmethod
     def for_stages(cls, stages: tuple[str, ...], cadences: dict[str, float], closed: tuple[str, ...],
-                   default_days: float) -> AlertConfig:
+                   default_days: float, calendar: WorkCalendar = WorkCalendar()) -> AlertConfig:
         """The config for a site's own stage list: known cadences kept, the given ones added or overriding."""
         known = {**dict(cls.cadence_days), **cadences}
         return cls(cadence_days=tuple((s, float(known[s])) for s in stages if s in known and s not in closed),
-                   closed_stages=tuple(closed), default_cadence_days=float(default_days))
+                   closed_stages=tuple(closed), default_cadence_days=float(default_days), calendar=calendar)
 
 
 ALERTS = AlertConfig()
@@ -40,7 +46,8 @@ ALERTS = AlertConfig()
 
 def alert_config(s) -> AlertConfig:
     """The alert config of a deployment's settings (stage list, cadences, closed stages): both modes use it."""
-    return AlertConfig.for_stages(s.stage_list, s.cadences, s.closed_stage_list, s.default_cadence_days)
+    return AlertConfig.for_stages(s.stage_list, s.cadences, s.closed_stage_list, s.default_cadence_days,
+                                  WorkCalendar(s.timezone, s.weekend_days, s.holiday_dates))
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class Room:
     invited: tuple[tuple[str, str], ...] = ()  # (stakeholder id, role)
     proposal_shared_ms: int = 0  # when the proposal was shared with the buyer (0: not yet)
     owner: str = ""  # the seller who owns the deal
+    emails: tuple[str, ...] = ()  # the invited stakeholders' emails (a share to one of them is not news)
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,10 @@ class RoomFacts:
     proposal_opened_ms: int = 0
     proposal_max_pct: float = 0.0
     viewed_kinds: tuple[str, ...] = ()
+    shared_to: tuple[tuple[str, str, int, str], ...] = ()  # (recipient, sharer, at, visitor who opened it or "")
+    visitors: tuple[str, ...] = ()  # anonymous visitor ids seen (bounded)
+    hot_ms: int = 0  # when "hot" last fired
+    active_days: tuple[int, ...] = ()  # first activity (ms) of each recent active day: the room's rhythm
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,10 @@ class ScoringConfig:
     velocity_window_days: int = 30
     active_velocity: float = 0.8  # velocity >= this: Active
     dark_velocity: float = 0.3  # below: Dark; between: Cooling
+    # recency caps the band, so it changes with time and no events: at most Cooling after this many days
+    # without activity, Dark after this many
+    cooling_after_days: float = 10.0
+    dark_after_days: float = 21.0
     # deal roll-up
     key_roles: tuple[str, ...] = ("champion", "economic_buyer", "technical", "legal")
     depth_saturation: float = 60.0  # summed stakeholder score giving full depth
@@ -143,11 +147,54 @@ def velocity(state: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT)
 
 
 def band(vel: float | None, cfg: ScoringConfig = DEFAULT) -> str:
+    """The band a velocity alone gives (see ``standing`` for the band with age and recency)."""
     if vel is None:
         return "Dark"
     if vel >= cfg.active_velocity:
         return "Active"
     return "Cooling" if vel >= cfg.dark_velocity else "Dark"
+
+
+def standing(daily, first_seen_ms: int, last_seen_ms: int, now_ms: int, cfg: ScoringConfig = DEFAULT) -> str:
+    """The band at ``now_ms``: ``New`` while too young for a velocity (first seen within the current window),
+    else the velocity's band; recency caps it (at most Cooling after ``cooling_after_days`` without activity,
+    Dark after ``dark_after_days``), so bands move with time even when no event arrives."""
+    if not last_seen_ms:
+        return "Dark"
+    idle_days = (now_ms - last_seen_ms) / DAY_MS
+    if idle_days >= cfg.dark_after_days:
+        return "Dark"
+    if now_ms - first_seen_ms < cfg.velocity_window_days * DAY_MS:
+        b = "New"
+    else:
+        b = band(velocity(StakeholderScore(daily=tuple(daily)), now_ms, cfg), cfg)
+    if idle_days >= cfg.cooling_after_days and b in ("Active", "New"):
+        return "Cooling"
+    return b
+
+
+def stakeholder_band(s: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -> str:
+    return standing(s.daily, s.first_seen_ms, s.last_seen_ms, now_ms, cfg)
+
+
+def deal_band(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> str:
+    """The deal's band: everyone's activity together (anonymous visitors included: it is the room's)."""
+    if not stakeholders:
+        return "Dark"
+    return standing(_sum_daily(s.daily for s in stakeholders.values()),
+                    min(s.first_seen_ms for s in stakeholders.values()),
+                    max(s.last_seen_ms for s in stakeholders.values()), now_ms, cfg)
+
+
+def stored_velocity(vel: float | None) -> float | None:
+    """Velocity as stored: NULL when there is no ratio (no activity in the earlier window)."""
+    return None if vel is None or math.isinf(vel) else round(vel, 4)
+
+
+def is_person(sid: str) -> bool:
+    """A verified stakeholder (link token), not an anonymous ``visitor:<id>``: only people count in breadth,
+    committee coverage and per-person alerts; anonymous visitors are candidates shown apart."""
+    return not sid.startswith("visitor:")
 
 
 @dataclass(frozen=True)
@@ -166,9 +213,11 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     committee; ``invited``: committee size (>= 1)."""
     values = {sid: value_at(s, now_ms, cfg) for sid, s in stakeholders.items()}
     engaged = engaged_ids(stakeholders, now_ms, cfg)
-    covered = {roles[sid] for sid in engaged if sid in roles} & set(cfg.key_roles)
+    engaged_invited = [sid for sid in engaged if sid in roles]
+    covered = {roles[sid] for sid in engaged_invited} & set(cfg.key_roles)
     w_engaged, w_roles = cfg.breadth_weights
-    breadth = w_engaged * min(1.0, len(engaged) / max(1, invited)) + w_roles * len(covered) / len(cfg.key_roles)
+    breadth = w_engaged * min(1.0, len(engaged_invited if roles else engaged) / max(1, invited)) \
+        + w_roles * len(covered) / len(cfg.key_roles)
     depth = min(1.0, sum(values.values()) / cfg.depth_saturation)
     last = max((s.last_seen_ms for s in stakeholders.values()), default=0)
     recency = decay(1.0, last, now_ms, cfg.recency_half_life_days) if last else 0.0
@@ -177,8 +226,10 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     wb, wd, wr, wv = cfg.deal_weights
     value = 100 * (wb * breadth + wd * depth + wr * recency + wv * vel_term)
     reasons = []
-    if engaged and roles:
-        reasons.append(f"{len(engaged)} of {invited} invited stakeholders engaged")
+    if roles:
+        reasons.append(f"{len(engaged_invited)} of {invited} invited stakeholders engaged")
+        if len(engaged) > len(engaged_invited):
+            reasons.append(f"{len(engaged) - len(engaged_invited)} more verified people engaged (not on the committee)")
     elif engaged:
         reasons.append(f"{len(engaged)} stakeholders engaged (no committee on file)")
     if covered:
@@ -186,7 +237,7 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     missing = set(cfg.key_roles) & set(roles.values()) - covered
     if missing:
         reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
-    reasons.append(f"deal velocity {band(vel, cfg)}")
+    reasons.append(f"deal {deal_band(stakeholders, now_ms, cfg)}")
     return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons))
 
 
@@ -201,7 +252,8 @@ def is_engaged(s: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -
 
 
 def engaged_ids(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> list[str]:
-    return [sid for sid, s in stakeholders.items() if is_engaged(s, now_ms, cfg)]
+    """The engaged people: verified stakeholders with an engaged score (anonymous visitors never count)."""
+    return [sid for sid, s in stakeholders.items() if is_person(sid) and is_engaged(s, now_ms, cfg)]
 
 
 def _sum_daily(dailies) -> list[tuple[int, float]]:

@@ -9,6 +9,8 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import date
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dealbeacon.core.contract import DEFAULT_STAGES
 
@@ -77,6 +79,10 @@ class Settings:
     closed_stages: str = "closed_won,closed_lost"  # no quiet alerts, no snapshots
     stage_cadence_days: str = ""  # "discovery=10,evaluation=4": expected contact cadence per stage (quiet alerts)
     default_cadence_days: float = 7.0  # a stage with no cadence given or known
+    # the buyers' working calendar: silence is counted in working days (quiet alerts)
+    timezone: str = "UTC"  # IANA name, e.g. Europe/Berlin
+    weekend: str = "sat,sun"  # days that are not working days
+    holidays: str = ""  # "2026-12-24,2026-12-25": local dates that are not working days
     clock: str = "wall"  # wall: time rules tick on the wall clock; external: only POST /v1/sites/{site}/clock
     tick_interval_s: float = 60.0  # how often the time rules run (wall clock)
     # -- alert delivery (embedded mode runs it in-process)
@@ -98,6 +104,11 @@ class Settings:
         if len(self.stage_list) < 2:
             raise ValueError(f"{ENV_PREFIX}STAGES={self.stages!r}: give at least two comma-separated stages")
         self.cadences  # noqa: B018  (raises on a malformed DEALBEACON_STAGE_CADENCE_DAYS)
+        self.weekend_days, self.holiday_dates  # noqa: B018 (validated when read: fail at start, not at a tick)
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{ENV_PREFIX}TIMEZONE={self.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
         if self.default_cadence_days <= 0:
             raise ValueError(f"{ENV_PREFIX}DEFAULT_CADENCE_DAYS={self.default_cadence_days!r} must be > 0")
 
@@ -130,6 +141,24 @@ class Settings:
     @property
     def closed_stage_list(self) -> tuple[str, ...]:
         return tuple(x.strip() for x in self.closed_stages.split(",") if x.strip())
+
+    @property
+    def weekend_days(self) -> tuple[int, ...]:
+        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        days = [x.strip().lower()[:3] for x in self.weekend.split(",") if x.strip()]
+        if any(d not in names for d in days) or len(days) > 6:
+            raise ValueError(f"{ENV_PREFIX}WEEKEND={self.weekend!r}: write day names (e.g. sat,sun or fri,sat), not all seven")
+        return tuple(sorted({names.index(d) for d in days}))
+
+    @property
+    def holiday_dates(self) -> tuple[str, ...]:
+        out = []
+        for part in filter(None, (p.strip() for p in self.holidays.split(","))):
+            try:
+                out.append(date.fromisoformat(part).isoformat())
+            except ValueError:
+                raise ValueError(f"{ENV_PREFIX}HOLIDAYS={self.holidays!r}: write dates as YYYY-MM-DD, comma-separated") from None
+        return tuple(sorted(out))
 
     @property
     def cadences(self) -> dict[str, float]:

@@ -32,10 +32,11 @@ def test_a_custom_stage_list_gets_quiet_alerts_at_its_own_cadence(store):
         assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS + 3 * DAY}).status_code == 202
         assert _quiet(store) == []
         assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS + 5 * DAY}).status_code == 202
-        assert [(r, "every 4 days" in e) for r, e in _quiet(store)] == [("d-eval", True)]
-        assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS + 8 * DAY}).status_code == 202
+        # NOW_MS is a Monday: +5 days is 4.4 working days, +10 is 8, +15 is 11 (weekends do not count)
+        assert [(r, "every 4 working days" in e) for r, e in _quiet(store)] == [("d-eval", True)]
+        assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS + 10 * DAY}).status_code == 202
         assert sorted({r for r, _ in _quiet(store)}) == ["d-eval", "d-pilot"]  # pilot: the default 7 days
-        assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS + 11 * DAY}).status_code == 202
+        assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS + 15 * DAY}).status_code == 202
         assert sorted({r for r, _ in _quiet(store)}) == ["d-disc", "d-eval", "d-pilot"]  # never the closed one
 
 

@@ -219,3 +219,40 @@ def test_a_departed_clients_query_is_killed_in_the_engine(engine, analysts_file)
     took, second = asyncio.run(scenario())
     assert took < 5 and second == b"1\n", took
     assert engine.running() == 0
+
+
+MIGRATION_6 = r'''
+import sys
+from sinks import schema
+from sinks.store import ChdbStore
+full = list(schema.MIGRATIONS)
+store = ChdbStore(sys.argv[1])
+schema.MIGRATIONS[:] = [m for m in full if m[0] < 6]
+store.migrate()  # a database from before migration 6, with the old sentinels in it
+store.execute("INSERT INTO deal_scores (site, room_id, at, velocity) VALUES ('s', 'young', 1, 1e9), ('s', 'idle', 1, -1), "
+              "('s', 'real', 1, 0.75)")
+store.execute("INSERT INTO stakeholder_scores (site, room_id, stakeholder_id, at, velocity) VALUES ('s', 'r', 'a', 1, 1e9)")
+store.execute("INSERT INTO rooms (site, room_id, proposal_shared_at, updated_at) VALUES ('s', 'unset', 0, 1), "
+              "('s', 'set', 1790000000, 1)")
+schema.MIGRATIONS[:] = full
+print(store.migrate())
+print(store.query("SELECT room_id, velocity FROM deal_scores ORDER BY room_id"))
+print(store.query("SELECT velocity FROM stakeholder_scores"))
+print(store.query("SELECT room_id, toUnixTimestamp64Milli(proposal_shared_at) FROM rooms ORDER BY room_id"))
+'''
+
+
+def test_migration_6_turns_the_old_sentinels_into_null(tmp_path):
+    """No sentinel values in tables: velocity 1e9 ("too young") and -1 ("no activity") and an unset
+    proposal_shared_at (epoch 0) become NULL in a database written before migration 6 (a fresh chdb process)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", MIGRATION_6, str(tmp_path / "db")], capture_output=True, text=True,
+                         timeout=120, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "[6]"
+    assert lines[1] == "[('idle', None), ('real', 0.75), ('young', None)]"
+    assert lines[2] == "[(None,)]"
+    assert lines[3] == "[('set', 1790000000000), ('unset', None)]"
