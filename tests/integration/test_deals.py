@@ -35,16 +35,28 @@ def scripted_deal() -> Deal:
     return Deal("scripted", START, [(champ, "champion"), (cfo, "economic_buyer")], events, won=False, closed_day=45)
 
 
+def weekday_days(a: int, b: int) -> float:
+    """Days of Monday-to-Friday time (UTC) between two instants, day by day."""
+    total, day = 0.0, a // DAY_MS
+    while day * DAY_MS < b:
+        lo, hi = max(a, day * DAY_MS), min(b, (day + 1) * DAY_MS)
+        if (day + 3) % 7 < 5:  # 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays
+            total += (hi - lo) / DAY_MS
+        day += 1
+    return total
+
+
 def expected_quiet(deal: Deal) -> list[tuple[str, int]]:
-    """Quiet alerts by the spec: at each tick, quiet days over the stage's cadence; one alert per severity step
-    (over 1x low, 2x medium, 3x high) per quiet stretch; none once the deal is closed."""
+    """Quiet alerts by the spec: at each tick, quiet working days (weekends do not count) over the stage's
+    cadence; one alert per severity step (over 1x low, 2x medium, 3x high) per quiet stretch; none once the
+    deal is closed. (The scripted deal's own rhythm, 4 consecutive days, is shorter than any cadence.)"""
     last = max(e["ts"] for e in deal.events)
     out, fired = [], set()
     for t in range(START + TICK_MS, START + 50 * DAY_MS + 1, TICK_MS):
         stage = stage_for((t - START) // DAY_MS, deal)
         if stage not in CADENCE_DAYS or t <= last:
             continue
-        over = (t - last) / DAY_MS / CADENCE_DAYS[stage]
+        over = weekday_days(last, t) / CADENCE_DAYS[stage]
         sev = "high" if over >= 3 else "medium" if over >= 2 else "low" if over > 1 else None
         if sev and sev not in fired:
             fired.add(sev)
