@@ -127,7 +127,8 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
         return None
 
     put_room, post_clock, post_erase = room_routes(settings, sites, submit, clock)
-    sellers = SellerAPI(sites, submit, SELLER_PAGE, reader=reader, hub=hub, clock=lambda: clock.wall_ms() / 1000)
+    sellers = SellerAPI(sites, submit, SELLER_PAGE, reader=reader, hub=hub, clock=lambda: clock.wall_ms() / 1000,
+                        closed_stages=settings.closed_stage_list)
     routes = [
         Route("/v1/events", post_events, methods=["POST"]),
         Route("/v1/sites/{site}/rooms/{room_id}", put_room, methods=["PUT"]),
@@ -143,6 +144,7 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
     if reader is not None and hub is not None:
         base = "/v1/sites/{site}/sellers/{seller}"
         routes += [Route("/seller", sellers.page), Route(base + "/rooms", sellers.rooms),
+                   Route(base + "/rooms/{room_id}", sellers.deal),
                    Route(base + "/alerts", sellers.alerts), Route(base + "/stream", sellers.stream),
                    Route(base + "/alerts/{alert_id}/ack", sellers.act, methods=["POST"]),
                    Route(base + "/alerts/{alert_id}/snooze", sellers.act, methods=["POST"])]

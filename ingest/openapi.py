@@ -63,7 +63,10 @@ def _schemas(settings: Settings) -> dict:
                             "description": "a stakeholder id, or visitor:<visitor id> for an anonymous visitor"},
             "room_id": {"type": "string", "maxLength": 128, "description": "only this room (default: every room)"}}},
         "EraseAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "erasure_id": _STR}},
-        "SellerRooms": {"type": "object", "properties": {"rooms": {"type": "array", "items": {"type": "object"}}}},
+        "SellerRooms": {"type": "object", "properties": {"rooms": {"type": "array", "items": {"type": "object"}},
+                                                         "closed": {"type": "array", "items": {"type": "object"}}}},
+        "SellerDeal": {"type": "object", "properties": {k: {"type": "array", "items": {"type": "object"}} for k in (
+            "committee", "candidates", "matrix", "shares", "visits", "history", "alerts")}},
         "SellerAlerts": {"type": "object", "properties": {"alerts": {"type": "array", "items": {"type": "object"}}}},
         "Unavailable": {"type": "object", "properties": {"error": _STR, "detail": _STR, "kept": {"type": "integer"}}},
     }
@@ -135,10 +138,17 @@ def openapi_document(settings: Settings) -> dict:
             "/seller": {"get": {"summary": "The seller page (HTML); site, seller and token in the query",
                                 "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
             "/v1/sites/{site}/sellers/{seller}/rooms": {"get": {
-                "summary": "The seller's rooms with scores, bands, reasons and stakeholders",
+                "summary": "The seller's deals: open ones ordered by what needs attention (open alerts by severity, "
+                           "then score trend), closed ones apart; band, trend, last buyer activity, stakeholders",
                 "security": [{"sellerToken": []}, {"sellerBearer": []}],
                 "parameters": [_path("site"), _path("seller"), _token],
                 "responses": {"200": _ok("SellerRooms"), "403": _error("forbidden")}}},
+            "/v1/sites/{site}/sellers/{seller}/rooms/{room_id}": {"get": {
+                "summary": "One deal: committee and candidates, who x content (minutes, visits, completion, time per "
+                           "page, where each reader stopped), shares, visits, score history, alerts",
+                "security": [{"sellerToken": []}, {"sellerBearer": []}],
+                "parameters": [_path("site"), _path("seller"), _path("room_id"), _token],
+                "responses": {"200": _ok("SellerDeal"), "403": _error("forbidden"), "404": _error("not_found")}}},
             "/v1/sites/{site}/sellers/{seller}/alerts": {"get": {
                 "summary": "The seller's open alerts (not acknowledged, not snoozed), newest first",
                 "security": [{"sellerToken": []}, {"sellerBearer": []}],

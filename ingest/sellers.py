@@ -27,6 +27,7 @@ from dealbeacon.core.contract import Rejected
 from dealbeacon.core.sqltext import sql_string
 from dealbeacon.core.tokens import webhook_secret
 
+from . import deal_view
 from .body import read_capped
 
 _ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
@@ -93,9 +94,10 @@ class SellerAPI:
     """Routes for sellers; ``submit(records)`` hands records off (raises on failure), ``reader(sql)`` runs a
     read-only query (blocking), ``hub`` streams new alerts."""
 
-    def __init__(self, sites, submit, page_file: str, reader=None, hub=None, clock=time.time):
+    def __init__(self, sites, submit, page_file: str, reader=None, hub=None, clock=time.time,
+                 closed_stages: tuple[str, ...] = ("closed_won", "closed_lost")):
         self.sites, self.submit, self.page_file = sites, submit, page_file
-        self.reader, self.hub, self.clock = reader, hub, clock
+        self.reader, self.hub, self.clock, self.closed_stages = reader, hub, clock, closed_stages
 
     # -- configuration (site secret)
     async def put_config(self, request: Request) -> Response:
@@ -151,14 +153,13 @@ class SellerAPI:
         return FileResponse(self.page_file, media_type="text/html")
 
     async def rooms(self, request: Request) -> Response:
+        """The seller's deals: open ones ordered by what needs attention, closed ones apart."""
         who = self._seller(request)
         if who is None:
             return JSONResponse({"error": "forbidden"}, status_code=403)
         site, seller = who
-        rows = await self._query(
-            "SELECT r.room_id, r.name, r.stage, r.amount, d.score, d.band, d.reasons, d.engaged, d.invited "
-            f"FROM (SELECT * FROM rooms FINAL WHERE site = {sql_string(site)} AND owner = {sql_string(seller)}) AS r "
-            "LEFT JOIN deal_scores_latest AS d ON d.site = r.site AND d.room_id = r.room_id ORDER BY d.score DESC")
+        now = int(self.clock() * 1000)
+        rows = await self._query(deal_view.deal_list_sql(site, seller, now))
         people = await self._query(
             f"SELECT room_id, stakeholder_id, role, score, band, reasons FROM stakeholder_scores_latest "
             f"WHERE site = {sql_string(site)} AND room_id IN (SELECT room_id FROM rooms FINAL WHERE site = {sql_string(site)} "
@@ -167,25 +168,41 @@ class SellerAPI:
         for room_id, sid, role, score, band, reasons in people:
             by_room.setdefault(room_id, []).append({"id": sid, "role": role, "score": score, "band": band,
                                                     "reasons": orjson.loads(reasons or "[]")})
-        return JSONResponse({"rooms": [
-            {"room_id": r[0], "name": r[1], "stage": r[2], "amount": r[3], "score": r[4], "band": r[5],
-             "reasons": orjson.loads(r[6] or "[]"), "engaged": r[7], "invited": r[8],
-             "stakeholders": by_room.get(r[0], [])} for r in rows]})
+        alerts = await self._alerts(site, seller, now)
+        return JSONResponse(deal_view.shape_deal_list(rows, by_room, alerts, self.closed_stages))
+
+    async def _alerts(self, site: str, seller: str, now: int, room: str | None = None) -> list[dict]:
+        rows = await self._query(deal_view.open_alerts_sql(site, seller, now, room))
+        return [dict(zip(deal_view.ALERT_KEYS, r)) for r in rows]
 
     async def alerts(self, request: Request) -> Response:
         who = self._seller(request)
         if who is None:
             return JSONResponse({"error": "forbidden"}, status_code=403)
         site, seller = who
-        now = int(self.clock() * 1000)
-        rows = await self._query(
+        return JSONResponse({"alerts": await self._alerts(site, seller, int(self.clock() * 1000))})
+
+    async def deal(self, request: Request) -> Response:
+        """One deal in detail, for its own seller only: 403 for another seller's room, 404 for no such room."""
+        who = self._seller(request)
+        if who is None:
+            return JSONResponse({"error": "forbidden"}, status_code=403)
+        site, seller = who
+        room_id = request.path_params["room_id"]
+        found = await self._query(f"SELECT room_id, name, stage, amount, stakeholders, owner FROM rooms FINAL "
+                                  f"WHERE site = {sql_string(site)} AND room_id = {sql_string(room_id)}")
+        if not found:
+            return JSONResponse({"error": "not_found", "detail": f"no room {room_id!r}"}, status_code=404)
+        if found[0][5] != seller:
+            return JSONResponse({"error": "forbidden", "detail": "another seller's deal"}, status_code=403)
+        parts = {}
+        for name, sql in deal_view.deal_sqls(site, room_id).items():
+            parts[name] = await self._query(sql)
+        alerts = await self._query(
             "SELECT toString(alert_id), room_id, kind, severity, stakeholders, evidence, suggestion, "
-            f"toUnixTimestamp64Milli(at) FROM alerts FINAL WHERE site = {sql_string(site)} AND owner = {sql_string(seller)} "
-            "AND toString(alert_id) NOT IN (SELECT alert_id FROM alert_actions FINAL WHERE "
-            f"site = {sql_string(site)} AND (action = 'ack' OR toUnixTimestamp64Milli(until) > {now})) "
+            f"toUnixTimestamp64Milli(at) FROM alerts FINAL WHERE site = {sql_string(site)} AND room_id = {sql_string(room_id)} "
             "ORDER BY at DESC LIMIT 100")
-        return JSONResponse({"alerts": [dict(zip(("alert_id", "room_id", "kind", "severity", "stakeholders",
-                                                  "evidence", "suggestion", "at"), r)) for r in rows]})
+        return JSONResponse(deal_view.shape_deal(list(found[0][:5]), parts, [dict(zip(deal_view.ALERT_KEYS, r)) for r in alerts]))
 
     async def act(self, request: Request) -> Response:
         who = self._seller(request)

@@ -32,6 +32,10 @@ def test_app_shell_room_lands_true_in_clickhouse(built_snippet, tmp_path):
     try:
         html = (SNIPPET / "e2e" / "app-room.html").read_text().replace("__INGEST__", srv.url)
         (site_root / "r" / ROOM / "index.html").write_text(html)
+        auth = {"Authorization": f"Bearer {secret}"}
+        assert httpx.put(f"{srv.url}/v1/sites/acme/rooms/{ROOM}", headers=auth, json={
+            "stage": "proposal", "owner": "sam", "name": "Northwind",
+            "stakeholders": [{"id": "vp-ops", "role": "champion"}, {"id": "cfo", "role": "economic_buyer"}]}).status_code == 202
         token = tokens.mint(secret, ROOM, "vp-ops", int(time.time()) + 3600)
         run = subprocess.run(["node", "e2e/app-scenario.mjs", f"{site_url}/r/{ROOM}/?dbt={token}"], cwd=SNIPPET,
                              capture_output=True, text=True, timeout=240,
@@ -94,6 +98,19 @@ def test_app_shell_room_lands_true_in_clickhouse(built_snippet, tmp_path):
         end = sql(f"SELECT max(scroll_pct) FROM events FINAL WHERE type = 'engagement' "
                   f"AND client_ts <= fromUnixTimestamp64Milli({out['t_route']} + 1000)")[0][0]
         assert abs(end - out["depth_before_route"]) <= 5, (end, out["depth_before_route"])
+
+        # the seller's deal page renders the same reading, page by page (screenshot kept with the test's files)
+        r = httpx.put(f"{srv.url}/v1/sites/acme/sellers/sam", headers=auth, json={"name": "Sam"})
+        page_url = srv.url + r.json()["page"] + f"&room={ROOM}"
+        shown = subprocess.run(["node", "e2e/deal-page.mjs", page_url, str(tmp_path / "deal-page.png")], cwd=SNIPPET,
+                               capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0, shown.stderr[-3000:]
+        view = orjson.loads(shown.stdout.strip().splitlines()[-1])
+        (doc,) = [row for row in view["rows"] if row["who"] == "vp-ops" and row["content"] == "proposal"]
+        assert [p["page"] for p in doc["pages"]] == [1, 2, 3, 4, 5, 6] and doc["stopped"] == "page 6"
+        for p in doc["pages"]:
+            assert abs(p["s"] * 1000 - measured[("proposal", p["page"])]) <= 3000, (p, report)
+        assert doc["time"].endswith(" s") and abs(int(doc["time"][:-2]) * 1000 - measured[("proposal", None)]) <= 3000
     finally:
         srv.stop()
         site.shutdown()
