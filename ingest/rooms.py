@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from dealbeacon.core import records
 from dealbeacon.core.clock import Clock
-from dealbeacon.core.contract import ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, Rejected
+from dealbeacon.core.contract import CONTENT_KINDS, ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, Rejected
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import SiteRegistry
 
@@ -38,11 +38,51 @@ def check_ms(value, name: str) -> int:
     return value
 
 
-ROOM_FIELDS = ("name", "owner", "stage", "amount", "expected_close", "proposal_shared_at", "updated_at", "stakeholders")
-PERSON_FIELDS = ("id", "email", "role")
+ROOM_FIELDS = ("name", "owner", "stage", "amount", "expected_close", "proposal_shared_at", "updated_at", "stakeholders",
+               "content")
+PERSON_FIELDS = ("id", "email", "role", "internal")
+CONTENT_FIELDS = ("id", "title", "kind", "pages", "duration_s")
+MAX_CONTENT = 200
 
 
-def check_room(body: object, stages: tuple[str, ...]) -> dict:
+def check_content(items: object, kinds: tuple[str, ...]) -> list[dict]:
+    """The room's content catalogue: [{id, title, kind, pages?, duration_s?}], ids as in the beacon's events."""
+    if not isinstance(items, list) or len(items) > MAX_CONTENT:
+        raise Rejected("invalid_type", "content", f"a list of at most {MAX_CONTENT} {{id, title, kind, pages, duration_s}}")
+    seen, out = set(), []
+    for i, c in enumerate(items):
+        f = f"content[{i}]"
+        if not isinstance(c, dict):
+            raise Rejected("invalid_type", f, "an object {id, title, kind, pages, duration_s}")
+        for name in c:
+            if name not in CONTENT_FIELDS:
+                raise Rejected("unknown_field", f"{f}.{str(name)[:64]}", "fields: " + ", ".join(CONTENT_FIELDS))
+        cid = c.get("id")
+        if not isinstance(cid, str) or len(cid) > 128 or not ID_RE.match(cid):
+            raise Rejected("invalid_value", f"{f}.id", "1-128 characters [A-Za-z0-9_.:@-], as the beacon's content_id")
+        if cid in seen:
+            raise Rejected("duplicate", f"{f}.id", f"{cid!r} is listed twice")
+        seen.add(cid)
+        title = c.get("title", "")
+        if not isinstance(title, str) or len(title) > 200:
+            raise Rejected("invalid_value", f"{f}.title", "a string of at most 200 characters")
+        if c.get("kind") not in kinds:
+            raise Rejected("invalid_value", f"{f}.kind", "one of " + ", ".join(kinds))
+        item = {"id": cid, "title": title, "kind": c["kind"]}
+        if "pages" in c:
+            if isinstance(c["pages"], bool) or not isinstance(c["pages"], int) or not 1 <= c["pages"] <= 100_000:
+                raise Rejected("invalid_value", f"{f}.pages", "an integer 1..100000")
+            item["pages"] = c["pages"]
+        if "duration_s" in c:
+            d = c["duration_s"]
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= 86_400:
+                raise Rejected("invalid_value", f"{f}.duration_s", "seconds, > 0 and <= 86400")
+            item["duration_s"] = float(d)
+        out.append(item)
+    return out
+
+
+def check_room(body: object, stages: tuple[str, ...], kinds: tuple[str, ...] = CONTENT_KINDS) -> dict:
     """Validate a room update body; returns the clean fields (only those given). A field the API does not
     know is refused by name, never silently dropped (a typo would otherwise lose the seller's update)."""
     if not isinstance(body, dict):
@@ -91,11 +131,15 @@ def check_room(body: object, stages: tuple[str, ...]) -> dict:
             email = p.get("email", "")
             if not isinstance(email, str) or len(email) > 256:
                 raise Rejected("invalid_type", f"stakeholders[{i}].email", "a string")
+            if not isinstance(p.get("internal", False), bool):
+                raise Rejected("invalid_type", f"stakeholders[{i}].internal", "true or false")
             if p["id"] in seen:
                 raise Rejected("duplicate", f"stakeholders[{i}].id")
             seen.add(p["id"])
-            out.append({"id": p["id"], "email": email, "role": p.get("role", "other")})
+            out.append({"id": p["id"], "email": email, "role": p.get("role", "other"), "internal": p.get("internal", False)})
         clean["stakeholders"] = out
+    if "content" in body:
+        clean["content"] = check_content(body["content"], kinds)
     return clean
 
 
@@ -135,7 +179,7 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
                 raise Rejected("invalid_value", "room_id", "1-128 characters [A-Za-z0-9_.:@-], as in the beacon's events")
             if body is None:
                 raise Rejected("invalid_json", "")
-            clean = check_room(body, settings.stage_list)
+            clean = check_room(body, settings.stage_list, settings.content_kind_list)
             if settings.clock == "external" and "updated_at" not in clean and site.key not in site_now:
                 raise Rejected("missing_field", "updated_at", "with an external clock, give updated_at or POST the "
                                "site's clock first")

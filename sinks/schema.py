@@ -222,6 +222,9 @@ ALTER TABLE stakeholder_scores UPDATE velocity = NULL WHERE velocity < 0 OR velo
 ALTER TABLE deal_scores UPDATE velocity = NULL WHERE velocity < 0 OR velocity >= 1e9 SETTINGS mutations_sync = 2;
 ALTER TABLE rooms UPDATE proposal_shared_at = NULL WHERE proposal_shared_at = 0 SETTINGS mutations_sync = 2
 """),
+    (7, "content_catalogue", """
+ALTER TABLE rooms ADD COLUMN IF NOT EXISTS content String DEFAULT '[]'
+"""),
 ]
 
 MIGRATIONS_TABLE = """
@@ -251,7 +254,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "site": "LowCardinality(String)", "room_id": "String", "name": "String", "owner": "String",
         "stage": "LowCardinality(String)", "amount": "Float64", "expected_close": "Nullable(Date)",
         "stakeholders": "String", "proposal_shared_at": "Nullable(DateTime64(3, 'UTC'))", "created_at": "DateTime64(3, 'UTC')",
-        "updated_at": "DateTime64(3, 'UTC')",
+        "updated_at": "DateTime64(3, 'UTC')", "content": "String",
     },
     "room_stage_history": {
         "site": "LowCardinality(String)", "room_id": "String", "from_stage": "LowCardinality(String)",

@@ -277,8 +277,11 @@ TIME_RULES: tuple[TimeRule, ...] = (quiet, deal_went_dark, stakeholder_dark, sin
 
 # ---------------------------------------------------------------- running them
 
-def _kind(cfg: ScoringConfig, content_id: str) -> str:
-    return cfg.kind(content_id) if content_id else ""
+def _kind(cfg: ScoringConfig, content_id: str, room: Room) -> str:
+    """The content's declared kind (the room's catalogue), else the guess from its id."""
+    if not content_id:
+        return ""
+    return room.kinds.get(content_id) or cfg.kind(content_id)
 
 
 def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[int, float], ...] = (),
@@ -286,7 +289,7 @@ def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[i
             acfg: AlertConfig = ALERTS) -> tuple[RoomFacts, list[Alert]]:
     """Run the event rules on one event, then fold it into the room's facts."""
     ts, sid = int(rec["ts"]), rec.get("stakeholder_id", "")
-    kind = _kind(cfg, rec.get("content_id", ""))
+    kind = _kind(cfg, rec.get("content_id", ""), room)
     view = EventView(room, facts, rec, ts, sid, kind, daily_points, points)
     alerts = [a for rule in EVENT_RULES for a in rule(view, cfg, acfg)]
     return fold(facts, rec, ts, sid, kind, alerts, acfg), alerts

@@ -89,6 +89,8 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
             state = forget(state, str(rec["stakeholder"]), int(rec["requested_at"]), out)
             touched.discard(str(rec["stakeholder"]))
             erased = True
+        elif stakeholder_key(rec) in state.room.internal:
+            continue  # the seller's own team: stored with the events, never scored or alerted on
         else:
             state = _event(state, rec, out, cfg, acfg)
             touched.add(stakeholder_key(rec))
@@ -105,12 +107,13 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     ts = int(rec["ts"])
     sid = stakeholder_key(rec)
     scores = dict(state.scores)
-    scores[sid] = apply_event(scores.get(sid, StakeholderScore()), rec, cfg)
+    kinds = state.room.kinds
+    scores[sid] = apply_event(scores.get(sid, StakeholderScore()), rec, cfg, kinds)
     anonymous = [k for k in scores if k.startswith("visitor:")]
     if len(anonymous) > MAX_ANONYMOUS:  # bounded state: a public link can draw many one-off visitors
         for k in sorted(anonymous, key=lambda k: (scores[k].last_seen_ms, k))[:len(anonymous) - MAX_ANONYMOUS]:
             del scores[k]
-    pts, _ = event_points(rec, cfg)
+    pts, _ = event_points(rec, cfg, kinds)
     daily = dict(state.daily)
     day = ts // DAY_MS
     daily[day] = daily.get(day, 0.0) + pts
@@ -163,10 +166,15 @@ def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
     if "stakeholders" in rec:
         changes["invited"] = tuple((s["id"], s.get("role", "other")) for s in rec["stakeholders"])
         changes["emails"] = tuple(s["email"].lower() for s in rec["stakeholders"] if s.get("email"))
+        changes["internal"] = tuple(s["id"] for s in rec["stakeholders"] if s.get("internal"))
+    if "content" in rec:
+        changes["content"] = tuple((c["id"], c["kind"], c.get("title", "")) for c in rec["content"])
     if rec.get("proposal_shared_at") is not None:
         changes["proposal_shared_ms"] = int(rec["proposal_shared_at"])
     meta = dict(state.meta)
     meta.setdefault("created_at", room.created_ms)
+    if "content" in rec:
+        meta["content"] = rec["content"]
     for k in ("owner", "amount", "expected_close", "name"):
         if rec.get(k) is not None:
             meta[k] = rec[k]
@@ -206,7 +214,9 @@ def room_row(state: RoomState) -> dict:
     emails = dict(tuple(x) for x in meta.get("emails", []))
     return {"site": state.site, "room_id": room.room_id, "name": str(meta.get("name", "")), "owner": room.owner,
             "stage": room.stage, "amount": float(meta.get("amount") or 0), "expected_close": meta.get("expected_close") or None,
-            "stakeholders": orjson.dumps([{"id": s, "role": r, "email": emails.get(s, "")} for s, r in room.invited]).decode(),
+            "stakeholders": orjson.dumps([{"id": s, "role": r, "email": emails.get(s, ""), "internal": s in room.internal}
+                                          for s, r in room.invited]).decode(),
+            "content": orjson.dumps(meta.get("content", [])).decode(),
             "proposal_shared_at": room.proposal_shared_ms or None, "created_at": int(meta.get("created_at", room.created_ms)),
             "updated_at": int(meta["updated_at"])}
 
@@ -255,7 +265,7 @@ def loads(data: bytes) -> RoomState:
     d = orjson.loads(data)
     r = d["room"]
     room = Room(r["room_id"], r["stage"], r["created_ms"], _pairs(r["invited"]), r["proposal_shared_ms"], r["owner"],
-                tuple(r.get("emails", ())))
+                tuple(r.get("emails", ())), tuple(tuple(c) for c in r.get("content", ())), tuple(r.get("internal", ())))
     f = d["facts"]
     facts = RoomFacts(f["last_activity_ms"], _pairs(f["stakeholders"]), _pairs(f["token_visitors"]),
                       tuple(f["pricing_days"]), f["proposal_opened_ms"], f["proposal_max_pct"], tuple(f["viewed_kinds"]),
@@ -275,7 +285,8 @@ def _pairs(items) -> tuple:
 
 def _room_dict(r: Room) -> dict:
     return {"room_id": r.room_id, "stage": r.stage, "created_ms": r.created_ms, "invited": r.invited,
-            "proposal_shared_ms": r.proposal_shared_ms, "owner": r.owner, "emails": r.emails}
+            "proposal_shared_ms": r.proposal_shared_ms, "owner": r.owner, "emails": r.emails, "content": r.content,
+            "internal": r.internal}
 
 
 def _facts_dict(f: RoomFacts) -> dict:

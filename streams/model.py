@@ -59,6 +59,12 @@ class Room:
     proposal_shared_ms: int = 0  # when the proposal was shared with the buyer (0: not yet)
     owner: str = ""  # the seller who owns the deal
     emails: tuple[str, ...] = ()  # the invited stakeholders' emails (a share to one of them is not news)
+    content: tuple[tuple[str, str, str], ...] = ()  # the catalogue: (content id, kind, title)
+    internal: tuple[str, ...] = ()  # stakeholders of the seller's own team: stored, never scored or alerted on
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {cid: kind for cid, kind, _ in self.content}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ class ScoringConfig:
     type_weights: tuple[tuple[str, float], ...] = (
         ("room_view", 1.0), ("content_view", 2.0), ("engagement", 1.0), ("content_progress", 0.5),
         ("download", 3.0), ("link_click", 1.0), ("share", 5.0), ("cta", 8.0), ("identify", 2.0))
-    # multiplier by content kind, matched as a word in content_id (first match wins)
+    # multiplier by content kind; a room's catalogue declares each item's kind, and only without one is the
+    # kind guessed from the content id (the first kind named in it wins)
     content_kinds: tuple[tuple[str, float], ...] = (
         ("pricing", 2.0), ("proposal", 1.5), ("contract", 1.5), ("security", 1.3), ("case-study", 1.0),
         ("case_study", 1.0), ("video", 1.0))
@@ -53,7 +54,9 @@ class ScoringConfig:
                 return kind.replace("-", "_")
         return "other"
 
-    def kind_multiplier(self, content_id: str) -> float:
+    def kind_multiplier(self, content_id: str, declared: str = "") -> float:
+        if declared:
+            return dict(self.content_kinds).get(declared, 1.0)
         cid = content_id.lower()
         for kind, mult in self.content_kinds:
             if kind in cid:
@@ -71,16 +74,18 @@ def decay(value: float, from_ms: int, to_ms: int, half_life_days: float) -> floa
     return value * 0.5 ** ((to_ms - from_ms) / (half_life_days * DAY_MS))
 
 
-def event_points(rec: dict, cfg: ScoringConfig = DEFAULT) -> tuple[float, str]:
-    """Raw points of one event and the reason it counts under (e.g. 'content_view:pricing')."""
+def event_points(rec: dict, cfg: ScoringConfig = DEFAULT, kinds: dict[str, str] | None = None) -> tuple[float, str]:
+    """Raw points of one event and the reason it counts under (e.g. 'content_view:pricing'); ``kinds``: the
+    room's catalogue (content id -> declared kind)."""
     etype = rec.get("type", "")
     base = cfg.weight(etype)
     if etype == "engagement":
         base *= rec.get("engaged_ms", 0) / 60_000
     cid = rec.get("content_id", "")
+    declared = (kinds or {}).get(cid, "")
     if cid:
-        base *= cfg.kind_multiplier(cid)
-    reason = f"{etype}:{cfg.kind(cid)}" if cid else etype
+        base *= cfg.kind_multiplier(cid, declared)
+    reason = f"{etype}:{declared or cfg.kind(cid)}" if cid else etype
     return max(0.0, base), reason
 
 
@@ -95,11 +100,12 @@ class StakeholderScore:
     daily: tuple[tuple[int, float], ...] = ()  # raw points per day, for velocity (2 windows kept)
 
 
-def apply_event(state: StakeholderScore, rec: dict, cfg: ScoringConfig = DEFAULT) -> StakeholderScore:
+def apply_event(state: StakeholderScore, rec: dict, cfg: ScoringConfig = DEFAULT,
+                kinds: dict[str, str] | None = None) -> StakeholderScore:
     """Fold one event into a stakeholder's score. Events may arrive out of order: an event older than the
     state's clock is decayed to it; the state never moves back in time."""
     ts = int(rec["ts"])
-    pts, reason = event_points(rec, cfg)
+    pts, reason = event_points(rec, cfg, kinds)
     day = ts // DAY_MS
     caps = dict(state.day_type_points)
     used = caps.get((day, rec.get("type", "")), 0.0)

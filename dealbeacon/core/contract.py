@@ -291,3 +291,4 @@ def json_schema(max_events: int = 100) -> dict:
 # -- rooms (deals): the server-side rooms API and the streams share these
 DEFAULT_STAGES = ("prospecting", "qualification", "demo", "proposal", "negotiation", "closed_won", "closed_lost")
 ROOM_ROLES = ("champion", "economic_buyer", "technical", "legal", "user", "other")
+CONTENT_KINDS = ("proposal", "pricing", "contract", "security", "case_study", "video", "other")  # + a site's own

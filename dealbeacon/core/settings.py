@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dealbeacon.core.contract import DEFAULT_STAGES
+from dealbeacon.core.contract import CONTENT_KINDS, DEFAULT_STAGES
 
 ENV_PREFIX = "DEALBEACON_"
 CLOCKS = ("wall", "external")
@@ -83,6 +84,7 @@ class Settings:
     timezone: str = "UTC"  # IANA name, e.g. Europe/Berlin
     weekend: str = "sat,sun"  # days that are not working days
     holidays: str = ""  # "2026-12-24,2026-12-25": local dates that are not working days
+    content_kinds: str = ""  # a site's own content kinds, added to proposal, pricing, contract, ... ("roi_model,faq")
     clock: str = "wall"  # wall: time rules tick on the wall clock; external: only POST /v1/sites/{site}/clock
     tick_interval_s: float = 60.0  # how often the time rules run (wall clock)
     # -- alert delivery (embedded mode runs it in-process)
@@ -104,7 +106,7 @@ class Settings:
         if len(self.stage_list) < 2:
             raise ValueError(f"{ENV_PREFIX}STAGES={self.stages!r}: give at least two comma-separated stages")
         self.cadences  # noqa: B018  (raises on a malformed DEALBEACON_STAGE_CADENCE_DAYS)
-        self.weekend_days, self.holiday_dates  # noqa: B018 (validated when read: fail at start, not at a tick)
+        self.weekend_days, self.holiday_dates, self.content_kind_list  # noqa: B018 (validated when read: fail at start, not at a tick)
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -141,6 +143,14 @@ class Settings:
     @property
     def closed_stage_list(self) -> tuple[str, ...]:
         return tuple(x.strip() for x in self.closed_stages.split(",") if x.strip())
+
+    @property
+    def content_kind_list(self) -> tuple[str, ...]:
+        extra = tuple(x.strip() for x in self.content_kinds.split(",") if x.strip())
+        bad = [k for k in extra if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", k)]
+        if bad:
+            raise ValueError(f"{ENV_PREFIX}CONTENT_KINDS={self.content_kinds!r}: kinds are lower-case words ([a-z0-9_])")
+        return CONTENT_KINDS + tuple(k for k in extra if k not in CONTENT_KINDS)
 
     @property
     def weekend_days(self) -> tuple[int, ...]:

@@ -1,4 +1,7 @@
 """The server-side rooms API and clock, and server-side senders, through the real app and chdb."""
+import orjson
+
+from dealbeacon.core import tokens
 from dealbeacon.core.settings import Settings
 from tests.functional.conftest import SECRET, make_client
 from tests.helpers import NOW_MS, batch, event
@@ -115,3 +118,56 @@ def test_with_an_external_clock_room_updates_take_the_sites_clock_not_the_wall(s
         assert c.put("/v1/sites/test/rooms/r-replay", headers=AUTH, json={"stage": "proposal"}).status_code == 202
     assert store.query("SELECT to_stage, toUnixTimestamp64Milli(changed_at) FROM room_stage_history FINAL "
                        "WHERE room_id = 'r-replay' ORDER BY changed_at") == [("demo", past), ("proposal", past + 3 * DAY)]
+
+
+def test_a_content_catalogue_is_validated_field_by_field(client, store):
+    item = {"id": "q3-quote-v2", "title": "Your quote", "kind": "pricing"}
+    for content, field in (([{**item, "kind": "brochure"}], "content[0].kind"),  # unknown kind
+                           ([item, {**item, "title": "again"}], "content[1].id"),  # duplicate id
+                           ([{**item, "title": "x" * 201}], "content[0].title"),  # oversized title
+                           ([{**item, "pages": 0}], "content[0].pages"), ([{**item, "pages": True}], "content[0].pages"),
+                           ([{**item, "duration_s": 1e308}], "content[0].duration_s"),
+                           ([{**item, "id": "a/b"}], "content[0].id"), ([{**item, "owner": "x"}], "content[0].owner"),
+                           ({"id": "x"}, "content"), ([item] * 201, "content")):
+        r = client.put("/v1/sites/test/rooms/r-cat", headers=AUTH, json={"content": content})
+        assert r.status_code == 400 and r.json()["field"] == field, (field, r.text)
+    ok = [item, {"id": "deck", "title": "Proposal", "kind": "proposal", "pages": 12},
+          {"id": "tour", "title": "Product tour", "kind": "video", "duration_s": 95.5}]
+    assert client.put("/v1/sites/test/rooms/r-cat", headers=AUTH, json={"content": ok}).status_code == 202
+    (stored,) = store.query("SELECT content FROM rooms FINAL WHERE room_id = 'r-cat'")[0]
+    assert orjson.loads(stored)[1] == {"id": "deck", "title": "Proposal", "kind": "proposal", "pages": 12}
+
+
+def test_declared_kinds_drive_scores_and_alerts_and_custom_kinds_come_from_settings(store):
+    s = Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000, content_kinds="roi_model")
+    with make_client(store, s) as c:
+        assert c.put("/v1/sites/test/rooms/r-kinds", headers=AUTH, json={"stage": "proposal", "content": [
+            {"id": "q3-quote-v2", "title": "Your quote", "kind": "pricing"},
+            {"id": "calc", "title": "ROI", "kind": "roi_model"}]}).status_code == 202
+        r = c.put("/v1/sites/test/rooms/r-kinds", headers=AUTH, json={"content": [{"id": "x", "kind": "faq"}]})
+        assert r.status_code == 400 and "roi_model" in r.json()["detail"]  # the site's own kinds are listed
+        evs = [event("content_view", room="r-kinds", content_id="q3-quote-v2"),
+               event("content_view", room="r-kinds", content_id="calc")]
+        assert c.post("/v1/events", headers=AUTH, json=batch(*evs)).status_code == 202
+    (reasons,) = store.query("SELECT reasons FROM stakeholder_scores_latest WHERE room_id = 'r-kinds'")[0]
+    got = dict(orjson.loads(reasons))
+    # a quote whose id does not say "pricing" still scores as pricing (2 x 2 points); the custom kind as itself
+    assert got["content_view:pricing"] == 4.0 and got["content_view:roi_model"] == 2.0, got
+
+
+def test_internal_stakeholders_are_stored_but_never_move_a_number(store):
+    with make_client(store) as c:
+        assert c.put("/v1/sites/test/rooms/r-int", headers=AUTH, json={"stage": "proposal", "stakeholders": [
+            {"id": "cfo", "role": "economic_buyer"}, {"id": "sam-se", "role": "other", "internal": True}]}).status_code == 202
+        buyer = [event("cta", room="r-int", stakeholder_id="cfo")]
+        tok = tokens.mint(SECRET, "r-int", "cfo", NOW_MS // 1000 + 3600)
+        buyer[0]["token"] = tok
+        assert c.post("/v1/events", headers=AUTH, json=batch(*buyer)).status_code == 202
+        before = store.query("SELECT count(), max(score) FROM deal_scores WHERE room_id = 'r-int'")
+        own = tokens.mint(SECRET, "r-int", "sam-se", NOW_MS // 1000 + 3600)
+        team = [event(t, room="r-int", token=own, visitor_id="v-sam", content_id="pricing") for t in ("content_view", "cta")]
+        assert c.post("/v1/events", headers=AUTH, json=batch(*team)).status_code == 202
+    assert store.query("SELECT count() FROM events WHERE room_id = 'r-int' AND stakeholder_id = 'sam-se'") == [(2,)]  # stored
+    assert store.query("SELECT count(), max(score) FROM deal_scores WHERE room_id = 'r-int'") == before
+    assert store.query("SELECT count() FROM stakeholder_scores WHERE stakeholder_id = 'sam-se'") == [(0,)]
+    assert store.query("SELECT count() FROM alerts WHERE room_id = 'r-int' AND has(stakeholders, 'sam-se')") == [(0,)]
