@@ -31,6 +31,16 @@ const top = (sel) => pane((sel) => document.querySelector(sel).offsetTop, sel);
 const depth = () => pane(() => { const p = document.getElementById("pane"); return (100 * p.scrollTop) / (p.scrollHeight - p.clientHeight); });
 let maxDepth = 0;
 const mark = async () => (maxDepth = Math.max(maxDepth, await depth()));
+// a proposal page taller than the pane: its top for 2.5 s, then 450 px further down for 1.5 s
+const readPage = async (n) => {
+  await scrollTo(await top(`#proposal-p${n}`));
+  await mark();
+  hold("proposal", n);
+  await dwell(2500);
+  await scrollTo((await top(`#proposal-p${n}`)) + 450);
+  await mark();
+  await dwell(1500);
+};
 
 await page.goto(pageUrl);
 await page.waitForFunction(() => window.dealbeacon && window.dealbeacon.flush);
@@ -53,15 +63,7 @@ await page.waitForFunction(() => document.querySelector("video").ended, null, { 
 await dwell(1500);
 
 // the proposal, page by page: each page is taller than the pane; read its top, then further down
-for (const n of [1, 2]) {
-  await scrollTo(await top(`#proposal-p${n}`));
-  await mark();
-  hold("proposal", n);
-  await dwell(2500);
-  await scrollTo((await top(`#proposal-p${n}`)) + 450);
-  await mark();
-  await dwell(1500);
-}
+for (const n of [1, 2]) await readPage(n);
 // page 3 through the table of contents: a #fragment, not a new room view
 await page.click("#toc-p3");
 await page.waitForFunction(() => location.hash === "#proposal-p3");
@@ -78,13 +80,7 @@ await dwell(1000);
 // pages 4, 5 and 6 (the viewer renders 5 and 6 only once page 4 comes near)
 for (const n of [4, 5, 6]) {
   await page.waitForSelector(`#proposal-p${n}`, { state: "attached" });
-  await scrollTo(await top(`#proposal-p${n}`));
-  await mark();
-  hold("proposal", n);
-  await dwell(2500);
-  await scrollTo((await top(`#proposal-p${n}`)) + 450);
-  await mark();
-  await dwell(1500);
+  await readPage(n);
 }
 // the security section loads when the end of the pane is reached; scroll to the very end to read it
 await scrollTo((await top(`#proposal-p6`)) + 1200 - 740);

@@ -1,4 +1,5 @@
 """Browser tier: the built beacon, a sales-room site on its own origin, real headless Chromium."""
+import contextlib
 import functools
 import http.server
 import io
@@ -8,8 +9,10 @@ import subprocess
 import threading
 import wave
 
+import orjson
 import pytest
 
+from tests.e2e.conftest import Server
 from tests.helpers import free_port
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -43,3 +46,26 @@ def site_server(root: pathlib.Path):
     return srv, f"http://127.0.0.1:{port}"
 
 
+
+
+@contextlib.contextmanager
+def room_stack(tmp_path: pathlib.Path, room: str, page: str, secret: str):
+    """A sales-room site on its own origin serving ``e2e/<page>`` at /r/<room>/ (with an 8 s audio file at
+    /files/demo.wav), and an embedded dealbeacon that accepts the site key "acme" from that origin.
+    Yields (site url, server)."""
+    site_root = tmp_path / "site"
+    (site_root / "r" / room).mkdir(parents=True)
+    (site_root / "files").mkdir()
+    (site_root / "files" / "demo.wav").write_bytes(silence_wav())
+    site, site_url = site_server(site_root)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sites.json").write_text(orjson.dumps([{"key": "acme", "secret": secret, "origins": [site_url]}]).decode())
+    srv = Server(data, "--no-demo").start()
+    try:
+        html = (SNIPPET / "e2e" / page).read_text().replace("__INGEST__", srv.url)
+        (site_root / "r" / room / "index.html").write_text(html)
+        yield site_url, srv
+    finally:
+        srv.stop()
+        site.shutdown()

@@ -11,27 +11,15 @@ import httpx
 import orjson
 
 from dealbeacon.core import tokens
-from tests.browser.conftest import SNIPPET, silence_wav, site_server
-from tests.e2e.conftest import Server
+from tests.browser.conftest import SNIPPET, room_stack
 from tests.helpers import SQL_AUTH
 
 ROOM = "deal-spa"
 
 
 def test_app_shell_room_lands_true_in_clickhouse(built_snippet, tmp_path):
-    site_root = tmp_path / "site"
-    (site_root / "r" / ROOM).mkdir(parents=True)
-    (site_root / "files").mkdir()
-    (site_root / "files" / "demo.wav").write_bytes(silence_wav())
-    site, site_url = site_server(site_root)
-    data = tmp_path / "data"
-    data.mkdir()
     secret = "spa-secret"
-    (data / "sites.json").write_text(orjson.dumps([{"key": "acme", "secret": secret, "origins": [site_url]}]).decode())
-    srv = Server(data, "--no-demo").start()
-    try:
-        html = (SNIPPET / "e2e" / "app-room.html").read_text().replace("__INGEST__", srv.url)
-        (site_root / "r" / ROOM / "index.html").write_text(html)
+    with room_stack(tmp_path, ROOM, "app-room.html", secret) as (site_url, srv):
         auth = {"Authorization": f"Bearer {secret}"}
         assert httpx.put(f"{srv.url}/v1/sites/acme/rooms/{ROOM}", headers=auth, json={
             "stage": "proposal", "owner": "sam", "name": "Northwind",
@@ -111,6 +99,3 @@ def test_app_shell_room_lands_true_in_clickhouse(built_snippet, tmp_path):
         for p in doc["pages"]:
             assert abs(p["s"] * 1000 - measured[("proposal", p["page"])]) <= 3000, (p, report)
         assert doc["time"].endswith(" s") and abs(int(doc["time"][:-2]) * 1000 - measured[("proposal", None)]) <= 3000
-    finally:
-        srv.stop()
-        site.shutdown()

@@ -5,29 +5,16 @@ import time
 
 import httpx
 import orjson
-import pytest
 
 from dealbeacon.core import tokens
-from tests.browser.conftest import SNIPPET, silence_wav, site_server
-from tests.e2e.conftest import Server
+from tests.browser.conftest import SNIPPET, room_stack
 from tests.helpers import SQL_AUTH
 
 
 def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
     # the sales-room site (its own origin) and dealbeacon in embedded mode
-    site_root = tmp_path / "site"
-    (site_root / "r" / "deal-e2e").mkdir(parents=True)
-    (site_root / "files").mkdir()
-    (site_root / "files" / "demo.wav").write_bytes(silence_wav())
-    site, site_url = site_server(site_root)
-    data = tmp_path / "data"
-    data.mkdir()
     secret = "e2e-secret"
-    (data / "sites.json").write_text(orjson.dumps([{"key": "acme", "secret": secret, "origins": [site_url]}]).decode())
-    srv = Server(data, "--no-demo").start()
-    try:
-        html = (SNIPPET / "e2e" / "room.html").read_text().replace("__INGEST__", srv.url)
-        (site_root / "r" / "deal-e2e" / "index.html").write_text(html)
+    with room_stack(tmp_path, "deal-e2e", "room.html", secret) as (site_url, srv):
         token = tokens.mint(secret, "deal-e2e", "cfo-jane", int(time.time()) + 3600)
         run = subprocess.run(["node", "e2e/scenario.mjs", f"{site_url}/r/deal-e2e/?dbt={token}"], cwd=SNIPPET,
                              capture_output=True, text=True, timeout=180)
@@ -53,7 +40,8 @@ def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
         closing = sql(f"SELECT toString(event_id), type, client_ts >= fromUnixTimestamp64Milli({out['t_end']}) FROM events "
                       f"WHERE toString(event_id) IN ({','.join(repr(i) for i in unseen) or 'NULL'})")
         assert all(t == "engagement" and late for _, t, late in closing), closing
-        assert sql("SELECT count() FROM events") == [[len(stored)]], sql("SELECT type, ts, event_id, count() c FROM events GROUP BY ALL HAVING c > 1")  # and nothing twice
+        twice = "SELECT type, ts, event_id, count() c FROM events GROUP BY ALL HAVING c > 1"
+        assert sql("SELECT count() FROM events") == [[len(stored)]], sql(twice)  # and nothing twice
         assert sql("SELECT count() FROM dead_letters") == [[0]], sql("SELECT reason, detail FROM dead_letters")
         # identity: the link token verified; it was removed from the address bar; one visitor
         assert "dbt=" not in out["steps"]["url_after_load"]
@@ -90,6 +78,3 @@ def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
         # the pagehide beacon delivered what was queued right before close
         assert out["steps"]["last_event"] and set(out["steps"]["last_event"]) <= stored
         assert sql("SELECT share_to FROM events WHERE type = 'share' AND share_channel = 'email'") == [["legal@northwind.example"]]
-    finally:
-        srv.stop()
-        site.shutdown()
