@@ -45,6 +45,7 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
     ``reader`` (blocking read-only SQL -> rows) and ``hub`` (live alerts) enable the seller page."""
     clock = clock or Clock()
     metrics = metrics or Metrics()
+    metrics.ready.set_function(lambda: 1 if handoff.ready() else 0)
     pipeline = IngestPipeline(settings, sites, handoff, metrics)
 
     def respond(out: Outcome) -> Response:
@@ -95,12 +96,7 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
 
     async def readyz(request: HTTPRequest) -> Response:
         ready = handoff.ready()
-        metrics.ready.set(1 if ready else 0)
         return PlainTextResponse("ready\n" if ready else "not ready\n", status_code=200 if ready else 503)
-
-    async def metrics_endpoint(request: HTTPRequest) -> Response:
-        metrics.ready.set(1 if handoff.ready() else 0)
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def openapi(request: HTTPRequest) -> Response:
         return ORJSONResponse(openapi_document(settings))
@@ -136,7 +132,7 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
         Route("/v1/sites/{site}/erase", post_erase, methods=["POST"]),
         Route("/v1/events", preflight, methods=["OPTIONS"]),
         Route("/healthz", healthz), Route("/readyz", readyz),
-        Route("/metrics", metrics_endpoint), Route("/openapi.json", openapi),
+        Route("/metrics", metrics.asgi(), methods=["GET"]), Route("/openapi.json", openapi),
         Route(SNIPPET_PATH, snippet),
         Route("/v1/sites/{site}/channels/{id}", sellers.put_config, methods=["PUT"]),
         Route("/v1/sites/{site}/sellers/{id}", sellers.put_config, methods=["PUT"]),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_asgi_app
 
 
 class Metrics:
@@ -32,3 +32,17 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def asgi(self) -> ASGIEndpoint:
+        """prometheus-client's own ASGI app over this registry (text format, gzip when accepted)."""
+        return ASGIEndpoint(make_asgi_app(self.registry))
+
+
+class ASGIEndpoint:
+    """An ASGI app as a Starlette route endpoint (a callable object is routed as ASGI, a function is not)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.app(scope, receive, send)

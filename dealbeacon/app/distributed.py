@@ -12,7 +12,7 @@ import signal
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from dealbeacon.app.runtime import SNIPPET_FILE, _Server, analyst_engine
@@ -116,6 +116,9 @@ async def _lag_monitor(s: Settings, metrics, every_s: float = 5.0) -> None:
 
 
 async def run_sink(s: Settings) -> None:
+    from prometheus_client import make_asgi_app
+
+    from ingest.metrics import ASGIEndpoint
     from sinks.sqlport import create_sql_app
     from sinks.store import ChdbStore, open_store
     from sinks.worker import SinkMetrics, SinkWorker
@@ -129,13 +132,11 @@ async def run_sink(s: Settings) -> None:
     metrics = SinkMetrics()
     worker = SinkWorker(s, store, metrics)
 
-    async def metrics_endpoint(request):
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
-
     async def healthz(request):
         return PlainTextResponse("paused\n" if worker.paused else "ok\n", status_code=503 if worker.paused else 200)
 
-    servers = [_Server(uvicorn.Config(Starlette(routes=[Route("/metrics", metrics_endpoint), Route("/healthz", healthz)]),
+    servers = [_Server(uvicorn.Config(Starlette(routes=[Route("/metrics", ASGIEndpoint(make_asgi_app(metrics.registry)), methods=["GET"]),
+                                                                  Route("/healthz", healthz)]),
                                       host=s.host, port=s.sink_metrics_port, log_level="warning", access_log=False))]
     engine = None
     if s.sink_sql_port and isinstance(store, ChdbStore):
