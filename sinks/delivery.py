@@ -8,12 +8,14 @@ so ingest and scoring never wait for an endpoint. Every channel delivery is its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import smtplib
 import time
 from dataclasses import dataclass, replace
 
 import httpx
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from dealbeacon.core.tokens import webhook_secret
 
@@ -32,6 +34,10 @@ class Channel:
     owner: str = ""  # "" = every seller of the site
     min_severity: str = "info"
     enabled: bool = True
+
+
+class _Undelivered(Exception):
+    """A channel answered, but not 2xx: retried like a network error."""
 
 
 class Deliverer:
@@ -110,19 +116,23 @@ class Deliverer:
 
     async def _deliver(self, notice, c: Channel) -> None:
         attempts, status, error = 0, 0, ""
+
+        async def once() -> None:
+            nonlocal attempts, status, error
+            attempts += 1
+            try:
+                status = await self._send(notice, c)
+            except Exception as e:  # network, SMTP: retried like a 5xx
+                status, error = 0, f"{type(e).__name__}: {e}"[:300]
+                raise
+            error = "" if 200 <= status < 300 else f"HTTP {status}"
+            if error:
+                raise _Undelivered(error)
+
         async with self._sem:
-            while attempts < self.max_attempts:
-                attempts += 1
-                try:
-                    status = await self._send(notice, c)
-                    if 200 <= status < 300:
-                        error = ""
-                        break
-                    error = f"HTTP {status}"
-                except Exception as e:  # network, SMTP: retried like a 5xx
-                    error = f"{type(e).__name__}: {e}"[:300]
-                if attempts < self.max_attempts:
-                    await asyncio.sleep(self.backoff_s * 2 ** (attempts - 1))
+            with contextlib.suppress(Exception):  # what failed is recorded below (status, error, attempts)
+                await AsyncRetrying(stop=stop_after_attempt(self.max_attempts), reraise=True,
+                                    wait=wait_exponential(multiplier=self.backoff_s, max=3600))(once)
         ok = not error
         (log.info if ok else log.warning)("notice %s -> %s: %s after %d attempt(s)", notice.notice_id[:8],
                                           c.channel_id, "delivered" if ok else error, attempts)

@@ -16,6 +16,7 @@ import logging
 import time
 
 import faust
+from tenacity import AsyncRetrying, wait_exponential
 
 from dealbeacon.core import records
 from dealbeacon.core.settings import Settings
@@ -76,18 +77,13 @@ def create_faust_app(s: Settings) -> faust.App:
 
     async def guarded(work, event) -> None:
         """An exception would crash the agent and Faust would still ack the message: never raise while
-        holding one. Retry with backoff; a killed worker acks nothing and replays."""
-        delay = 0.2
-        while True:
-            try:
-                await work(event)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("message at %s failed; retrying in %.1fs", event.message.offset, delay)
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
+        holding one. Retry with backoff (0.2 s doubling to 10 s, for ever; cancellation still stops it); a
+        killed worker acks nothing and replays."""
+        def log_retry(state) -> None:
+            log.error("message at %s failed; retrying in %.1fs", event.message.offset, state.next_action.sleep,
+                      exc_info=state.outcome.exception())
+
+        await AsyncRetrying(wait=wait_exponential(multiplier=0.2, max=10.0), before_sleep=log_retry)(work, event)
 
     def decode(event) -> tuple[list[dict], list[dict]]:
         try:

@@ -14,6 +14,7 @@ import logging
 import time
 
 import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from dealbeacon.sim.simulator import DAY_MS, Op, plan, simulate
 
@@ -45,21 +46,26 @@ async def replay(url: str, site: str, secret: str, ops: list[Op], *, speed: floa
     return counts
 
 
+class _Busy(Exception):
+    """The server answered 429 or 503: try again."""
+
+
 async def _send(client: httpx.AsyncClient, method: str, path: str, body: dict, end: float) -> httpx.Response:
-    delay = 0.1
-    while True:
-        try:
-            r = await client.request(method, path, json=body)
-            if r.status_code not in (429, 503):
-                if r.status_code >= 400:
-                    raise RuntimeError(f"{method} {path} answered {r.status_code}: {r.text[:300]}")
-                return r
-        except httpx.TransportError as e:
-            log.debug("%s %s: %s", method, path, e)
-        if time.monotonic() > end:
-            raise TimeoutError(f"{method} {path}: the server did not take it before the deadline")
-        await asyncio.sleep(delay)
-        delay = min(2.0, delay * 2)
+    """One request, retried with backoff (0.1 s doubling to 2 s) on network errors, 429 and 503 until ``end``."""
+    async def once() -> httpx.Response:
+        r = await client.request(method, path, json=body)
+        if r.status_code in (429, 503):
+            raise _Busy(f"{r.status_code}")
+        if r.status_code >= 400:
+            raise RuntimeError(f"{method} {path} answered {r.status_code}: {r.text[:300]}")
+        return r
+
+    try:
+        return await AsyncRetrying(retry=retry_if_exception_type((httpx.TransportError, _Busy)), reraise=True,
+                                   wait=wait_exponential(multiplier=0.1, max=2.0),
+                                   stop=stop_before_delay(max(0.0, end - time.monotonic())))(once)
+    except (httpx.TransportError, _Busy) as e:
+        raise TimeoutError(f"{method} {path}: the server did not take it before the deadline ({e})") from e
 
 
 def build(site: str, secret: str, *, deals: int, seed: int, days: int, start_ms: int | None, tick_hours: float,
