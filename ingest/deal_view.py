@@ -12,11 +12,19 @@ WEEK_MS = 7 * 86_400_000
 WHO = "if(stakeholder_id != '', stakeholder_id, concat('visitor:', visitor_id))"
 
 
+ALERT_SELECT = ("SELECT toString(alert_id), room_id, kind, severity, stakeholders, evidence, suggestion, "
+                "toUnixTimestamp64Milli(at) FROM alerts FINAL")  # columns in ALERT_KEYS order
+
+
+def room_alerts_sql(site: str, room: str) -> str:
+    """Every alert of one deal (acknowledged or not), newest first."""
+    return f"{ALERT_SELECT} WHERE site = {sql_string(site)} AND room_id = {sql_string(room)} ORDER BY at DESC LIMIT 100"
+
+
 def open_alerts_sql(site: str, seller: str, now_ms: int, room: str | None = None) -> str:
     """Alerts not acknowledged and not snoozed, newest first."""
     only_room = f" AND room_id = {sql_string(room)}" if room else ""
-    return ("SELECT toString(alert_id), room_id, kind, severity, stakeholders, evidence, suggestion, "
-            f"toUnixTimestamp64Milli(at) FROM alerts FINAL WHERE site = {sql_string(site)} AND owner = {sql_string(seller)}"
+    return (f"{ALERT_SELECT} WHERE site = {sql_string(site)} AND owner = {sql_string(seller)}"
             f"{only_room} AND toString(alert_id) NOT IN (SELECT alert_id FROM alert_actions FINAL WHERE "
             f"site = {sql_string(site)} AND (action = 'ack' OR toUnixTimestamp64Milli(until) > {int(now_ms)})) "
             "ORDER BY at DESC LIMIT 100")

@@ -198,10 +198,7 @@ class SellerAPI:
         parts = {}
         for name, sql in deal_view.deal_sqls(site, room_id).items():
             parts[name] = await self._query(sql)
-        alerts = await self._query(
-            "SELECT toString(alert_id), room_id, kind, severity, stakeholders, evidence, suggestion, "
-            f"toUnixTimestamp64Milli(at) FROM alerts FINAL WHERE site = {sql_string(site)} AND room_id = {sql_string(room_id)} "
-            "ORDER BY at DESC LIMIT 100")
+        alerts = await self._query(deal_view.room_alerts_sql(site, room_id))
         return JSONResponse(deal_view.shape_deal(list(found[0][:5]), parts, [dict(zip(deal_view.ALERT_KEYS, r)) for r in alerts]))
 
     async def act(self, request: Request) -> Response:

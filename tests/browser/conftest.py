@@ -9,11 +9,12 @@ import subprocess
 import threading
 import wave
 
+import httpx
 import orjson
 import pytest
 
 from tests.e2e.conftest import Server
-from tests.helpers import free_port
+from tests.helpers import SQL_AUTH, free_port
 
 ROOT = pathlib.Path(__file__).parents[2]
 SNIPPET = ROOT / "js-snippet"
@@ -69,3 +70,20 @@ def room_stack(tmp_path: pathlib.Path, room: str, page: str, secret: str):
     finally:
         srv.stop()
         site.shutdown()
+
+
+def run_scenario(script: str, url: str, timeout: float, env: dict | None = None) -> dict:
+    """Run a Chromium scenario (``node e2e/<script> <url>``) and return the JSON it printed last."""
+    run = subprocess.run(["node", f"e2e/{script}", url], cwd=SNIPPET, capture_output=True, text=True, timeout=timeout,
+                         env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return orjson.loads(run.stdout.strip().splitlines()[-1])
+
+
+def sql_reader(srv):
+    """Rows of a query on the server's SQL port, as the test analyst (JSONCompact ``data``)."""
+    def sql(q):
+        r = httpx.post(f"http://127.0.0.1:{srv.sql_port}/", auth=SQL_AUTH, content=q + " FORMAT JSONCompact")
+        assert r.status_code == 200, r.text
+        return r.json()["data"]
+    return sql

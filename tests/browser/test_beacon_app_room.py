@@ -11,8 +11,7 @@ import httpx
 import orjson
 
 from dealbeacon.core import tokens
-from tests.browser.conftest import SNIPPET, room_stack
-from tests.helpers import SQL_AUTH
+from tests.browser.conftest import SNIPPET, room_stack, run_scenario, sql_reader
 
 ROOM = "deal-spa"
 
@@ -25,17 +24,11 @@ def test_app_shell_room_lands_true_in_clickhouse(built_snippet, tmp_path):
             "stage": "proposal", "owner": "sam", "name": "Northwind",
             "stakeholders": [{"id": "vp-ops", "role": "champion"}, {"id": "cfo", "role": "economic_buyer"}]}).status_code == 202
         token = tokens.mint(secret, ROOM, "vp-ops", int(time.time()) + 3600)
-        run = subprocess.run(["node", "e2e/app-scenario.mjs", f"{site_url}/r/{ROOM}/?dbt={token}"], cwd=SNIPPET,
-                             capture_output=True, text=True, timeout=240,
-                             env={"PATH": "/usr/bin:/bin", "SCREENSHOT": str(tmp_path / "app-room.png")})
-        assert run.returncode == 0, run.stderr[-3000:]
-        out = orjson.loads(run.stdout.strip().splitlines()[-1])
+        out = run_scenario("app-scenario.mjs", f"{site_url}/r/{ROOM}/?dbt={token}", 240,
+                           env={"PATH": "/usr/bin:/bin", "SCREENSHOT": str(tmp_path / "app-room.png")})
         time.sleep(1)
 
-        def sql(q):
-            r = httpx.post(f"http://127.0.0.1:{srv.sql_port}/", auth=SQL_AUTH, content=q + " FORMAT JSONCompact")
-            assert r.status_code == 200, r.text
-            return r.json()["data"]
+        sql = sql_reader(srv)
 
         assert out["payloads"] and out["invalid"] == [], out["invalid"][:2]
         assert sql("SELECT count() FROM dead_letters") == [[0]], sql("SELECT reason, detail FROM dead_letters")

@@ -1,14 +1,9 @@
 """The beacon in real headless Chromium against the real ingest server in embedded mode: what lands in
 ClickHouse after a visit that scrolls, dwells, watches, hides, navigates SPA-style, goes offline and closes."""
-import subprocess
 import time
 
-import httpx
-import orjson
-
 from dealbeacon.core import tokens
-from tests.browser.conftest import SNIPPET, room_stack
-from tests.helpers import SQL_AUTH
+from tests.browser.conftest import room_stack, run_scenario, sql_reader
 
 
 def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
@@ -16,16 +11,10 @@ def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
     secret = "e2e-secret"
     with room_stack(tmp_path, "deal-e2e", "room.html", secret) as (site_url, srv):
         token = tokens.mint(secret, "deal-e2e", "cfo-jane", int(time.time()) + 3600)
-        run = subprocess.run(["node", "e2e/scenario.mjs", f"{site_url}/r/deal-e2e/?dbt={token}"], cwd=SNIPPET,
-                             capture_output=True, text=True, timeout=180)
-        assert run.returncode == 0, run.stderr[-3000:]
-        out = orjson.loads(run.stdout.strip().splitlines()[-1])
+        out = run_scenario("scenario.mjs", f"{site_url}/r/deal-e2e/?dbt={token}", 180)
         time.sleep(1)
 
-        def sql(q):
-            r = httpx.post(f"http://127.0.0.1:{srv.sql_port}/", auth=SQL_AUTH, content=q + " FORMAT JSONCompact")
-            assert r.status_code == 200, r.text
-            return r.json()["data"]
+        sql = sql_reader(srv)
 
         sent = [e for p in out["payloads"] for e in p["body"]["events"]]
         # every payload the snippet produced validates against the contract's JSON Schema

@@ -7,11 +7,10 @@ import time
 import uuid
 
 import httpx
-
-from tests.helpers import SQL_AUTH
 import orjson
 
 from tests.e2e.conftest import Server
+from tests.helpers import SQL_AUTH
 
 ROOT = pathlib.Path(__file__).parents[2]
 DAY = 86_400_000
