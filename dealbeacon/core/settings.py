@@ -1,132 +1,202 @@
-"""One settings object for every stage.
+"""One settings object for every stage, on pydantic-settings.
 
 Every field can be set from the environment as ``DEALBEACON_<FIELD NAME IN CAPS>``; the CLI overrides a few
-with flags. docker-compose.yml uses exactly these names (a test checks it).
+with flags. docker-compose.yml uses exactly these names (a test checks it). Fields are typed and validated
+when the object is built: a value that cannot work stops the process at start with a message naming the
+variable, never at the first tick.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from datetime import date
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dealbeacon.core.contract import CONTENT_KINDS, DEFAULT_STAGES
 
 ENV_PREFIX = "DEALBEACON_"
 CLOCKS = ("wall", "external")
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+Positive = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Port = Annotated[int, Field(ge=0, le=65_535)]
 
 
-@dataclass(frozen=True)
-class Settings:
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True)
+
     # -- where things live
     data_dir: str = "dealbeacon-data"
     sites_file: str = ""  # JSON list of sites; empty -> <data_dir>/sites.json
     analysts_file: str = ""  # the SQL port's users (hashed); empty -> <data_dir>/analysts.json
     # -- HTTP servers
     host: str = "127.0.0.1"
-    port: int = 8080
-    sql_port: int = 8123
+    port: Port = 8080
+    sql_port: Port = 8123
     # -- the SQL port's limits, per analyst query: sql_<field> of sinks.sqlengine.Limits
-    sql_max_execution_s: float = 30.0
-    sql_max_memory_bytes: int = 1_000_000_000
-    sql_max_rows_to_read: int = 2_000_000_000
-    sql_max_result_rows: int = 1_000_000
-    sql_max_result_bytes: int = 100_000_000
-    sql_max_threads: int = 1
-    sql_max_concurrent: int = 2  # per analyst
-    sql_pool: int = 2  # analyst queries running at once, all analysts together
-    sql_max_query_bytes: int = 256_000
+    sql_max_execution_s: PositiveFloat = 30.0
+    sql_max_memory_bytes: Positive = 1_000_000_000
+    sql_max_rows_to_read: Positive = 2_000_000_000
+    sql_max_result_rows: Positive = 1_000_000
+    sql_max_result_bytes: Positive = 100_000_000
+    sql_max_threads: Positive = 1
+    sql_max_concurrent: Positive = 2  # per analyst
+    sql_pool: Positive = 2  # analyst queries running at once, all analysts together
+    sql_max_query_bytes: Positive = 256_000
     # -- ingest limits
-    max_body_bytes: int = 1_000_000
-    max_decompressed_bytes: int = 4_000_000
-    max_events_per_batch: int = 100
-    rate_limit_events_per_s: float = 500.0
-    rate_limit_burst: int = 2_000
+    max_body_bytes: Positive = 1_000_000
+    max_decompressed_bytes: Positive = 4_000_000
+    max_events_per_batch: Positive = 100
+    rate_limit_events_per_s: PositiveFloat = 500.0
+    rate_limit_burst: Positive = 2_000
     trust_proxy_headers: bool = False
-    clock_skew_tolerance_ms: int = 5_000
-    max_event_age_s: int = 7 * 86_400
-    max_backfill_days: int = 3_660  # server-side senders (Bearer site secret): how far back their events may lie
-    handoff_timeout_s: float = 5.0
-    max_inflight_requests: int = 256  # /v1/events requests being handled at once; beyond: 503 at once, body unread
-    retry_after_s: int = 5
-    dead_letter_payload_bytes: int = 4_096
+    clock_skew_tolerance_ms: Annotated[int, Field(ge=0)] = 5_000
+    max_event_age_s: Positive = 7 * 86_400
+    max_backfill_days: Positive = 3_660  # server-side senders (Bearer site secret): how far back their events may lie
+    handoff_timeout_s: PositiveFloat = 5.0
+    max_inflight_requests: Positive = 256  # /v1/events requests being handled at once; beyond: 503 at once, body unread
+    retry_after_s: Positive = 5
+    dead_letter_payload_bytes: Positive = 4_096
     # -- embedded pipeline (group commit into chdb)
-    embedded_linger_ms: int = 5
-    embedded_max_batch: int = 5_000
+    embedded_linger_ms: Annotated[int, Field(ge=0)] = 5
+    embedded_max_batch: Positive = 5_000
     # -- Kafka (distributed mode)
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_events: str = "dealbeacon.events"
     topic_dead_letters: str = "dealbeacon.dead_letters"
     topic_rows_prefix: str = "dealbeacon.rows."  # + table name: what the streams emit and the sink stores
-    topic_partitions: int = 6
-    kafka_linger_ms: int = 5
-    kafka_compression: str = "lz4"
+    topic_partitions: Positive = 6
+    kafka_linger_ms: Annotated[int, Field(ge=0)] = 5
+    kafka_compression: Literal["lz4", "gzip", "snappy", "zstd", ""] = "lz4"  # "": none
     streams_group: str = "dealbeacon-streams"
     faust_store: str = "rocksdb://"  # memory:// in tests
-    commit_interval_s: float = 1.0  # stream workers commit processed offsets this often
+    commit_interval_s: PositiveFloat = 1.0  # stream workers commit processed offsets this often
     # -- ClickHouse sink
     clickhouse_url: str = ""  # clickhouse://host:9000/db for a server; empty -> chdb in <data_dir>/clickhouse
-    sink_batch_rows: int = 10_000
-    sink_batch_ms: int = 1_000
+    sink_batch_rows: Positive = 10_000
+    sink_batch_ms: Positive = 1_000
     sink_group: str = "dealbeacon-sink"
     deliver_group: str = "dealbeacon-deliver"
-    sink_metrics_port: int = 9464
-    sink_sql_port: int = 0  # >0 with a local chdb directory: serve the read-only SQL port from the sink
+    sink_metrics_port: Port = 9464
+    sink_sql_port: Port = 0  # >0 with a local chdb directory: serve the read-only SQL port from the sink
     # -- deals: stages, time rules
     stages: str = ",".join(DEFAULT_STAGES)  # ordered; the rooms API accepts these
     closed_stages: str = "closed_won,closed_lost"  # no quiet alerts, no snapshots
     stage_cadence_days: str = ""  # "discovery=10,evaluation=4": expected contact cadence per stage (quiet alerts)
-    default_cadence_days: float = 7.0  # a stage with no cadence given or known
+    default_cadence_days: PositiveFloat = 7.0  # a stage with no cadence given or known
     # the buyers' working calendar: silence is counted in working days (quiet alerts)
     timezone: str = "UTC"  # IANA name, e.g. Europe/Berlin
     weekend: str = "sat,sun"  # days that are not working days
     holidays: str = ""  # "2026-12-24,2026-12-25": local dates that are not working days
     content_kinds: str = ""  # a site's own content kinds, added to proposal, pricing, contract, ... ("roi_model,faq")
-    clock: str = "wall"  # wall: time rules tick on the wall clock; external: only POST /v1/sites/{site}/clock
-    tick_interval_s: float = 60.0  # how often the time rules run (wall clock)
+    clock: Literal["wall", "external"] = "wall"  # wall: rules tick on the wall clock; external: only POST /v1/sites/{site}/clock
+    tick_interval_s: PositiveFloat = 60.0  # how often the time rules run (wall clock)
     # -- alert delivery (embedded mode runs it in-process)
     public_url: str = ""  # how sellers reach this server (links in notices); empty -> http://host:port
     smtp_host: str = ""
-    smtp_port: int = 25
+    smtp_port: Port = 25
     smtp_from: str = "dealbeacon@localhost"
-    notify_aggregate_s: int = 180  # a room's notice goes out once its alerts paused this long
-    notify_max_wait_s: int = 1800  # or this long after the first one
-    notify_cooldown_s: int = 3600  # at most one notice per room per this
+    notify_aggregate_s: Annotated[int, Field(ge=0)] = 180  # a room's notice goes out once its alerts paused this long
+    notify_max_wait_s: Annotated[int, Field(ge=0)] = 1800  # or this long after the first one
+    notify_cooldown_s: Annotated[int, Field(ge=0)] = 3600  # at most one notice per room per this
     # -- demo
     demo: bool = True
-    demo_max_events: int = 200_000
+    demo_max_events: Positive = 200_000
 
-    def __post_init__(self):
-        if self.clock not in CLOCKS:
-            raise ValueError(f"{ENV_PREFIX}CLOCK={self.clock!r} is not one of: {', '.join(CLOCKS)} "
+    @field_validator("clock", mode="before")
+    @classmethod
+    def _clock(cls, v: Any) -> Any:
+        if v not in CLOCKS:
+            raise ValueError(f"must be one of: {', '.join(CLOCKS)} "
                              "(wall: time rules follow the wall clock; external: POST /v1/sites/{site}/clock)")
-        if len(self.stage_list) < 2:
-            raise ValueError(f"{ENV_PREFIX}STAGES={self.stages!r}: give at least two comma-separated stages")
-        self.cadences  # noqa: B018  (raises on a malformed DEALBEACON_STAGE_CADENCE_DAYS)
-        self.weekend_days, self.holiday_dates, self.content_kind_list  # noqa: B018 (validated when read: fail at start, not at a tick)
+        return v
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, v: str) -> str:
+        if len(_split(v)) < 2:
+            raise ValueError("give at least two comma-separated stages")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
         try:
-            ZoneInfo(self.timezone)
+            ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{ENV_PREFIX}TIMEZONE={self.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
-        if self.default_cadence_days <= 0:
-            raise ValueError(f"{ENV_PREFIX}DEFAULT_CADENCE_DAYS={self.default_cadence_days!r} must be > 0")
+            raise ValueError("not an IANA time zone (e.g. Europe/Berlin)") from None
+        return v
+
+    @field_validator("weekend")
+    @classmethod
+    def _weekend(cls, v: str) -> str:
+        days = [x.lower()[:3] for x in _split(v)]
+        if any(d not in DAY_NAMES for d in days) or len(set(days)) > 6:
+            raise ValueError("write day names (e.g. sat,sun or fri,sat), not all seven")
+        return v
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(cls, v: str) -> str:
+        for part in _split(v):
+            try:
+                date.fromisoformat(part)
+            except ValueError:
+                raise ValueError("write dates as YYYY-MM-DD, comma-separated") from None
+        return v
+
+    @field_validator("content_kinds")
+    @classmethod
+    def _content_kinds(cls, v: str) -> str:
+        if any(not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", k) for k in _split(v)):
+            raise ValueError("kinds are lower-case words ([a-z0-9_])")
+        return v
+
+    @model_validator(mode="after")
+    def _cadences(self) -> Settings:
+        for part in _split(self.stage_cadence_days):
+            stage, _, days = part.partition("=")
+            try:
+                ok = float(days) > 0 and stage.strip() in self.stage_list
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"{ENV_PREFIX}STAGE_CADENCE_DAYS={self.stage_cadence_days!r}: write stage=days "
+                                 f"pairs for stages of {ENV_PREFIX}STAGES, days > 0 (e.g. discovery=10,evaluation=4)")
+        return self
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise SettingsError(_explain(e)) from None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
-        source: Mapping[str, str] = os.environ if env is None else env
-        values = {}
-        for f in fields(cls):
-            raw = source.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                values[f.name] = _coerce(f, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``env`` (default: the process environment), with ``overrides`` (None = not given) on top."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if env is None:
+            return cls(**given)
+        names = set(cls.model_fields)
+        values = {k[len(ENV_PREFIX):].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        values = {k: v for k, v in values.items() if k in names}
+        try:
+            return cls.model_validate({**values, **given})
+        except ValidationError as e:
+            raise SettingsError(_explain(e)) from None
 
-    def replace(self, **changes) -> Settings:
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> Settings:
+        return type(self).model_validate({**self.model_dump(), **changes})
 
     @property
     def resolved_sites_file(self) -> str:
@@ -138,52 +208,28 @@ class Settings:
 
     @property
     def stage_list(self) -> tuple[str, ...]:
-        return tuple(x.strip() for x in self.stages.split(",") if x.strip())
+        return _split(self.stages)
 
     @property
     def closed_stage_list(self) -> tuple[str, ...]:
-        return tuple(x.strip() for x in self.closed_stages.split(",") if x.strip())
+        return _split(self.closed_stages)
 
     @property
     def content_kind_list(self) -> tuple[str, ...]:
-        extra = tuple(x.strip() for x in self.content_kinds.split(",") if x.strip())
-        bad = [k for k in extra if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", k)]
-        if bad:
-            raise ValueError(f"{ENV_PREFIX}CONTENT_KINDS={self.content_kinds!r}: kinds are lower-case words ([a-z0-9_])")
-        return CONTENT_KINDS + tuple(k for k in extra if k not in CONTENT_KINDS)
+        return CONTENT_KINDS + tuple(k for k in _split(self.content_kinds) if k not in CONTENT_KINDS)
 
     @property
     def weekend_days(self) -> tuple[int, ...]:
-        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-        days = [x.strip().lower()[:3] for x in self.weekend.split(",") if x.strip()]
-        if any(d not in names for d in days) or len(days) > 6:
-            raise ValueError(f"{ENV_PREFIX}WEEKEND={self.weekend!r}: write day names (e.g. sat,sun or fri,sat), not all seven")
-        return tuple(sorted({names.index(d) for d in days}))
+        return tuple(sorted({DAY_NAMES.index(x.lower()[:3]) for x in _split(self.weekend)}))
 
     @property
     def holiday_dates(self) -> tuple[str, ...]:
-        out = []
-        for part in filter(None, (p.strip() for p in self.holidays.split(","))):
-            try:
-                out.append(date.fromisoformat(part).isoformat())
-            except ValueError:
-                raise ValueError(f"{ENV_PREFIX}HOLIDAYS={self.holidays!r}: write dates as YYYY-MM-DD, comma-separated") from None
-        return tuple(sorted(out))
+        return tuple(sorted(date.fromisoformat(p).isoformat() for p in _split(self.holidays)))
 
     @property
     def cadences(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for part in filter(None, (p.strip() for p in self.stage_cadence_days.split(","))):
-            stage, _, days = part.partition("=")
-            try:
-                value = float(days)
-            except ValueError:
-                value = -1.0
-            out[stage.strip()] = value
-            if value <= 0 or stage.strip() not in self.stage_list:
-                raise ValueError(f"{ENV_PREFIX}STAGE_CADENCE_DAYS={self.stage_cadence_days!r}: write stage=days "
-                                 f"pairs for stages of {ENV_PREFIX}STAGES, days > 0 (e.g. discovery=10,evaluation=4)")
-        return out
+        pairs = (p.partition("=") for p in _split(self.stage_cadence_days))
+        return {stage.strip(): float(days) for stage, _, days in pairs}
 
     @property
     def chdb_path(self) -> str:
@@ -192,18 +238,21 @@ class Settings:
 
 def env_names() -> set[str]:
     """Every environment variable name the settings accept."""
-    return {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
+    return {ENV_PREFIX + name.upper() for name in Settings.model_fields}
 
 
-def _coerce(f: dataclasses.Field, raw: str):
-    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str}[f.type]
-    if kind is bool:
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a boolean")
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _explain(e: ValidationError) -> str:
+    """One line per wrong setting, named as the environment variable a user sets."""
+    lines = []
+    for err in e.errors(include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        if field:
+            lines.append(f"{ENV_PREFIX}{field.upper()}={err['input']!r}: {msg[0].lower() + msg[1:]}")
+        else:
+            lines.append(msg)
+    return "; ".join(lines)

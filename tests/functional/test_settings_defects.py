@@ -40,7 +40,7 @@ def test_a_custom_stage_list_gets_quiet_alerts_at_its_own_cadence(store):
         assert sorted({r for r, _ in _quiet(store)}) == ["d-disc", "d-eval", "d-pilot"]  # never the closed one
 
 
-@pytest.mark.parametrize("env, says", [({"DEALBEACON_CLOCK": "Wall"}, "DEALBEACON_CLOCK='Wall' is not one of"),
+@pytest.mark.parametrize("env, says", [({"DEALBEACON_CLOCK": "Wall"}, "DEALBEACON_CLOCK='Wall': must be one of: wall, external"),
                                        ({"DEALBEACON_STAGE_CADENCE_DAYS": "proposal=soon"}, "STAGE_CADENCE_DAYS"),
                                        ({"DEALBEACON_STAGES": "only"}, "at least two")])
 def test_settings_that_cannot_work_refuse_to_start(tmp_path, env, says):
