@@ -1,39 +1,82 @@
-"""The ``dealbeacon`` command."""
+"""The ``dealbeacon`` command, on click.
+
+Every command builds one ``Settings`` from the environment (``DEALBEACON_*``) with its flags on top; a
+setting that cannot work stops the command with exit code 2 and a message naming the variable.
+"""
 from __future__ import annotations
 
-import argparse
 import asyncio
+import functools
 import logging
 import secrets
 import sys
 import time
+from collections.abc import Callable
+from typing import Any, NoReturn
 
+import click
 import orjson
 
 from dealbeacon.core import contract, tokens
-from dealbeacon.core.settings import Settings
+from dealbeacon.core.settings import Settings, SettingsError
 from dealbeacon.core.sites import Site, SiteRegistry
 
-
-def _settings(args) -> Settings:
-    overrides = {k: getattr(args, k, None) for k in ("data_dir", "port", "sql_port", "host", "sites_file",
-                                                      "analysts_file")}
-    if getattr(args, "no_demo", False):
-        overrides["demo"] = False
-    return Settings.from_env(**overrides)
+SETTING_FLAGS = ("data_dir", "sites_file", "analysts_file", "host", "port", "sql_port")
 
 
-def cmd_up(args) -> int:
+def _fail(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(2)
+
+
+def settings_options(*, server: bool = False, sql: bool = False) -> Callable:
+    """The flags that override settings; the command receives ``settings`` instead of them."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(**kw: Any) -> Any:
+            overrides = {k: kw.pop(k, None) for k in SETTING_FLAGS}
+            if kw.pop("no_demo", False):
+                overrides["demo"] = False
+            try:
+                settings = Settings.from_env(**overrides)
+            except SettingsError as e:
+                _fail(f"dealbeacon: {e}")  # a setting that cannot work: refuse to start, say which
+            return fn(settings, **kw)
+        opts = [click.option("--data-dir", help="DEALBEACON_DATA_DIR"),
+                click.option("--sites-file", help="DEALBEACON_SITES_FILE"),
+                click.option("--analysts-file", help="DEALBEACON_ANALYSTS_FILE")]
+        if server:
+            opts += [click.option("--host", help="DEALBEACON_HOST"), click.option("--port", type=int, help="DEALBEACON_PORT")]
+        if sql:
+            opts += [click.option("--sql-port", type=int, help="DEALBEACON_SQL_PORT"),
+                     click.option("--no-demo", is_flag=True, help="no demo site and no simulated traffic")]
+        for opt in reversed(opts):
+            run = opt(run)
+        return run
+    return wrap
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Engagement tracking for digital sales rooms."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@cli.command()
+@settings_options(server=True, sql=True)
+def up(settings: Settings) -> None:
+    """Embedded mode: ingest + processors + chdb + SQL port in one process."""
     from dealbeacon.app.runtime import run_embedded
 
-    asyncio.run(run_embedded(_settings(args)))
-    return 0
+    asyncio.run(run_embedded(settings))
 
 
-def cmd_schema(args) -> int:
-    sys.stdout.write(orjson.dumps(contract.json_schema(Settings.from_env().max_events_per_batch),
-                                  option=orjson.OPT_INDENT_2).decode() + "\n")
-    return 0
+@cli.command()
+@settings_options()
+def schema(settings: Settings) -> None:
+    """Print the event contract's JSON Schema."""
+    click.echo(orjson.dumps(contract.json_schema(settings.max_events_per_batch), option=orjson.OPT_INDENT_2).decode())
 
 
 def mint_for_site(settings: Settings, site_key: str, room: str, stakeholder: str, ttl_days: float,
@@ -46,239 +89,195 @@ def mint_for_site(settings: Settings, site_key: str, room: str, stakeholder: str
     return tokens.mint(site.secret, room, stakeholder, int(now_s + ttl_days * 86_400))
 
 
-def cmd_token(args) -> int:
+@cli.command()
+@settings_options()
+@click.option("--site", required=True)
+@click.option("--room", required=True)
+@click.option("--stakeholder", required=True)
+@click.option("--ttl-days", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+def token(settings: Settings, site: str, room: str, stakeholder: str, ttl_days: float) -> None:
+    """Mint a stakeholder link token."""
     try:
-        print(mint_for_site(_settings(args), args.site, args.room, args.stakeholder, args.ttl_days))
+        click.echo(mint_for_site(settings, site, room, stakeholder, ttl_days))
     except KeyError as e:
-        print(e.args[0], file=sys.stderr)
-        return 2
-    return 0
+        _fail(e.args[0])
 
 
-def cmd_simulate(args) -> int:
-    from dealbeacon.sim.simulate import build, replay
-
-    s = _settings(args)
-    secret = args.secret
-    if not secret:
-        site = SiteRegistry.load(s.resolved_sites_file).get(args.site)
-        if site is None:
-            print(f"unknown site {args.site!r}: give --secret or --sites-file", file=sys.stderr)
-            return 2
-        secret = site.secret
-    ops = build(args.site, secret, deals=args.deals, seed=args.seed, days=args.days, start_ms=args.start_ms,
-                tick_hours=args.tick_hours, now_ms=int(time.time() * 1000))
-    counts = asyncio.run(replay(args.url, args.site, secret, ops, speed=args.speed, deadline_s=args.deadline_s))
-    print(orjson.dumps(counts).decode())
-    return 0
+def _site(settings: Settings, key: str, hint: str = "") -> Site:
+    site = SiteRegistry.load(settings.resolved_sites_file).get(key)
+    if site is None:
+        _fail(f"unknown site {key!r} in {settings.resolved_sites_file}{hint}")
+    return site
 
 
-def cmd_site_add(args) -> int:
-    s = _settings(args)
-    reg = SiteRegistry.load(s.resolved_sites_file)
-    site = reg.add(Site(args.key, args.secret or secrets.token_urlsafe(24), tuple(args.origin or ["*"])))
-    reg.save(s.resolved_sites_file)
-    print(orjson.dumps({"key": site.key, "secret": site.secret, "origins": list(site.origins)}).decode())
-    return 0
+@cli.group(name="site")
+def site_group() -> None:
+    """Manage sites."""
 
 
-def cmd_analyst(args) -> int:
+@site_group.command(name="add")
+@settings_options()
+@click.argument("key")
+@click.option("--origin", multiple=True, help="allowed origin (repeat); default *")
+@click.option("--secret", help="default: random")
+def site_add(settings: Settings, key: str, origin: tuple[str, ...], secret: str | None) -> None:
+    """Add or replace a site."""
+    reg = SiteRegistry.load(settings.resolved_sites_file)
+    site = reg.add(Site(key, secret or secrets.token_urlsafe(24), tuple(origin or ["*"])))
+    reg.save(settings.resolved_sites_file)
+    click.echo(orjson.dumps({"key": site.key, "secret": site.secret, "origins": list(site.origins)}).decode())
+
+
+@cli.group()
+def analyst() -> None:
+    """Manage the SQL port's users (stored hashed)."""
+
+
+@analyst.command(name="add")
+@settings_options()
+@click.argument("name")
+@click.option("--site", "sites", multiple=True, help="a site whose rows the analyst may read (repeat)")
+@click.option("--all-sites", is_flag=True, help="every site, present and future")
+@click.option("--password", help="default: random, printed once")
+def analyst_add(settings: Settings, name: str, sites: tuple[str, ...], all_sites: bool, password: str | None) -> None:
+    """Add an analyst or reset its password; prints the password once."""
     from dealbeacon.core.analysts import ALL_SITES, AnalystRegistry
 
-    s = _settings(args)
-    path = s.resolved_analysts_file
-    reg = AnalystRegistry.load(path)
-    if args.analyst_cmd == "list":
-        for a in reg.analysts.values():
-            print(orjson.dumps({"name": a.name, "sites": list(a.sites)}).decode())
-        return 0
-    if args.analyst_cmd == "remove":
-        if not reg.remove(args.name):
-            print(f"no analyst {args.name!r} in {path}", file=sys.stderr)
-            return 2
-        reg.save(path)
-        print(f"removed {args.name}")
-        return 0
-    sites = [ALL_SITES] if args.all_sites else (args.site or [])
-    known = SiteRegistry.load(s.resolved_sites_file)
-    unknown = [k for k in sites if k != ALL_SITES and known.get(k) is None]
+    chosen = [ALL_SITES] if all_sites else list(sites)
+    known = SiteRegistry.load(settings.resolved_sites_file)
+    unknown = [k for k in chosen if k != ALL_SITES and known.get(k) is None]
     if unknown:
-        print(f"unknown site(s) {', '.join(unknown)} in {s.resolved_sites_file}", file=sys.stderr)
-        return 2
+        _fail(f"unknown site(s) {', '.join(unknown)} in {settings.resolved_sites_file}")
+    reg = AnalystRegistry.load(settings.resolved_analysts_file)
     try:
-        analyst, password = reg.add(args.name, sites, args.password)
+        added, pw = reg.add(name, chosen, password)
     except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
-    reg.save(path)
-    print(orjson.dumps({"name": analyst.name, "sites": list(analyst.sites), "password": password}).decode())
-    return 0
+        _fail(str(e))
+    reg.save(settings.resolved_analysts_file)
+    click.echo(orjson.dumps({"name": added.name, "sites": list(added.sites), "password": pw}).decode())
 
 
-def cmd_erase(args) -> int:
-    """Erase a person through a running server's API (embedded or distributed ingest), with the site secret."""
+@analyst.command(name="remove")
+@settings_options()
+@click.argument("name")
+def analyst_remove(settings: Settings, name: str) -> None:
+    """Remove an analyst."""
+    from dealbeacon.core.analysts import AnalystRegistry
+
+    reg = AnalystRegistry.load(settings.resolved_analysts_file)
+    if not reg.remove(name):
+        _fail(f"no analyst {name!r} in {settings.resolved_analysts_file}")
+    reg.save(settings.resolved_analysts_file)
+    click.echo(f"removed {name}")
+
+
+@analyst.command(name="list")
+@settings_options()
+def analyst_list(settings: Settings) -> None:
+    """List analysts and their sites."""
+    from dealbeacon.core.analysts import AnalystRegistry
+
+    for a in AnalystRegistry.load(settings.resolved_analysts_file).analysts.values():
+        click.echo(orjson.dumps({"name": a.name, "sites": list(a.sites)}).decode())
+
+
+@cli.command()
+@settings_options()
+@click.option("--site", required=True)
+@click.option("--stakeholder", required=True, help="a stakeholder id, or visitor:<visitor id>")
+@click.option("--room", help="only this room (default: every room of the site)")
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="the running server's ingest URL")
+def erase(settings: Settings, site: str, stakeholder: str, room: str | None, url: str) -> None:
+    """Erase a person's events, scores and alerts (privacy; audited in erasures)."""
     import httpx
 
-    s = _settings(args)
-    site = SiteRegistry.load(s.resolved_sites_file).get(args.site)
-    if site is None:
-        print(f"unknown site {args.site!r} in {s.resolved_sites_file}", file=sys.stderr)
-        return 2
-    r = httpx.post(f"{args.url.rstrip('/')}/v1/sites/{site.key}/erase", json={
-        "stakeholder": args.stakeholder, **({"room_id": args.room} if args.room else {})},
-        headers={"Authorization": f"Bearer {site.secret}"}, timeout=30)
-    print(r.text)
-    return 0 if r.status_code == 202 else 1
+    s = _site(settings, site)
+    r = httpx.post(f"{url.rstrip('/')}/v1/sites/{s.key}/erase",
+                   json={"stakeholder": stakeholder, **({"room_id": room} if room else {})},
+                   headers={"Authorization": f"Bearer {s.secret}"}, timeout=30)
+    click.echo(r.text)
+    sys.exit(0 if r.status_code == 202 else 1)
 
 
-def cmd_ingest(args) -> int:
-    from dealbeacon.app.distributed import run_ingest
+def _distributed(name: str, help_text: str) -> None:
+    @cli.command(name=name, help=help_text)
+    @settings_options(server=True)
+    def run(settings: Settings) -> None:
+        from dealbeacon.app import distributed
 
-    asyncio.run(run_ingest(_settings(args)))
-    return 0
-
-
-def cmd_worker(args) -> int:
-    from dealbeacon.app.distributed import run_worker
-
-    run_worker(_settings(args))
-    return 0
+        entry = getattr(distributed, f"run_{name}")
+        result = entry(settings)
+        if asyncio.iscoroutine(result):
+            asyncio.run(result)
 
 
-def cmd_sink(args) -> int:
-    from dealbeacon.app.distributed import run_sink
-
-    asyncio.run(run_sink(_settings(args)))
-    return 0
-
-
-def cmd_deliver(args) -> int:
-    from dealbeacon.app.distributed import run_deliver
-
-    asyncio.run(run_deliver(_settings(args)))
-    return 0
+for _name, _help in (("ingest", "Distributed: HTTP ingest publishing to Kafka."),
+                     ("worker", "Distributed: a Faust stream worker."),
+                     ("sink", "Distributed: Kafka -> ClickHouse sink."),
+                     ("deliver", "Distributed: alert delivery (webhooks, Slack, email).")):
+    _distributed(_name, _help)
 
 
-def cmd_kafka(args) -> int:
+@cli.command()
+@settings_options()
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True)
+@click.option("--site", default="demo", show_default=True)
+@click.option("--secret", help="the site's secret (default: read from the sites file)")
+@click.option("--deals", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--start-ms", type=int, help="simulated start (default: --days ago)")
+@click.option("--speed", type=click.FloatRange(min=0), default=0.0,
+              help="time compression: simulated seconds per real second (0: as fast as possible)")
+@click.option("--tick-hours", type=click.FloatRange(min=0), default=0.0,
+              help="send a clock tick every N simulated hours (server with DEALBEACON_CLOCK=external)")
+@click.option("--deadline-s", type=click.FloatRange(min=0, min_open=True), default=3600.0, show_default=True)
+def simulate(settings: Settings, url: str, site: str, secret: str | None, deals: int, days: int, seed: int,
+             start_ms: int | None, speed: float, tick_hours: float, deadline_s: float) -> None:
+    """Replay simulated buying committees against a running dealbeacon."""
+    from dealbeacon.sim.simulate import build, replay
+
+    secret = secret or _site(settings, site, ": give --secret or --sites-file").secret
+    ops = build(site, secret, deals=deals, seed=seed, days=days, start_ms=start_ms, tick_hours=tick_hours,
+                now_ms=int(time.time() * 1000))
+    counts = asyncio.run(replay(url, site, secret, ops, speed=speed, deadline_s=deadline_s))
+    click.echo(orjson.dumps(counts).decode())
+
+
+@cli.command()
+@click.argument("action", type=click.Choice(["fetch", "start", "stop"]))
+@click.option("--dir", "data_dir", default=".cache/kafka-data", show_default=True)
+@click.option("--port", type=int, default=9092, show_default=True)
+@click.option("--controller-port", type=int, default=9093, show_default=True)
+def kafka(action: str, data_dir: str, port: int, controller_port: int) -> None:
+    """Local single-node Kafka for development and tests."""
     from dealbeacon.kafka import local as kafka_local
 
-    if args.action == "fetch":
-        print(kafka_local.fetch(quiet=False))
-        return 0
-    k = kafka_local.LocalKafka(args.dir, args.port, args.controller_port)
-    if args.action == "start":
+    if action == "fetch":
+        click.echo(kafka_local.fetch(quiet=False))
+        return
+    k = kafka_local.LocalKafka(data_dir, port, controller_port)
+    if action == "start":
         k.start()
         k.proc = None  # leave it running after this command exits
-        print(f"Kafka {kafka_local.KAFKA_VERSION} on {k.bootstrap} (data {args.dir}, log {k.log_path})")
+        click.echo(f"Kafka {kafka_local.KAFKA_VERSION} on {k.bootstrap} (data {data_dir}, log {k.log_path})")
     else:
         k.stop()
-        print("stopped")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dealbeacon", description="Engagement tracking for digital sales rooms")
-    sub = p.add_subparsers(dest="cmd", required=True)
-
-    def common(sp):
-        sp.add_argument("--data-dir", dest="data_dir")
-        sp.add_argument("--sites-file", dest="sites_file")
-        sp.add_argument("--analysts-file", dest="analysts_file")
-
-    up = sub.add_parser("up", help="embedded mode: ingest + processors + chdb + SQL port in one process")
-    common(up)
-    up.add_argument("--host")
-    up.add_argument("--port", type=int)
-    up.add_argument("--sql-port", dest="sql_port", type=int)
-    up.add_argument("--no-demo", action="store_true", help="no demo site and no simulated traffic")
-    up.set_defaults(fn=cmd_up)
-
-    sch = sub.add_parser("schema", help="print the event contract's JSON Schema")
-    sch.set_defaults(fn=cmd_schema)
-
-    tok = sub.add_parser("token", help="mint a stakeholder link token")
-    common(tok)
-    tok.add_argument("--site", required=True)
-    tok.add_argument("--room", required=True)
-    tok.add_argument("--stakeholder", required=True)
-    tok.add_argument("--ttl-days", type=float, default=30.0)
-    tok.set_defaults(fn=cmd_token)
-
-    site = sub.add_parser("site", help="manage sites").add_subparsers(dest="site_cmd", required=True)
-    add = site.add_parser("add", help="add or replace a site")
-    common(add)
-    add.add_argument("key")
-    add.add_argument("--origin", action="append", help="allowed origin (repeat); default *")
-    add.add_argument("--secret", help="default: random")
-    add.set_defaults(fn=cmd_site_add)
-    analyst = sub.add_parser("analyst", help="manage the SQL port's users (stored hashed)").add_subparsers(
-        dest="analyst_cmd", required=True)
-    a_add = analyst.add_parser("add", help="add an analyst or reset its password; prints the password once")
-    common(a_add)
-    a_add.add_argument("name")
-    a_add.add_argument("--site", action="append", help="a site whose rows the analyst may read (repeat)")
-    a_add.add_argument("--all-sites", action="store_true", help="every site, present and future")
-    a_add.add_argument("--password", help="default: random, printed once")
-    a_add.set_defaults(fn=cmd_analyst)
-    for name, text in (("remove", "remove an analyst"), ("list", "list analysts and their sites")):
-        sp = analyst.add_parser(name, help=text)
-        common(sp)
-        if name == "remove":
-            sp.add_argument("name")
-        sp.set_defaults(fn=cmd_analyst)
-    erase = sub.add_parser("erase", help="erase a person's events, scores and alerts (privacy; audited in erasures)")
-    common(erase)
-    erase.add_argument("--site", required=True)
-    erase.add_argument("--stakeholder", required=True, help="a stakeholder id, or visitor:<visitor id>")
-    erase.add_argument("--room", help="only this room (default: every room of the site)")
-    erase.add_argument("--url", default="http://127.0.0.1:8080", help="the running server's ingest URL")
-    erase.set_defaults(fn=cmd_erase)
-    for name, fn, text in (("ingest", cmd_ingest, "distributed: HTTP ingest publishing to Kafka"),
-                           ("worker", cmd_worker, "distributed: a Faust stream worker"),
-                           ("sink", cmd_sink, "distributed: Kafka -> ClickHouse sink"),
-                           ("deliver", cmd_deliver, "distributed: alert delivery (webhooks, Slack, email)")):
-        sp = sub.add_parser(name, help=text)
-        common(sp)
-        sp.add_argument("--host")
-        sp.add_argument("--port", type=int)
-        sp.set_defaults(fn=fn)
-
-    sim = sub.add_parser("simulate", help="replay simulated buying committees against a running dealbeacon")
-    common(sim)
-    sim.add_argument("--url", default="http://127.0.0.1:8080")
-    sim.add_argument("--site", default="demo")
-    sim.add_argument("--secret", help="the site's secret (default: read from the sites file)")
-    sim.add_argument("--deals", type=int, default=20)
-    sim.add_argument("--days", type=int, default=60)
-    sim.add_argument("--seed", type=int, default=7)
-    sim.add_argument("--start-ms", dest="start_ms", type=int, help="simulated start (default: --days ago)")
-    sim.add_argument("--speed", type=float, default=0.0,
-                     help="time compression: simulated seconds per real second (0: as fast as possible)")
-    sim.add_argument("--tick-hours", dest="tick_hours", type=float, default=0.0,
-                     help="send a clock tick every N simulated hours (server with DEALBEACON_CLOCK=external)")
-    sim.add_argument("--deadline-s", dest="deadline_s", type=float, default=3600.0)
-    sim.set_defaults(fn=cmd_simulate)
-
-    kafka = sub.add_parser("kafka", help="local single-node Kafka for development and tests")
-    kafka.add_argument("action", choices=["fetch", "start", "stop"])
-    kafka.add_argument("--dir", default=".cache/kafka-data")
-    kafka.add_argument("--port", type=int, default=9092)
-    kafka.add_argument("--controller-port", type=int, default=9093)
-    kafka.set_defaults(fn=cmd_kafka)
-    return p
+        click.echo("stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    """Run the command line; the exit code is returned (tests) instead of raised."""
     try:
-        return args.fn(args)
-    except ValueError as e:
-        if "DEALBEACON_" not in str(e):
-            raise
-        print(f"dealbeacon: {e}", file=sys.stderr)  # a setting that cannot work: refuse to start, say which
-        return 2
+        cli.main(args=argv, prog_name="dealbeacon", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    return 0
 
 
 if __name__ == "__main__":

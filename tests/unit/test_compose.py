@@ -3,7 +3,9 @@ import pathlib
 
 import yaml
 
-from dealbeacon.app.cli import build_parser
+import click
+
+from dealbeacon.app.cli import cli
 from dealbeacon.core.settings import Settings, env_names
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -37,7 +39,17 @@ def test_images_are_pinned():
 def test_app_commands_are_real_subcommands():
     assert {"ingest", "worker", "sink"} <= {SERVICES[n]["command"][0] for n in APP}
     for name in APP:
-        build_parser().parse_args(SERVICES[name]["command"])
+        args = [str(a) for a in SERVICES[name]["command"]]
+        command = cli.get_command(click.Context(cli), args[0])
+        assert command is not None, f"{name}: {args[0]} is not a dealbeacon command"
+        command.make_context(args[0], args[1:])  # raises on an unknown flag or a bad value
+
+
+def test_the_check_above_bites():
+    import pytest
+
+    with pytest.raises(click.UsageError):
+        cli.get_command(click.Context(cli), "sink").make_context("sink", ["--no-such-flag"])
 
 
 def test_two_faust_workers_and_healthchecked_dependencies():
