@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import orjson
 
+from dealbeacon.core.contract import SEVERITY_RANK
 from dealbeacon.core.sqltext import sql_string
 
-SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1, "info": 0}
 WEEK_MS = 7 * 86_400_000
 WHO = "if(stakeholder_id != '', stakeholder_id, concat('visitor:', visitor_id))"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dealbeacon.core import contract
 from dealbeacon.core.settings import Settings
 
+from . import bodies
+
 
 def _error(desc: str) -> dict:
     return {"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -31,37 +33,12 @@ _STR = {"type": "string"}
 
 
 def _schemas(settings: Settings) -> dict:
-    stages = list(settings.stage_list)
-    sev = ["info", "low", "medium", "high"]
     return {
-        "RoomUpdate": {"type": "object", "additionalProperties": False, "properties": {
-            "name": {"type": "string", "maxLength": 256}, "owner": {"type": "string", "maxLength": 256},
-            "stage": {"enum": stages}, "amount": {"type": "number", "minimum": 0},
-            "expected_close": {"type": "string", "format": "date"},
-            "proposal_shared_at": {"type": "integer", "minimum": contract.MIN_TS_MS, "maximum": contract.MAX_TS_MS},
-            "updated_at": {"type": "integer", "minimum": contract.MIN_TS_MS, "maximum": contract.MAX_TS_MS},
-            "stakeholders": {"type": "array", "maxItems": 100, "items": {"type": "object", "required": ["id"],
-                             "additionalProperties": False,
-                             "properties": {"id": _STR, "email": _STR, "role": {"enum": list(contract.ROOM_ROLES)}}}}}},
+        **bodies.schemas(settings.stage_list, settings.content_kind_list),
         "RoomAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "room": {"type": "object"}}},
-        "Clock": {"type": "object", "required": ["now"], "properties": {
-            "now": {"type": "integer", "minimum": contract.MIN_TS_MS, "maximum": contract.MAX_TS_MS}}},
         "ClockAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "now": {"type": "integer"}}},
-        "Channel": {"type": "object", "required": ["kind", "target"], "properties": {
-            "kind": {"enum": ["webhook", "slack", "email"]}, "target": {"type": "string", "maxLength": 2048},
-            "owner": {"type": "string", "maxLength": 256}, "min_severity": {"enum": sev},
-            "enabled": {"type": "boolean"}}},
-        "Seller": {"type": "object", "properties": {
-            "name": {"type": "string", "maxLength": 256}, "tz": _STR,
-            "quiet_hours": {"type": "array", "minItems": 2, "maxItems": 2,
-                            "items": {"type": "integer", "minimum": 0, "maximum": 23}},
-            "muted_rooms": {"type": "array", "items": _STR}, "min_severity": {"enum": sev}, "digest": {"type": "boolean"}}},
         "ConfigAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "page": _STR,
                                                             "token": _STR, "signing_secret": _STR}},
-        "Erase": {"type": "object", "required": ["stakeholder"], "properties": {
-            "stakeholder": {"type": "string", "minLength": 1, "maxLength": 128,
-                            "description": "a stakeholder id, or visitor:<visitor id> for an anonymous visitor"},
-            "room_id": {"type": "string", "maxLength": 128, "description": "only this room (default: every room)"}}},
         "EraseAccepted": {"type": "object", "properties": {"accepted": {"type": "boolean"}, "erasure_id": _STR}},
         "SellerRooms": {"type": "object", "properties": {"rooms": {"type": "array", "items": {"type": "object"}},
                                                          "closed": {"type": "array", "items": {"type": "object"}}}},
@@ -171,8 +148,7 @@ def openapi_document(settings: Settings) -> dict:
                 "security": [{"sellerToken": []}, {"sellerBearer": []}],
                 "parameters": [_path("site"), _path("seller"), _path("alert_id"), _token],
                 "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                    "type": "object", "properties": {"hours": {"type": "number", "exclusiveMinimum": 0,
-                                                               "maximum": 2160}}}}}},
+                    "$ref": "#/components/schemas/Snooze"}}}},
                 "responses": {"202": _ok("ConfigAccepted"), "400": _error("invalid_value (hours)"),
                               "403": _error("forbidden"), "404": _error("not_found"), "503": _unavailable}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},

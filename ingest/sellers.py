@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from starlette.requests import Request
@@ -27,16 +26,14 @@ from dealbeacon.core.contract import Rejected
 from dealbeacon.core.sqltext import sql_string
 from dealbeacon.core.tokens import webhook_secret
 
-from . import deal_view
+from . import bodies, deal_view
+from .bodies import parse
 from .body import read_capped
 
-_ID = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
+_ID = re.compile(bodies.ID_PATTERN)
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-SEVERITIES = ("info", "low", "medium", "high")
 TOKEN_TTL_S = 365 * 86_400
 
-
-MAX_SNOOZE_HOURS = 24 * 90
 
 
 def seller_token(site_secret: str, seller_id: str, now_s: float) -> str:
@@ -45,49 +42,17 @@ def seller_token(site_secret: str, seller_id: str, now_s: float) -> str:
                        prefix=tokens.SELLER_PREFIX)
 
 
-def check_channel(body: dict) -> dict:
-    kind = body.get("kind")
-    if kind not in ("webhook", "slack", "email"):
-        raise Rejected("invalid_value", "kind", "webhook, slack or email")
-    target = body.get("target")
-    if not isinstance(target, str) or not target or len(target) > 2048:
-        raise Rejected("invalid_value", "target", "a URL (webhook, slack) or an email address")
-    if kind in ("webhook", "slack") and not target.startswith(("http://", "https://")):
-        raise Rejected("invalid_value", "target", "an http(s) URL")
-    if kind == "email" and "@" not in target:
-        raise Rejected("invalid_value", "target", "an email address")
-    owner = body.get("owner", "")
-    if not isinstance(owner, str) or len(owner) > 256:
-        raise Rejected("invalid_type", "owner", "a seller id ('' for every seller)")
-    sev = body.get("min_severity", "info")
-    if sev not in SEVERITIES:
-        raise Rejected("invalid_value", "min_severity", "one of " + ", ".join(SEVERITIES))
-    return {"kind": kind, "target": target, "owner": owner, "min_severity": sev,
-            "enabled": 0 if body.get("enabled") is False else 1}
+def channel_record(body: object) -> dict:
+    c = parse(bodies.Channel, body)
+    return {"kind": c.kind, "target": c.target, "owner": c.owner, "min_severity": c.min_severity,
+            "enabled": 1 if c.enabled else 0}
 
 
-def check_seller(body: dict) -> dict:
-    tz = body.get("tz", "UTC")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise Rejected("invalid_value", "tz", "an IANA time zone such as Europe/Berlin") from None
-    quiet = body.get("quiet_hours")
-    if quiet is not None and not (isinstance(quiet, list) and len(quiet) == 2 and
-                                  all(isinstance(h, int) and 0 <= h <= 23 for h in quiet)):
-        raise Rejected("invalid_value", "quiet_hours", "[start hour, end hour], 0-23")
-    muted = body.get("muted_rooms", [])
-    if not isinstance(muted, list) or not all(isinstance(r, str) for r in muted):
-        raise Rejected("invalid_type", "muted_rooms", "a list of room ids")
-    sev = body.get("min_severity", "info")
-    if sev not in SEVERITIES:
-        raise Rejected("invalid_value", "min_severity", "one of " + ", ".join(SEVERITIES))
-    name = body.get("name", "")
-    if not isinstance(name, str) or len(name) > 256:
-        raise Rejected("invalid_type", "name", "a string")
-    return {"name": name, "tz": tz, "quiet_start": quiet[0] if quiet else -1, "quiet_end": quiet[1] if quiet else -1,
-            "muted_rooms": muted, "min_severity": sev, "digest": 1 if body.get("digest") else 0}
-
+def seller_record(body: object) -> dict:
+    p = parse(bodies.Seller, body)
+    quiet = p.quiet_hours
+    return {"name": p.name, "tz": p.tz, "quiet_start": quiet[0] if quiet else -1, "quiet_end": quiet[1] if quiet else -1,
+            "muted_rooms": list(p.muted_rooms), "min_severity": p.min_severity, "digest": 1 if p.digest else 0}
 
 
 class SellerAPI:
@@ -110,11 +75,9 @@ class SellerAPI:
             if len(raw) > 65_536:
                 return JSONResponse({"error": "body_too_large", "reason": "body_too_large"}, status_code=413)
             body = orjson.loads(raw or b"{}")
-            if not isinstance(body, dict):
-                raise Rejected("invalid_body", "", "expected a JSON object")
             if not _ID.match(ident):
                 raise Rejected("invalid_value", "id", "1-128 characters [A-Za-z0-9._:@/-]")
-            clean = check_channel(body) if what == "channels" else check_seller(body)
+            clean = channel_record(body) if what == "channels" else seller_record(body)
         except orjson.JSONDecodeError:
             return JSONResponse({"error": "invalid_json"}, status_code=400)
         except Rejected as e:
@@ -208,19 +171,17 @@ class SellerAPI:
         site, seller = who
         action = request.url.path.rsplit("/", 1)[-1]
         now = int(self.clock() * 1000)
-        hours: object = 24.0
         until = now
         if action == "snooze":
             raw = await read_capped(request, 4096)
             try:
-                body = orjson.loads(raw or b"{}") if len(raw) <= 4096 else None
-                hours = body.get("hours", 24) if isinstance(body, dict) else None
+                if len(raw) > 4096:
+                    raise Rejected("too_long", "", "a body of at most 4096 bytes")
+                hours = parse(bodies.Snooze, orjson.loads(raw or b"{}")).hours
             except orjson.JSONDecodeError:
-                hours = None
-            if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 < hours <= MAX_SNOOZE_HOURS:
-                return JSONResponse({"error": "invalid_value", "reason": "invalid_value", "field": "hours",
-                                     "detail": f"a number of hours, more than 0 and at most {MAX_SNOOZE_HOURS}"},
-                                    status_code=400)
+                return JSONResponse({"error": "invalid_json", "reason": "invalid_json"}, status_code=400)
+            except Rejected as e:
+                return JSONResponse({"error": e.reason, **e.as_dict()}, status_code=400)
             until = now + int(hours * 3_600_000)
         alert_id = request.path_params["alert_id"]
         if not _UUID.match(alert_id):

@@ -20,7 +20,9 @@ import uuid
 from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
-SEVERITY = {"info": 0, "low": 1, "medium": 2, "high": 3}
+from dealbeacon.core.contract import SEVERITY_RANK
+
+SEVERITY = SEVERITY_RANK
 _NS = uuid.UUID("0b6f0d5c-1f7e-4a53-9d1e-2f3c7b9a8e41")
 
 

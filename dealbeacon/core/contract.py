@@ -292,3 +292,5 @@ def json_schema(max_events: int = 100) -> dict:
 DEFAULT_STAGES = ("prospecting", "qualification", "demo", "proposal", "negotiation", "closed_won", "closed_lost")
 ROOM_ROLES = ("champion", "economic_buyer", "technical", "legal", "user", "other")
 CONTENT_KINDS = ("proposal", "pricing", "contract", "security", "case_study", "video", "other")  # + a site's own
+SEVERITIES = ("info", "low", "medium", "high")  # of alerts, least to most urgent
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}

@@ -158,10 +158,15 @@ def test_sellers_act_only_on_their_own_alerts_with_bounded_inputs(store):
         assert r.status_code == 404
         r = c.post(f"{base}/{theirs['alert_id']}/snooze", params={"token": tok}, json={"hours": 2})
         assert r.status_code == 404
-        for bad in (b'{"hours": 1e308}', b'{"hours": -1}', b'{"hours": 0}', b'{"hours": "8"}', b'{"hours": NaN}',
-                    b'{"hours": true}', b'[]', b'{"hours": 99999999999999999999999}'):
+        for bad, reason, field in ((b'{"hours": 1e308}', "out_of_range", "hours"), (b'{"hours": -1}', "out_of_range", "hours"),
+                                   (b'{"hours": 0}', "out_of_range", "hours"), (b'{"hours": "8"}', "invalid_type", "hours"),
+                                   (b'{"hours": true}', "invalid_type", "hours"), (b'{"hours": null}', "invalid_value", "hours"),
+                                   (b'{"hours": 99999999999999999999999}', "out_of_range", "hours"),
+                                   (b'{"hours": 2, "days": 1}', "unknown_field", "days"), (b'[]', "invalid_body", None),
+                                   (b'{"hours": NaN}', "invalid_json", None)):
             r = c.post(f"{base}/{mine['alert_id']}/snooze", params={"token": tok}, content=bad)
-            assert r.status_code == 400 and r.json()["field"] == "hours", (bad, r.status_code, r.text)
+            assert r.status_code == 400 and r.json()["error"] == reason and r.json().get("field") == field, (
+                bad, r.status_code, r.text)
         assert c.post(f"{base}/not-a-uuid/ack", params={"token": tok}).status_code == 404
         assert c.post(f"{base}/{mine['alert_id']}/snooze", params={"token": tok}, json={"hours": 4}).status_code == 202
         assert c.post(f"{base}/{mine['alert_id'].upper()}/ack", params={"token": tok}).status_code == 202

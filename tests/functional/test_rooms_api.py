@@ -171,3 +171,36 @@ def test_internal_stakeholders_are_stored_but_never_move_a_number(store):
     assert store.query("SELECT count(), max(score) FROM deal_scores WHERE room_id = 'r-int'") == before
     assert store.query("SELECT count() FROM stakeholder_scores WHERE stakeholder_id = 'sam-se'") == [(0,)]
     assert store.query("SELECT count() FROM alerts WHERE room_id = 'r-int' AND has(stakeholders, 'sam-se')") == [(0,)]
+
+
+def test_the_documented_body_schema_is_the_one_the_api_enforces(client):
+    """The OpenAPI request schemas come from the same models that judge the bodies: a body the document
+    allows is accepted, one it forbids is refused, for fields added after the document was first written."""
+    import jsonschema
+
+    doc = client.get("/openapi.json").json()
+    validator = jsonschema.Draft202012Validator({"$ref": "#/components/schemas/RoomUpdate", "components": doc["components"]})
+    good = {"stage": "demo", "amount": 10, "stakeholders": [{"id": "it", "role": "technical", "internal": True}],
+            "content": [{"id": "q3-quote-v2", "title": "Quote", "kind": "pricing", "pages": 3}], "updated_at": NOW_MS}
+    assert validator.is_valid(good)
+    assert client.put("/v1/sites/test/rooms/r-doc", headers=AUTH, json=good).status_code == 202
+    for bad, field in (({"stage": None}, "stage"), ({"content": [{"id": "x", "kind": "pricing", "pages": None}]}, "content[0].pages"),
+                       ({"stakeholders": [{"id": "a", "internal": "yes"}]}, "stakeholders[0].internal"),
+                       ({"amount": True}, "amount"), ({"amount": "12"}, "amount")):
+        assert not validator.is_valid(bad), bad
+        r = client.put("/v1/sites/test/rooms/r-doc", headers=AUTH, json=bad)
+        assert r.status_code == 400 and r.json()["field"] == field, (bad, r.text)
+
+
+def test_channel_and_seller_bodies_are_judged_the_same_way(client):
+    for path, body, reason, field in (
+            ("channels/c1", {"kind": "webhook", "target": "https://x.example", "events": ["room_opened"]}, "unknown_field", "events"),
+            ("channels/c1", {"kind": "webhook", "target": "ftp://x.example"}, "invalid_value", "target"),
+            ("channels/c1", {"kind": "pager", "target": "https://x.example"}, "invalid_value", "kind"),
+            ("sellers/sam", {"tz": "Mars/Olympus"}, "invalid_value", "tz"),
+            ("sellers/sam", {"quiet_hours": [22, 7, 1]}, "too_long", "quiet_hours"),
+            ("sellers/sam", {"quiet_hours": [22, 24]}, "out_of_range", "quiet_hours[1]"),
+            ("sellers/sam", {"digest": "yes"}, "invalid_type", "digest")):
+        r = client.put(f"/v1/sites/test/{path}", headers=AUTH, json=body)
+        assert r.status_code == 400 and (r.json()["error"], r.json()["field"]) == (reason, field), (body, r.text)
+    assert client.put("/v1/sites/test/sellers/sam", headers=AUTH, json={"tz": "Europe/Berlin", "quiet_hours": [22, 7]}).status_code == 202
