@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.loadgen import make_bodies, run  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.support.ports import read_ports, unbound_port  # noqa: E402
 
 
 def _wait(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -51,16 +51,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "site", "add", "bench", "--data-dir", tmp],
                        check=True, capture_output=True)
-        port = free_port()
+        bare_port, ports_file = unbound_port(), os.path.join(tmp, "ports.json")  # plain uvicorn cannot report a port 0
         servers = {
-            "bare": [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--log-level", "warning",
+            "bare": [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port), "--log-level", "warning",
                      "--no-access-log"],
-            "embedded": [sys.executable, "-m", "dealbeacon.app.cli", "up", "--no-demo", "--data-dir", tmp, "--port", str(port),
-                         "--sql-port", str(free_port())],
+            "embedded": [sys.executable, "-m", "dealbeacon.app.cli", "up", "--no-demo", "--data-dir", tmp, "--port", "0",
+                         "--sql-port", "0"],
         }
         for name, cmd in servers.items():
-            env = {**os.environ, "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1e9", "DEALBEACON_RATE_LIMIT_BURST": "1000000000"}
+            env = {**os.environ, "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1e9", "DEALBEACON_RATE_LIMIT_BURST": "1000000000",
+                   "DEALBEACON_PORTS_FILE": ports_file}
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            port = bare_port if name == "bare" else read_ports(ports_file, proc)["http"]
             try:
                 _wait(f"http://127.0.0.1:{port}/v1/events", proc)
                 url = f"http://127.0.0.1:{port}/v1/events"

@@ -24,7 +24,7 @@ import orjson
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.helpers import event  # noqa: E402
+from tests.support.data import event  # noqa: E402
 
 HEAVY = "SELECT count() FROM numbers(2000000000) WHERE sipHash64(number) % 7 = 1"
 TARGET_RATIO = 4.0
@@ -101,7 +101,7 @@ def main() -> int:
     ap.add_argument("--alone", type=float, default=5)
     ap.add_argument("--loaded", type=float, default=20)
     args = ap.parse_args()
-    from tests.e2e.conftest import Server
+    from tests.support.servers import Server
     with tempfile.TemporaryDirectory() as data:
         _cli(data, "site", "add", "acme")
         auth = [(f"heavy{i}", _cli(data, "analyst", "add", f"heavy{i}", "--site", "acme")["password"]) for i in range(4)]

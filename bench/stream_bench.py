@@ -27,11 +27,11 @@ sys.path.insert(0, ROOT)
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from dealbeacon.core import records  # noqa: E402
-from dealbeacon.kafka.local import LocalKafka  # noqa: E402
 from dealbeacon.kafka.topics import ensure_topics, row_topic  # noqa: E402
 from dealbeacon.core.settings import Settings  # noqa: E402
 from streams.processors import process  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.support.ports import read_ports  # noqa: E402
+from tests.support.stack import start_kafka  # noqa: E402
 
 
 def _records(n: int) -> list[dict]:
@@ -141,16 +141,18 @@ def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float]:
 
 
 def latency_run(env: dict, tmp: str, samples: int) -> list[float]:
-    port, sql_port = free_port(), free_port()
-    env = {**env, "DEALBEACON_PORT": str(port), "DEALBEACON_SINK_SQL_PORT": str(sql_port),
-           "DEALBEACON_SINK_METRICS_PORT": str(free_port()), "DEALBEACON_SINK_GROUP": "lat-sink",
+    env = {**env, "DEALBEACON_PORT": "0", "DEALBEACON_SINK_SQL_PORT": "0",  # each binds its own, reports it
+           "DEALBEACON_SINK_METRICS_PORT": "0", "DEALBEACON_SINK_GROUP": "lat-sink",
            "DEALBEACON_STREAMS_GROUP": "lat-streams", "DEALBEACON_SINK_BATCH_MS": "200",
            "DEALBEACON_TOPIC_EVENTS": "lat.events", "DEALBEACON_TOPIC_DEAD_LETTERS": "lat.dead",
            "DEALBEACON_TOPIC_ROWS_PREFIX": "lat.rows."}  # fresh topics: nothing queued ahead of the samples
     procs = [subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", cmd], cwd=ROOT,
-                              env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, cmd)},
+                              env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, cmd),
+                                   "DEALBEACON_PORTS_FILE": os.path.join(tmp, f"{cmd}.ports.json")},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cmd in ("ingest", "worker", "sink")]
     try:
+        port = read_ports(os.path.join(tmp, "ingest.ports.json"), procs[0], 120)["http"]
+        sql_port = read_ports(os.path.join(tmp, "sink.ports.json"), procs[2], 120)["sql"]
         with httpx.Client(timeout=10) as c:
             deadline = time.time() + 120
             while True:
@@ -190,7 +192,7 @@ def main() -> None:
     ap.add_argument("--latency-samples", type=int, default=60)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dealbeacon-bench-")
-    kafka = LocalKafka(os.path.join(tmp, "kafka"), free_port(), free_port()).start()
+    kafka = start_kafka(os.path.join(tmp, "kafka"))
     try:
         s = Settings(kafka_bootstrap=kafka.bootstrap, sites_file=os.path.join(tmp, "sites.json"))
         subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "site", "add", "bench", "--sites-file", s.sites_file],

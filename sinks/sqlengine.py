@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -88,6 +89,7 @@ class AnalystEngine:
                                                            initializer=_nice_thread)
         self._admin = open_session([])  # KILL QUERY and the catalogue; never runs analyst text
         self._policy: Policy | None = None
+        self._closing = False
         self.killed = 0
 
     # -- the catalogue the guard needs
@@ -138,6 +140,8 @@ class AnalystEngine:
         try:
             named = self.judge(session, text)
             fmt = named or fmt_default
+            if self._closing:  # shutting down: nothing new starts (see shutdown)
+                raise QueryFailed("Code: 394. DB::Exception: the server is shutting down. (QUERY_WAS_CANCELLED)")
             try:
                 result = session.query(f"/* {marker} */ {text}", fmt)
             except Exception as e:
@@ -189,17 +193,32 @@ class AnalystEngine:
         with self._lock:
             return sum(len(v) for v in self._running.values())
 
-    def shutdown(self) -> None:
-        """Kill every running analyst query and stop the pool (a shutdown never waits for a heavy query)."""
-        with self._lock:
-            markers = [m for v in self._running.values() for m in v]
-        if markers:
-            with contextlib.suppress(Exception):
-                self._admin.query("KILL QUERY WHERE query LIKE '%/* dbq:%' AND query NOT LIKE 'KILL%' ASYNC")
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def shutdown(self, grace_s: float = 10.0) -> None:
+        """Kill every running analyst query and stop the pool (a shutdown never waits for a heavy query).
 
-    def close(self) -> None:
-        self.shutdown()
+        Nothing new starts once this is called; a query that was between its checks and the engine when the
+        first KILL ran is caught by the next: the kill repeats (in a daemon thread, every 100 ms, at most
+        ``grace_s``) while analyst queries are still running."""
+        self._closing = True
+        self._kill_all()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.running():
+            threading.Thread(target=self._keep_killing, args=(time.monotonic() + grace_s,), daemon=True).start()
+
+    def _kill_all(self) -> None:
+        with contextlib.suppress(Exception):
+            self._admin.query("KILL QUERY WHERE query LIKE '%/* dbq:%' AND query NOT LIKE 'KILL%' ASYNC")
+
+    def _keep_killing(self, deadline: float) -> None:
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+            self._kill_all()
+
+    def close(self, grace_s: float = 10.0) -> None:
+        """Shut down, keep killing until no analyst query runs (bounded), then close every session: the pool's
+        threads must end for the process to exit, so the admin session stays open until they have."""
+        self.shutdown(grace_s)
+        self._keep_killing(time.monotonic() + grace_s)
         with self._lock:
             sessions = [s for v in self._idle.values() for s in v]
             self._idle.clear()

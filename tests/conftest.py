@@ -1,8 +1,10 @@
+"""The tiers' policy (one marker per tier folder; a real-parts test never skipped in CI) and the shared
+support, registered as plugins: fixtures live in tests/support, and tests import helpers from there."""
 import os
 
 import pytest
 
-from sinks.store import ChdbStore
+pytest_plugins = ["tests.support.app", "tests.support.servers", "tests.support.browser", "tests.support.stack"]
 
 # In CI the integration tier must run: a missing real part is an error, never a skip.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -36,31 +38,3 @@ def pytest_sessionfinish(session, exitstatus):
         for nodeid in _skipped_integration:
             print("  " + nodeid)
         session.exitstatus = 1
-
-
-@pytest.fixture(scope="session", autouse=True)
-def sql_analyst(tmp_path_factory):
-    """One analyst file for every server the tests start (scrypt runs once): DEALBEACON_ANALYSTS_FILE."""
-    from dealbeacon.core.analysts import AnalystRegistry
-    from tests.helpers import SQL_AUTH
-
-    path = str(tmp_path_factory.mktemp("analysts") / "analysts.json")
-    reg = AnalystRegistry()
-    reg.add(SQL_AUTH[0], ["*"], SQL_AUTH[1])
-    reg.save(path)
-    old = os.environ.get("DEALBEACON_ANALYSTS_FILE")
-    os.environ["DEALBEACON_ANALYSTS_FILE"] = path
-    yield path
-    if old is None:
-        os.environ.pop("DEALBEACON_ANALYSTS_FILE", None)
-    else:
-        os.environ["DEALBEACON_ANALYSTS_FILE"] = old
-
-
-@pytest.fixture(scope="session")
-def chdb_store(tmp_path_factory):
-    """The pytest process's one chdb engine (chdb binds one data directory per process)."""
-    store = ChdbStore(str(tmp_path_factory.mktemp("chdb")))
-    store.migrate()
-    yield store
-    store.close()

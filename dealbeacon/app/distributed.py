@@ -10,12 +10,12 @@ import logging
 import os
 import signal
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from dealbeacon.app.runtime import SNIPPET_FILE, _Server, analyst_engine
+from dealbeacon.app import serving
+from dealbeacon.app.runtime import SNIPPET_FILE, analyst_engine
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import SiteRegistry
 from dealbeacon.kafka.topics import SINK_TABLES, LagProbe, ensure_topics, row_topic
@@ -37,6 +37,8 @@ async def run_ingest(s: Settings) -> None:
     sites = SiteRegistry.load(s.resolved_sites_file)
     if not sites.sites:
         log.warning("no sites in %s: add one with `dealbeacon site add`", s.resolved_sites_file)
+    sock = serving.listen(s.host, s.port)
+    s = s.replace(port=serving.port_of(sock))
     await ensure_topics(s)
     handoff = KafkaHandoff(s)
     await handoff.start()
@@ -48,12 +50,12 @@ async def run_ingest(s: Settings) -> None:
         store = ServerStore(s.clickhouse_url)
         reader, hub = (lambda sql: [list(r) for r in store.query(sql)]), AlertHub()
         feed = asyncio.create_task(_alert_feed(s, hub))
-    server = _Server(uvicorn.Config(create_app(s, sites, handoff, snippet_file=SNIPPET_FILE, reader=reader, hub=hub),
-                                    host=s.host, port=s.port, log_level="warning", access_log=False))
+    server = serving.server(create_app(s, sites, handoff, snippet_file=SNIPPET_FILE, reader=reader, hub=hub))
     _on_signals(lambda: setattr(server, "should_exit", True))
     print(f"dealbeacon ingest on http://{s.host}:{s.port}/v1/events -> Kafka {s.kafka_bootstrap}", flush=True)
+    serving.announce(s.ports_file, {"http": s.port})
     try:
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
         if feed:
             feed.cancel()
@@ -135,33 +137,37 @@ async def run_sink(s: Settings) -> None:
     async def healthz(request):
         return PlainTextResponse("paused\n" if worker.paused else "ok\n", status_code=503 if worker.paused else 200)
 
-    servers = [_Server(uvicorn.Config(Starlette(routes=[Route("/metrics", ASGIEndpoint(make_asgi_app(metrics.registry)), methods=["GET"]),
-                                                                  Route("/healthz", healthz)]),
-                                      host=s.host, port=s.sink_metrics_port, log_level="warning", access_log=False))]
+    socks = {"metrics": serving.listen(s.host, s.sink_metrics_port)}
+    servers = {"metrics": serving.server(Starlette(routes=[
+        Route("/metrics", ASGIEndpoint(make_asgi_app(metrics.registry)), methods=["GET"]), Route("/healthz", healthz)]))}
     engine = None
-    if s.sink_sql_port and isinstance(store, ChdbStore):
+    if s.sink_sql_port is not None and isinstance(store, ChdbStore):
         engine = await asyncio.to_thread(analyst_engine, s, store)
-        servers.append(_Server(uvicorn.Config(create_sql_app(engine, s.resolved_analysts_file), host=s.host,
-                                              port=s.sink_sql_port, log_level="warning", access_log=False)))
+        socks["sql"] = serving.listen(s.host, s.sink_sql_port)
+        servers["sql"] = serving.server(create_sql_app(engine, s.resolved_analysts_file))
+    ports = {name: serving.port_of(sock) for name, sock in socks.items()}
 
     def stop():
         if engine is not None:
             engine.shutdown()
         worker.stop()
-        for srv in servers:
+        for srv in servers.values():
             srv.should_exit = True
 
     _on_signals(stop)
-    tasks = [asyncio.create_task(srv.serve()) for srv in servers]
+    tasks = [asyncio.create_task(srv.serve(sockets=[socks[name]])) for name, srv in servers.items()]
     lag = asyncio.create_task(_lag_monitor(s, metrics))
     print(f"dealbeacon sink: {', '.join(row_topic(s, t) for t in SINK_TABLES)} -> {target}; "
-          f"metrics on :{s.sink_metrics_port}" + (f", SQL on :{s.sink_sql_port}" if len(servers) > 1 else ""), flush=True)
+          + ", ".join(f"{name} on :{port}" for name, port in ports.items()), flush=True)
+    serving.announce(s.ports_file, ports)
     try:
         await worker.run()
     finally:
         stop()
         lag.cancel()
         await asyncio.gather(lag, *tasks, return_exceptions=True)
+        if engine is not None:
+            await asyncio.to_thread(engine.close)
         store.close()
 
 

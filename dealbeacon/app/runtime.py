@@ -10,13 +10,15 @@ import os
 import signal
 import time
 
-import uvicorn
+from prometheus_client import Gauge
 
+from dealbeacon.app import serving
 from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor
 from dealbeacon.core.analysts import AnalystRegistry
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import DEMO_SITE_KEY, SiteRegistry
 from ingest.app import SNIPPET_PATH, create_app
+from ingest.metrics import Metrics
 from ingest.sellers import AlertHub
 from sinks.delivery import Deliverer
 from sinks.notify import NotifyConfig
@@ -30,14 +32,6 @@ log = logging.getLogger("dealbeacon")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SNIPPET_FILE = os.path.join(ROOT, "js-snippet", "dist", "dealbeacon.js")
 DEMO_PAGE = os.path.join(ROOT, "dealbeacon", "sim", "demo_room.html")
-
-
-class _Server(uvicorn.Server):
-    """uvicorn server whose signals are handled by us, so two servers stop together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):
-        yield
 
 
 def sql_limits(s: Settings) -> Limits:
@@ -129,6 +123,8 @@ def _stop(servers, engine: AnalystEngine) -> None:
 
 async def run_embedded(settings: Settings, *, started: asyncio.Event | None = None) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
+    socks = [serving.listen(settings.host, settings.port), serving.listen(settings.host, settings.sql_port)]
+    settings = settings.replace(port=serving.port_of(socks[0]), sql_port=serving.port_of(socks[1]))
     sites = SiteRegistry.load(settings.resolved_sites_file)
     demo_site = sites.ensure_demo(settings.resolved_sites_file) if settings.demo else None
     demo_password = ensure_demo_analyst(settings) if demo_site else ""
@@ -156,31 +152,33 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
     ticker = asyncio.create_task(_ticker(settings, sites, handoff)) if settings.clock == "wall" else None
     log.info("room states loaded: %d", rooms)
     demo_page = DEMO_PAGE if demo_site else None
+    metrics = Metrics()
     app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE, demo_page=demo_page,
-                     reader=store.query_readonly, hub=hub)
+                     reader=store.query_readonly, hub=hub, metrics=metrics)
     engine = await asyncio.to_thread(analyst_engine, settings, store)
+    Gauge("dealbeacon_sql_queries_running", "Analyst queries running on the SQL port",
+          registry=metrics.registry).set_function(engine.running)
     sql_app = create_sql_app(engine, settings.resolved_analysts_file)
-    servers = [_Server(uvicorn.Config(a, host=settings.host, port=p, log_level="warning", lifespan="off",
-                                      access_log=False))
-               for a, p in ((app, settings.port), (sql_app, settings.sql_port))]
+    servers = [serving.server(a, lifespan="off") for a in (app, sql_app)]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, lambda: _stop(servers, engine))
-    serving = [asyncio.create_task(s.serve()) for s in servers]
+    tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, socks)]
     while not all(s.started for s in servers):
-        if any(t.done() for t in serving):
+        if any(t.done() for t in tasks):
             break
         await asyncio.sleep(0.05)
     demo_task = None
     if all(s.started for s in servers):
+        serving.announce(settings.ports_file, {"http": settings.port, "sql": settings.sql_port})
         print(_banner(settings, demo_site is not None, demo_password), flush=True)
         if started:
             started.set()
         if demo_site is not None:
             demo_task = asyncio.create_task(_demo(settings, demo_site))
     try:
-        await asyncio.gather(*serving)
+        await asyncio.gather(*tasks)
     finally:
         for s in servers:
             s.should_exit = True
@@ -193,5 +191,5 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
                 await asyncio.gather(task, return_exceptions=True)
         engine.shutdown()
         await handoff.stop()
-        engine.close()
+        await asyncio.to_thread(engine.close)
         store.close()

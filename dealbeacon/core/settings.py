@@ -41,8 +41,9 @@ class Settings(BaseSettings):
     analysts_file: str = ""  # the SQL port's users (hashed); empty -> <data_dir>/analysts.json
     # -- HTTP servers
     host: str = "127.0.0.1"
-    port: Port = 8080
+    port: Port = 8080  # 0 (any port): the OS chooses; see ports_file
     sql_port: Port = 8123
+    ports_file: str = ""  # after binding, each process writes its ports here as JSON ({"http": 8080, ...})
     # -- the SQL port's limits, per analyst query: sql_<field> of sinks.sqlengine.Limits
     sql_max_execution_s: PositiveFloat = 30.0
     sql_max_memory_bytes: Positive = 1_000_000_000
@@ -88,7 +89,7 @@ class Settings(BaseSettings):
     sink_group: str = "dealbeacon-sink"
     deliver_group: str = "dealbeacon-deliver"
     sink_metrics_port: Port = 9464
-    sink_sql_port: Port = 0  # >0 with a local chdb directory: serve the read-only SQL port from the sink
+    sink_sql_port: Port | None = None  # set (0: any free port) with a local chdb directory: the sink serves the SQL port
     # -- deals: stages, time rules
     stages: str = ",".join(DEFAULT_STAGES)  # ordered; the rooms API accepts these
     closed_stages: str = "closed_won,closed_lost"  # no quiet alerts, no snapshots

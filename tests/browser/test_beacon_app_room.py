@@ -11,7 +11,7 @@ import httpx
 import orjson
 
 from dealbeacon.core import tokens
-from tests.browser.conftest import SNIPPET, room_stack, run_scenario, sql_reader
+from tests.support.browser import SNIPPET, room_stack, run_scenario, sql_reader, wait_stored
 
 ROOM = "deal-spa"
 
@@ -26,9 +26,8 @@ def test_app_shell_room_lands_true_in_clickhouse(built_snippet, tmp_path):
         token = tokens.mint(secret, ROOM, "vp-ops", int(time.time()) + 3600)
         out = run_scenario("app-scenario.mjs", f"{site_url}/r/{ROOM}/?dbt={token}", 240,
                            env={"PATH": "/usr/bin:/bin", "SCREENSHOT": str(tmp_path / "app-room.png")})
-        time.sleep(1)
-
         sql = sql_reader(srv)
+        wait_stored(sql, out)  # the scenario's last beacons (sent as the page closed) have landed
 
         assert out["payloads"] and out["invalid"] == [], out["invalid"][:2]
         assert sql("SELECT count() FROM dead_letters") == [[0]], sql("SELECT reason, detail FROM dead_letters")

@@ -3,7 +3,7 @@ ClickHouse after a visit that scrolls, dwells, watches, hides, navigates SPA-sty
 import time
 
 from dealbeacon.core import tokens
-from tests.browser.conftest import room_stack, run_scenario, sql_reader
+from tests.support.browser import room_stack, run_scenario, sql_reader, wait_stored
 
 
 def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
@@ -12,9 +12,8 @@ def test_beacon_visit_lands_in_clickhouse(built_snippet, tmp_path):
     with room_stack(tmp_path, "deal-e2e", "room.html", secret) as (site_url, srv):
         token = tokens.mint(secret, "deal-e2e", "cfo-jane", int(time.time()) + 3600)
         out = run_scenario("scenario.mjs", f"{site_url}/r/deal-e2e/?dbt={token}", 180)
-        time.sleep(1)
-
         sql = sql_reader(srv)
+        wait_stored(sql, out)  # the scenario's last beacons (sent as the page closed) have landed
 
         sent = [e for p in out["payloads"] for e in p["body"]["events"]]
         # every payload the snippet produced validates against the contract's JSON Schema

@@ -3,9 +3,7 @@ local webhook receiver (signatures verified, first attempts failing), a fake Sla
 server (aiosmtpd); every alert is delivered exactly once per channel."""
 import asyncio
 import collections
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import orjson
@@ -14,38 +12,25 @@ from aiosmtpd.controller import Controller
 from dealbeacon.sim.simulate import replay
 from dealbeacon.sim.simulator import plan, simulate
 from sinks.channels import SIGNATURE_HEADER, verify_signature
-from tests.e2e.conftest import Server
-from tests.helpers import SQL_AUTH, free_port
+from tests.support.data import SQL_AUTH
+from tests.support.ports import unbound_port
+from tests.support.servers import Receiver, Server
+from tests.support.waiting import wait_until
 
 START = 1_767_225_600_000
 SECRET = "s3cret"
 
 
-class Receiver:
-    """A local HTTP endpoint: fails the first ``fail_first`` attempts of each delivery, records the rest."""
-
-    def __init__(self, fail_first=0):
-        self.fail_first, self.attempts, self.received = fail_first, collections.Counter(), []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                key = self.headers.get("Idempotency-Key") or body
-                outer.attempts[key] += 1
-                if outer.attempts[key] <= outer.fail_first:
-                    self.send_response(503)
-                else:
-                    outer.received.append((dict(self.headers), body))
-                    self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+def start_smtp(handler, attempts=3):
+    """aiosmtpd must be told its port up front (its readiness check connects to it): retry on a clash."""
+    for attempt in range(attempts):
+        smtp = Controller(handler, hostname="127.0.0.1", port=unbound_port())
+        try:
+            smtp.start()
+            return smtp
+        except (OSError, RuntimeError):
+            if attempt == attempts - 1:
+                raise
 
 
 class Mailbox:
@@ -59,8 +44,7 @@ class Mailbox:
 
 def test_alerts_reach_webhook_slack_and_email_exactly_once(tmp_path):
     hook, slack, mailbox = Receiver(fail_first=2), Receiver(), Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
+    smtp = start_smtp(mailbox)
     data = tmp_path / "data"
     data.mkdir()
     (data / "sites.json").write_text('[{"key": "acme", "secret": "%s", "origins": ["*"]}]' % SECRET)
@@ -88,13 +72,9 @@ def test_alerts_reach_webhook_slack_and_email_exactly_once(tmp_path):
                                                    "FINAL FORMAT JSONCompact").json()["data"]}
         assert len(alerts) >= 5
         sev = {"info": 0, "low": 1, "medium": 2, "high": 3}
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            got = [a["alert_id"] for _, b in hook.received for a in orjson.loads(b)["alerts"]]
-            if len(got) >= len(alerts):
-                break
-            time.sleep(0.5)
-        time.sleep(2)  # anything extra would arrive now
+        wait_until(lambda: len([a for _, b in hook.received for a in orjson.loads(b)["alerts"]]) >= len(alerts),
+                   timeout=60, every=0.5, what="every alert at the webhook")
+        time.sleep(2)  # deliberate: anything extra would arrive in this window
         # webhook: every alert exactly once, in a correctly signed body, after two refused attempts each
         got = [a["alert_id"] for _, b in hook.received for a in orjson.loads(b)["alerts"]]
         assert sorted(got) == sorted(alerts)
@@ -130,5 +110,5 @@ def test_alerts_reach_webhook_slack_and_email_exactly_once(tmp_path):
     finally:
         srv.stop()
         smtp.stop()
-        hook.server.shutdown()
-        slack.server.shutdown()
+        hook.close()
+        slack.close()

@@ -9,7 +9,8 @@ import clickhouse_connect
 import orjson
 import pytest
 
-from tests.helpers import SQL_AUTH, event
+from tests.support.data import SQL_AUTH, event
+from tests.support.waiting import wait_until
 
 
 def _add_site(data_dir, key="acme"):
@@ -44,7 +45,6 @@ def test_curl_batch_then_clickhouse_connect_count_and_restart_keeps_data(server_
     assert ch.query("SELECT sum(engaged_ms) FROM events FINAL").result_rows == [(7 * 15_000,)]
     assert srv.stop() == 0
     srv2 = server_factory("--no-demo", data_dir=data)
-    srv2.port, srv2.sql_port = srv.port, srv.sql_port
     srv2.start()
     ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv2.sql_port, username=SQL_AUTH[0], password=SQL_AUTH[1])
     assert ch.query("SELECT count() FROM events").result_rows == [(7,)]
@@ -64,25 +64,21 @@ def test_sql_port_refuses_writes_via_clickhouse_connect(server_factory, tmp_path
 def test_demo_mode_feeds_simulated_rooms(server_factory, tmp_path):
     srv = server_factory().start()  # no flags: demo site + simulated traffic
     ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv.sql_port, username=SQL_AUTH[0], password=SQL_AUTH[1])
-    deadline = time.time() + 30
-    rooms = []
-    while time.time() < deadline and len(rooms) < 2:
-        rooms = ch.query("SELECT DISTINCT room_id FROM events").result_rows
-        time.sleep(0.5)
-    assert len(rooms) >= 2, srv.log()
+    wait_until(lambda: len(ch.query("SELECT DISTINCT room_id FROM events").result_rows) >= 2, every=0.5,
+               what="demo traffic in two rooms")
     types = {r[0] for r in ch.query("SELECT DISTINCT type FROM events").result_rows}
     assert {"room_view", "content_view", "engagement"} <= types
     verified = ch.query("SELECT countIf(token_status = 'valid'), count() FROM events").result_rows[0]
     assert verified[0] == verified[1] > 0  # demo visitors carry valid stakeholder tokens
     # the simulated history is scored, and the wall-clock ticker (first tick ~10 s after start) raises alerts
-    deadline, got = time.time() + 60, None
-    while time.time() < deadline:
+    def scored():
         got = ch.query("SELECT uniqExact(room_id), (SELECT count() FROM alerts WHERE kind = 'quiet') "
                        "FROM deal_scores_latest").result_rows[0]
-        if got[0] >= 15 and got[1] > 0:
-            break
-        time.sleep(1)
-    assert got[0] >= 15 and got[1] > 0, (got, srv.log())  # 12 simulated deals + 3 live rooms; quiet deals flagged
+        return got[0] >= 15 and got[1] > 0  # 12 simulated deals + 3 live rooms; quiet deals flagged
+    try:
+        wait_until(scored, timeout=120, every=1, what="simulated deals scored and quiet ones flagged")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{srv.log()}") from None
     assert ch.query("SELECT count() FROM rooms FINAL WHERE stakeholders != '[]'").result_rows[0][0] >= 15
     import httpx
 
@@ -111,7 +107,6 @@ def test_room_state_survives_a_restart(server_factory, tmp_path):
     assert _curl(srv.url + "/v1/events", orjson.dumps(_batch(2)))[0] == 202
     assert srv.stop() == 0
     srv2 = server_factory("--no-demo", data_dir=data)
-    srv2.port, srv2.sql_port = srv.port, srv.sql_port
     srv2.start()
     assert _curl(srv2.url + "/v1/events", orjson.dumps(_batch(1)))[0] == 202
     ch = clickhouse_connect.get_client(host="127.0.0.1", port=srv2.sql_port, username=SQL_AUTH[0], password=SQL_AUTH[1])

@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from bench import sql_isolation
-from tests.e2e.conftest import Server
-from tests.helpers import event
-
+from tests.support.data import event
+from tests.support.servers import Server
+from tests.support.waiting import wait_until
 
 
 def _cli(data_dir, *args):
@@ -155,7 +155,12 @@ def test_sigterm_exits_within_10s_during_a_heavy_query(tmp_path):
             errors.append(e)
 
     threading.Thread(target=heavy, daemon=True).start()
-    time.sleep(2)
+
+    def running():
+        for line in httpx.get(srv.url + "/metrics").text.splitlines():
+            if line.startswith("dealbeacon_sql_queries_running "):
+                return float(line.split()[1]) >= 1
+    wait_until(running, what="the heavy query running on the SQL port")
     t0 = time.time()
     srv.proc.send_signal(signal.SIGTERM)
     try:

@@ -5,8 +5,8 @@ import uuid
 
 from dealbeacon.core import tokens
 from ingest.sellers import AlertHub, seller_token
-from tests.functional.conftest import SECRET, make_client
-from tests.helpers import NOW_MS, batch, event
+from tests.support.app import SECRET, make_client
+from tests.support.data import NOW_MS, batch, event
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 MIN = 60_000

@@ -3,13 +3,15 @@ import gzip
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from dealbeacon.core import tokens
 from dealbeacon.core.clock import FixedClock
 from dealbeacon.core.settings import Settings
-from tests.functional.conftest import ORIGIN, SECRET, make_client
-from tests.helpers import NOW_MS, batch, event
+from tests.support.app import ORIGIN, SECRET, make_client
+from tests.support.data import NOW_MS, batch, event
 
 BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from dealbeacon.core.settings import Settings
 from ingest.openapi import openapi_document
 from ingest.sellers import AlertHub
-from tests.functional.conftest import SECRET, make_app
+from tests.support.app import SECRET, make_app
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,8 @@ def _send(client, case, headers):
     body = {k: kw[k] for k in ("json", "content") if k in kw}
     if "data" in kw:
         body["content"] = kw["data"]
-    return client.request(kw["method"], kw["url"], params=kw.get("params"), headers=kw.get("headers"),
-                          cookies=kw.get("cookies"), **body)
+    assert not kw.get("cookies"), "no route documents a cookie"
+    return client.request(kw["method"], kw["url"], params=kw.get("params"), headers=kw.get("headers"), **body)
 
 
 @schema.parametrize()

@@ -3,8 +3,8 @@ import orjson
 
 from dealbeacon.core import tokens
 from dealbeacon.core.settings import Settings
-from tests.functional.conftest import SECRET, make_client
-from tests.helpers import NOW_MS, batch, event
+from tests.support.app import SECRET, make_client
+from tests.support.data import NOW_MS, batch, event
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 DAY = 86_400_000

@@ -9,8 +9,8 @@ import pytest
 from dealbeacon.core.settings import Settings
 from sinks.channels import notice_link
 from sinks.notify import Notice
-from tests.functional.conftest import SECRET, make_client
-from tests.helpers import NOW_MS, batch, event
+from tests.support.app import SECRET, make_client
+from tests.support.data import NOW_MS, batch, event
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 DAY = 86_400_000

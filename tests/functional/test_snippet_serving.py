@@ -6,7 +6,7 @@ import os
 import brotli
 
 from ingest.snippet import pick
-from tests.functional.conftest import make_client
+from tests.support.app import make_client
 
 PATH = "/snippet/v1/dealbeacon.js"
 

@@ -4,12 +4,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from dealbeacon.core import records
-from sinks.schema import COLUMNS, MIGRATIONS
 from dealbeacon.core.analysts import AnalystRegistry
+from sinks.schema import COLUMNS, MIGRATIONS
 from sinks.sqlengine import AnalystEngine, Limits
 from sinks.sqlport import create_sql_app
 from streams.processors import process
-from tests.helpers import NOW_MS, event
+from tests.support.data import NOW_MS, event
 
 
 def test_migrations_are_idempotent_and_match_the_column_map(store):

@@ -1,15 +1,15 @@
 """Scores and alerts on the real broker: simulated committees over HTTP -> Kafka -> Faust -> sink -> ClickHouse
 raise the expected alerts at the expected simulated times; embedded mode raises the same ones."""
 import asyncio
+import pathlib
 
 import httpx
-
-from tests.helpers import SQL_AUTH
 
 from dealbeacon.sim.simulate import replay
 from dealbeacon.sim.simulator import DAY_MS, Deal, op_records, plan, simulate, stage_for
 from streams import processors
-from tests.e2e.conftest import Server
+from tests.support.data import SQL_AUTH
+from tests.support.servers import Server
 
 START = 1_767_225_600_000  # 2026-01-01, the simulated timeline (server-side senders keep their timestamps)
 TICK_MS = 12 * 3_600_000
@@ -110,7 +110,7 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
 
     emb_dir = tmp_path / "embedded"
     emb_dir.mkdir()
-    (emb_dir / "sites.json").write_text(open(st.sites_file).read())
+    (emb_dir / "sites.json").write_text(pathlib.Path(st.sites_file).read_text())
     emb = Server(emb_dir, "--no-demo", env={"DEALBEACON_CLOCK": "external"}).start()
     try:
         asyncio.run(replay(emb.url, SITE, SECRET, ops, deadline_s=300))

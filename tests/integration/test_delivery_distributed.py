@@ -10,46 +10,44 @@ import orjson
 from dealbeacon.sim.simulate import replay
 from dealbeacon.sim.simulator import plan, simulate
 from sinks.channels import SIGNATURE_HEADER, verify_signature
-from tests.e2e.test_delivery import Receiver
+from tests.support.servers import Receiver
+from tests.support.waiting import wait_until
 
 START = 1_767_225_600_000
 
 
 def test_deliver_consumer_sends_every_alert_once_through_retries_and_a_restart(stack_factory):
-    hook = Receiver(fail_first=2)
-    st = stack_factory()
-    st.env.update(DEALBEACON_CLOCK="external", DEALBEACON_NOTIFY_AGGREGATE_S="0", DEALBEACON_NOTIFY_MAX_WAIT_S="0",
-                  DEALBEACON_NOTIFY_COOLDOWN_S="0")
-    st.start()
-    auth = {"Authorization": "Bearer secret"}
-    r = httpx.put(f"{st.url}/v1/sites/acme/channels/hook", headers=auth, json={"kind": "webhook", "target": hook.url})
-    assert r.status_code == 202, r.text
-    signing = r.json()["signing_secret"]
-    st.proc("deliver", "deliver")
-    ops = plan(simulate(8, 3, START, days=50), "acme", "secret", 4_000_000_000, tick_ms=12 * 3_600_000)
-    half = len(ops) // 2
-    asyncio.run(replay(st.url, "acme", "secret", ops[:half], deadline_s=120))
-    time.sleep(3)
-    st.procs["deliver"].stop()  # a restart in the middle: it must not send again what it sent
-    asyncio.run(replay(st.url, "acme", "secret", ops[half:], deadline_s=120))
-    st.proc("deliver", "deliver")
-    n_alerts = None
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        n_alerts = st.sql("SELECT count() FROM alerts FINAL")[0][0]
+    with Receiver(fail_first=2) as hook:
+        st = stack_factory()
+        st.env.update(DEALBEACON_CLOCK="external", DEALBEACON_NOTIFY_AGGREGATE_S="0", DEALBEACON_NOTIFY_MAX_WAIT_S="0",
+                      DEALBEACON_NOTIFY_COOLDOWN_S="0")
+        st.start()
+        auth = {"Authorization": "Bearer secret"}
+        r = httpx.put(f"{st.url}/v1/sites/acme/channels/hook", headers=auth, json={"kind": "webhook", "target": hook.url})
+        assert r.status_code == 202, r.text
+        signing = r.json()["signing_secret"]
+        st.proc("deliver", "deliver")
+        ops = plan(simulate(8, 3, START, days=50), "acme", "secret", 4_000_000_000, tick_ms=12 * 3_600_000)
+        half = len(ops) // 2
+        asyncio.run(replay(st.url, "acme", "secret", ops[:half], deadline_s=120))
+        wait_until(lambda: hook.received, timeout=60, what="a first delivery before the restart")
+        st.procs["deliver"].stop()  # a restart in the middle: it must not send again what it sent
+        asyncio.run(replay(st.url, "acme", "secret", ops[half:], deadline_s=120))
+        st.proc("deliver", "deliver")
+        def all_delivered():
+            st.assert_alive()
+            n_alerts = st.sql("SELECT count() FROM alerts FINAL")[0][0]
+            got = [a["alert_id"] for _, b in hook.received for a in orjson.loads(b)["alerts"]]
+            return n_alerts and len(got) >= int(n_alerts)
+        wait_until(all_delivered, timeout=120, every=1, what="every alert delivered")
+        time.sleep(3)  # deliberate: a duplicate, if any, would arrive in this window
+        alerts = {r[0] for r in st.sql("SELECT toString(alert_id) FROM alerts FINAL")}
         got = [a["alert_id"] for _, b in hook.received for a in orjson.loads(b)["alerts"]]
-        if n_alerts and len(got) >= int(n_alerts):
-            break
-        st.assert_alive()
-        time.sleep(1)
-    time.sleep(3)
-    alerts = {r[0] for r in st.sql("SELECT toString(alert_id) FROM alerts FINAL")}
-    got = [a["alert_id"] for _, b in hook.received for a in orjson.loads(b)["alerts"]]
-    assert len(alerts) >= 5 and sorted(got) == sorted(alerts), (len(got), len(alerts))
-    now = int(time.time())
-    for headers, body in hook.received:
-        assert verify_signature(signing, headers[SIGNATURE_HEADER], body, now)
-        assert hook.attempts[headers["Idempotency-Key"]] == 3
-    # the sink stored the delivery records the consumer produced
-    st.wait_rows("SELECT uniqExact(arrayJoin(alert_ids)) FROM deliveries FINAL WHERE status = 'delivered'",
-                 [[len(alerts)]])
+        assert len(alerts) >= 5 and sorted(got) == sorted(alerts), (len(got), len(alerts))
+        now = int(time.time())
+        for headers, body in hook.received:
+            assert verify_signature(signing, headers[SIGNATURE_HEADER], body, now)
+            assert hook.attempts[headers["Idempotency-Key"]] == 3
+        # the sink stored the delivery records the consumer produced
+        st.wait_rows("SELECT uniqExact(arrayJoin(alert_ids)) FROM deliveries FINAL WHERE status = 'delivered'",
+                     [[len(alerts)]])

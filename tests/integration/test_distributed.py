@@ -1,5 +1,6 @@
 """HTTP -> Kafka -> Faust -> sink -> ClickHouse engine, on the real broker."""
 import asyncio
+import pathlib
 import random
 import threading
 import time
@@ -8,9 +9,11 @@ import httpx
 import orjson
 
 from dealbeacon.sim import demo
-from dealbeacon.kafka.local import LocalKafka
-from tests.e2e.conftest import Server
-from tests.helpers import SQL_AUTH, free_port, live_event as event
+from tests.support.data import SQL_AUTH
+from tests.support.data import live_event as event
+from tests.support.servers import Server
+from tests.support.stack import start_kafka
+from tests.support.waiting import wait_until
 
 EVENT_COLUMNS = ("toString(event_id), site, type, room_id, visitor_id, session_id, stakeholder_id, token_status, "
                  "toUnixTimestamp64Milli(ts), toUnixTimestamp64Milli(client_ts), content_id, page, progress_pct, "
@@ -88,10 +91,8 @@ def test_http_kafka_faust_sink_clickhouse_exact_rows(stack_factory):
                  [["invalid_type", "cta", 3, bad["event_id"]]])
     # the worker's room states (rocksdb store) recorded both rooms in their changelog
     group = st.env["DEALBEACON_STREAMS_GROUP"]
-    deadline = time.time() + 30
-    while asyncio.run(_topic_size(st.env["DEALBEACON_KAFKA_BOOTSTRAP"], f"{group}-room_state-changelog")) < 2:
-        assert time.time() < deadline, "the room states never reached the changelog"
-        time.sleep(0.5)
+    wait_until(lambda: asyncio.run(_topic_size(st.env["DEALBEACON_KAFKA_BOOTSTRAP"], f"{group}-room_state-changelog")) >= 2,
+               every=0.5, what="the room states in the changelog")
     # and the rooms were scored: one stakeholder row and one deal row per room
     st.wait_rows("SELECT room_id, count() FROM deal_scores FINAL GROUP BY room_id ORDER BY room_id",
                  [["deal-1", 1], ["deal-2", 1]])
@@ -117,7 +118,7 @@ def test_embedded_and_distributed_leave_identical_rows(stack_factory, tmp_path):
 
     emb_dir = tmp_path / "embedded"
     emb_dir.mkdir()
-    (emb_dir / "sites.json").write_text(open(st.sites_file).read())
+    (emb_dir / "sites.json").write_text(pathlib.Path(st.sites_file).read_text())
     emb = Server(emb_dir, "--no-demo").start()
     try:
         post_all(emb.url, bodies)
@@ -139,10 +140,10 @@ def _kill_mid_stream(st, victim: str, n_batches=1100):
     accepted: list[str] = []
     sender = threading.Thread(target=post_all, args=(st.url, bodies, accepted))
     sender.start()
-    while len(accepted) < n_batches * 20 * 0.3 and sender.is_alive():
-        time.sleep(0.05)
+    wait_until(lambda: len(accepted) >= n_batches * 20 * 0.3 or not sender.is_alive(), timeout=180, every=0.05,
+               what="30% of the stream accepted")
     st.procs[victim].kill9()
-    time.sleep(1)
+    time.sleep(1)  # deliberate: the victim stays dead for a second while the stream goes on
     st.procs[victim].start()  # same data dir, same group: it must pick up where the dead one left off
     sender.join()
     assert len(accepted) == n_batches * 20
@@ -161,7 +162,7 @@ def test_kill9_sink_mid_stream_loses_and_doubles_nothing(stack_factory):
 
 
 def test_broker_down_answers_503_within_bound_and_recovers_without_restart(stack_factory, tmp_path):
-    own = LocalKafka(str(tmp_path / "own-kafka"), free_port(), free_port()).start()
+    own = start_kafka(str(tmp_path / "own-kafka"))
     try:
         st = stack_factory()
         st.env.update(DEALBEACON_KAFKA_BOOTSTRAP=own.bootstrap, DEALBEACON_HANDOFF_TIMEOUT_S="2")
@@ -181,13 +182,8 @@ def test_broker_down_answers_503_within_bound_and_recovers_without_restart(stack
         assert took < 2 + 1.5, f"503 took {took:.1f}s, bound is the 2 s hand-off timeout"
         own.proc = None
         own.start()
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            r, _ = post()
-            if r.status_code == 202:
-                break
-            time.sleep(1)
-        assert r.status_code == 202, "ingest did not recover after the broker came back"
+        wait_until(lambda: post()[0].status_code == 202, timeout=60, every=1,
+                   what="ingest recovering after the broker came back")
         assert st.procs["ingest"].p.poll() is None
     finally:
         own.stop()

@@ -6,11 +6,12 @@ import uuid
 from aiokafka import AIOKafkaProducer
 
 from dealbeacon.core import records
-from dealbeacon.kafka.topics import ensure_topics, row_topic
 from dealbeacon.core.settings import Settings
+from dealbeacon.kafka.topics import ensure_topics, row_topic
 from sinks.worker import SinkMetrics, SinkWorker
 from streams.processors import process
-from tests.helpers import live_event
+from tests.support.data import live_event
+from tests.support.waiting import wait_until_async
 
 
 class Unreachable:
@@ -55,12 +56,12 @@ def test_clickhouse_down_pauses_backs_off_and_resumes_without_loss(kafka, chdb_s
         worker = SinkWorker(s, store, metrics, max_backoff_s=0.5)
         task = asyncio.create_task(worker.run())
         paused_seen = False
-        deadline = time.time() + 60
-        while time.time() < deadline:
+
+        def stored_and_running():
+            nonlocal paused_seen
             paused_seen |= worker.paused
-            if int(chdb_store.query("SELECT count() FROM events")[0][0]) >= len(rows) and not worker.paused:
-                break
-            await asyncio.sleep(0.05)
+            return int(chdb_store.query("SELECT count() FROM events")[0][0]) >= len(rows) and not worker.paused
+        await wait_until_async(stored_and_running, timeout=60, what="every row stored after the outage")
         worker.stop()
         await task
         return paused_seen

@@ -1,5 +1,6 @@
 """Analyst credentials: salted scrypt hashes, the verified-password cache, and the file's permissions."""
 import os
+import pathlib
 import stat
 
 import pytest
@@ -19,7 +20,7 @@ def test_registry_round_trip_cache_and_removal(tmp_path):
     _, pw = reg.add("ana", ["acme"])
     reg.save(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert pw not in open(path).read()
+    assert pw not in pathlib.Path(path).read_text()
     again = AnalystRegistry.load(path)
     assert again.authenticate("ana", pw).sites == ("acme",)
     assert again.authenticate("ana", pw) is not None  # second time from the cache

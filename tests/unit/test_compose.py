@@ -1,9 +1,8 @@
 """Docker does not run here, so the compose file is checked against the code instead."""
 import pathlib
 
-import yaml
-
 import click
+import yaml
 
 from dealbeacon.app.cli import cli
 from dealbeacon.core.settings import Settings, env_names

@@ -3,11 +3,12 @@ import pathlib
 
 import jsonschema
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dealbeacon.core import contract
 from dealbeacon.core.contract import Rejected, check_envelope, check_event, corrected_ts
-from tests.helpers import NOW_MS, batch, event
+from tests.support.data import NOW_MS, batch, event
 
 SCHEMA_FILE = pathlib.Path(__file__).parents[2] / "contract" / "event-v1.schema.json"
 

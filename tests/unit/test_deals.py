@@ -1,5 +1,6 @@
 """The room state machine (streams/deals.py) and its routing (streams/processors.process_rooms), explicit time."""
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dealbeacon.sim.simulator import op_records, plan, simulate
 from streams import deals, processors

@@ -2,10 +2,23 @@
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.scoring import (DAY_MS, DEFAULT, ScoringConfig, StakeholderScore, apply_event, band, deal_score,
-                             decay, event_points, top_reasons, value_at, velocity)
+from streams.scoring import (
+    DAY_MS,
+    DEFAULT,
+    ScoringConfig,
+    StakeholderScore,
+    apply_event,
+    band,
+    deal_score,
+    decay,
+    event_points,
+    top_reasons,
+    value_at,
+    velocity,
+)
 
 T0 = 1_790_000_000_000
 

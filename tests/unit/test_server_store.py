@@ -6,7 +6,7 @@ from dealbeacon.core import records
 from sinks.schema import COLUMNS
 from sinks.store import ServerStore, open_store
 from streams.processors import process
-from tests.helpers import NOW_MS, event
+from tests.support.data import NOW_MS, event
 
 
 class RecordingClient:
@@ -30,7 +30,7 @@ def test_columnar_insert_in_schema_order_with_utc_datetimes_and_dedup_token():
     assert kw == {"columnar": True, "settings": {"max_partitions_per_insert_block": 1000,
                                                 "insert_deduplication_token": "t/0/1-9"}}
     by_name = dict(zip(COLUMNS["events"], columns))
-    assert by_name["ts"] == [dt.datetime.fromtimestamp((NOW_MS - 5) / 1000, dt.timezone.utc)]
+    assert by_name["ts"] == [dt.datetime.fromtimestamp((NOW_MS - 5) / 1000, dt.UTC)]
     assert by_name["event_id"] == [rec["event_id"]] and by_name["progress_pct"] == [50.0] and by_name["page"] == [3]
     assert by_name["scroll_pct"] == [None]  # Nullable stays NULL
 

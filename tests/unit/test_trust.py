@@ -1,7 +1,7 @@
 """Alerts and scores a seller can trust (issue 12), one rule at a time with explicit time, written as a buyer
 committee behaves: Monday-to-Friday visits, holidays, repeat shares, a forwarded link opened by someone new, an
 anonymous visitor, a champion who stops coming."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streams import processors
 from streams.alerts import AlertConfig, BandState, Room, RoomFacts, evaluate, observe
@@ -12,7 +12,7 @@ HOUR = 3_600_000
 
 
 def at(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def ev(etype, ts, sid="ops", visitor=None, **kw):
@@ -77,7 +77,7 @@ def test_a_monday_to_friday_committee_is_not_quiet_over_a_weekend():
     for h in range(4, 8 * 24, 4):
         r.feed([clock(last + h * HOUR)])
     first = r.alerts("quiet")[0]
-    assert datetime.fromtimestamp(first["at"] / 1000, timezone.utc).strftime("%a %H") == "Wed 14", first
+    assert datetime.fromtimestamp(first["at"] / 1000, UTC).strftime("%a %H") == "Wed 14", first
     assert "working days" in first["evidence"]
 
 

@@ -1,25 +1,59 @@
-"""Functional tier: the real Starlette app and the real chdb engine (one store per test process; chdb binds
-one path per process), tables truncated between tests."""
+"""Plugin: the real chdb engine (one per test process), the SQL port's test analyst, and the real ingest app
+over that engine with an embedded hand-off (functional tier)."""
+from __future__ import annotations
+
 import contextlib
+import os
 
 import pytest
 from starlette.testclient import TestClient
 
-from dealbeacon.core.clock import FixedClock
 from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor
+from dealbeacon.core.clock import FixedClock
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import Site, SiteRegistry
 from ingest.app import create_app
 from sinks.schema import COLUMNS
+from sinks.store import ChdbStore
 from streams.alerts import alert_config
-from tests.helpers import NOW_MS
+
+from .data import NOW_MS, SQL_AUTH
 
 ORIGIN = "https://rooms.example.com"
 SECRET = "site-secret"
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sql_analyst(tmp_path_factory):
+    """One analyst file for every server the tests start (scrypt runs once): DEALBEACON_ANALYSTS_FILE."""
+    from dealbeacon.core.analysts import AnalystRegistry
+
+    path = str(tmp_path_factory.mktemp("analysts") / "analysts.json")
+    reg = AnalystRegistry()
+    reg.add(SQL_AUTH[0], ["*"], SQL_AUTH[1])
+    reg.save(path)
+    old = os.environ.get("DEALBEACON_ANALYSTS_FILE")
+    os.environ["DEALBEACON_ANALYSTS_FILE"] = path
+    yield path
+    if old is None:
+        os.environ.pop("DEALBEACON_ANALYSTS_FILE", None)
+    else:
+        os.environ["DEALBEACON_ANALYSTS_FILE"] = old
+
+
+@pytest.fixture(scope="session")
+def chdb_store(tmp_path_factory):
+    """The pytest process's one chdb engine (chdb binds one data directory per process)."""
+    store = ChdbStore(str(tmp_path_factory.mktemp("chdb")))
+    store.migrate()
+    yield store
+    store.close()
 
 
 @pytest.fixture
 def store(chdb_store):
+    """The process's chdb engine with every table emptied."""
     for table in COLUMNS:
         chdb_store.execute(f"TRUNCATE TABLE {table}")
     return chdb_store
@@ -43,8 +77,7 @@ def make_app(store, settings: Settings | None = None, clock=None, started=True, 
 
 
 def make_client(store, settings: Settings | None = None, clock=None, started=True, **kwargs):
-    return TestClient(make_app(store, settings, clock, started, **kwargs),
-                      headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"})
+    return TestClient(make_app(store, settings, clock, started, **kwargs), headers={"User-Agent": BROWSER_UA})
 
 
 @pytest.fixture

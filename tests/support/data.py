@@ -1,18 +1,12 @@
-"""Shared test helpers: event builders and small utilities (no fakes of real parts)."""
+"""Event and batch builders and the fixed test clock (no fakes of real parts)."""
 from __future__ import annotations
 
-import socket
+import time
 import uuid
 
 NOW_MS = 1_790_000_000_000  # 2026-09-21, a fixed clock for deterministic tests
-# the SQL port's test analyst (every site), provisioned for the whole run by tests/conftest.py
+# the SQL port's test analyst (every site), provisioned for the whole run by tests.support.app.sql_analyst
 SQL_AUTH = ("tester", "tester-password-1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def event(etype: str = "room_view", *, ts: int = NOW_MS - 1_000, room: str = "room-1", **fields) -> dict:
@@ -33,6 +27,4 @@ def batch(*events: dict, site: str = "test", sent_at: int = NOW_MS) -> dict:
 
 def live_event(etype: str = "room_view", **fields) -> dict:
     """An event stamped with the real clock, for tests against real server processes."""
-    import time
-
     return event(etype, ts=int(time.time() * 1000) - 1_000, **fields)

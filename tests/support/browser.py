@@ -1,4 +1,7 @@
-"""Browser tier: the built beacon, a sales-room site on its own origin, real headless Chromium."""
+"""Plugin (browser tier): the built beacon, a sales-room site on its own origin, an embedded dealbeacon,
+and scenarios in real headless Chromium."""
+from __future__ import annotations
+
 import contextlib
 import functools
 import http.server
@@ -13,8 +16,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.conftest import Server
-from tests.helpers import SQL_AUTH, free_port
+from .data import SQL_AUTH
+from .servers import Server
+from .waiting import wait_until
 
 ROOT = pathlib.Path(__file__).parents[2]
 SNIPPET = ROOT / "js-snippet"
@@ -39,12 +43,11 @@ def built_snippet():
 
 
 def site_server(root: pathlib.Path):
-    port = free_port()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a: None
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, f"http://127.0.0.1:{port}"
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
 
 
 
@@ -70,6 +73,7 @@ def room_stack(tmp_path: pathlib.Path, room: str, page: str, secret: str):
     finally:
         srv.stop()
         site.shutdown()
+        site.server_close()
 
 
 def run_scenario(script: str, url: str, timeout: float, env: dict | None = None) -> dict:
@@ -87,3 +91,17 @@ def sql_reader(srv):
         assert r.status_code == 200, r.text
         return r.json()["data"]
     return sql
+
+
+def wait_stored(sql, out: dict, timeout: float = 30.0) -> int:
+    """Wait until every event of the scenario's captured payloads is stored and the count stopped moving (the
+    beacons sent as the page closed are not captured); returns the count."""
+    ids = {e["event_id"] for p in out["payloads"] for e in p["body"]["events"]}
+    seen: list[int] = []
+
+    def settled():
+        stored = {r[0] for r in sql("SELECT toString(event_id) FROM events")}
+        seen.append(len(stored))
+        return ids <= stored and len(seen) >= 2 and seen[-1] == seen[-2]
+    wait_until(settled, timeout=timeout, every=0.5, what="the scenario's events stored")
+    return seen[-1]
