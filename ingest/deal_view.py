@@ -44,8 +44,9 @@ def deal_list_sql(site: str, seller: str, now_ms: int) -> str:
         "LEFT JOIN deal_scores_latest AS d ON d.site = r.site AND d.room_id = r.room_id "
         f"LEFT JOIN (SELECT room_id, argMax(score, at) AS score_then, count() AS n FROM deal_scores WHERE site = {s} "
         f"AND toUnixTimestamp64Milli(at) <= {int(now_ms) - WEEK_MS} GROUP BY room_id) AS w ON w.room_id = r.room_id "
-        f"LEFT JOIN (SELECT room_id, max(ts) AS last_activity FROM events WHERE site = {s} GROUP BY room_id) AS e "
-        "ON e.room_id = r.room_id")
+        # the last buyer activity as the deal core saw it (the seller's own team is never scored)
+        f"LEFT JOIN (SELECT room_id, max(last_seen) AS last_activity FROM stakeholder_scores_latest WHERE site = {s} "
+        "GROUP BY room_id) AS e ON e.room_id = r.room_id")
 
 
 def shape_deal_list(rows: list, people: dict[str, list], alerts: list[dict], closed: tuple[str, ...]) -> dict:
@@ -73,9 +74,19 @@ def shape_deal_list(rows: list, people: dict[str, list], alerts: list[dict], clo
     return {"rooms": opened, "closed": done}
 
 
-def deal_sqls(site: str, room: str) -> dict[str, str]:
-    """The deal page's reads, one per part."""
-    where = f"site = {sql_string(site)} AND room_id = {sql_string(room)}"
+def team_sql(internal_ids: list[str]) -> str:
+    """Events of the seller's own team: a seller token, or a stakeholder flagged internal."""
+    ids = f" OR stakeholder_id IN ({', '.join(sql_string(i) for i in internal_ids)})" if internal_ids else ""
+    return f"(startsWith(stakeholder_id, 'seller:'){ids})"
+
+
+def deal_sqls(site: str, room: str, internal_ids: list[str] = ()) -> dict[str, str]:  # type: ignore[assignment]
+    """The deal page's reads, one per part. Buyer figures leave out the seller's own team: its people and the
+    devices it used in this room (an anonymous visit from such a device is the team's too)."""
+    room_where = f"site = {sql_string(site)} AND room_id = {sql_string(room)}"
+    team = team_sql(list(internal_ids))
+    where = (f"{room_where} AND NOT {team} AND NOT (stakeholder_id = '' AND visitor_id IN "
+             f"(SELECT visitor_id FROM events WHERE {room_where} AND {team}))")
     return {
         # who x content: engaged minutes, visits (sessions that viewed it), last seen, completion
         "matrix": f"SELECT {WHO} AS who, content_id, sumIf(engaged_ms, type = 'engagement'), "
@@ -91,17 +102,19 @@ def deal_sqls(site: str, room: str) -> dict[str, str]:
                   "AND type = 'share' ORDER BY ts",
         "visits": f"SELECT {WHO}, toUnixTimestamp64Milli(ts), url FROM events FINAL WHERE {where} "
                   "AND type = 'room_view' ORDER BY ts DESC LIMIT 50",
-        "history": f"SELECT toUnixTimestamp64Milli(at), score, band FROM deal_scores WHERE {where} ORDER BY at DESC LIMIT 90",
+        "history": f"SELECT toUnixTimestamp64Milli(at), score, band FROM deal_scores WHERE {room_where} "
+                   "ORDER BY at DESC LIMIT 90",
         "people": f"SELECT stakeholder_id, role, score, band, reasons, toUnixTimestamp64Milli(last_seen) "
-                  f"FROM stakeholder_scores_latest WHERE {where} ORDER BY score DESC",
+                  f"FROM stakeholder_scores_latest WHERE {room_where} ORDER BY score DESC",
     }
 
 
 def shape_deal(room: list, parts: dict[str, list], alerts: list[dict]) -> dict:
     """One deal for its seller. ``room``: room_id, name, stage, amount, stakeholders JSON."""
     room_id, name, stage, amount, committee_json = room
-    committee = orjson.loads(committee_json or "[]")
-    invited = {p["id"] for p in committee}
+    everyone = orjson.loads(committee_json or "[]")
+    committee = [p for p in everyone if not p.get("internal")]  # the buyers; the seller's team is listed apart
+    invited = {p["id"] for p in everyone}
     people = {p[0]: {"id": p[0], "role": p[1], "score": p[2], "band": p[3], "reasons": orjson.loads(p[4] or "[]"),
                      "last_seen": p[5]} for p in parts["people"]}
     pages: dict[tuple[str, str], dict[int, int]] = {}
@@ -122,6 +135,7 @@ def shape_deal(room: list, parts: dict[str, list], alerts: list[dict]) -> dict:
     return {
         "room_id": room_id, "name": name, "stage": stage, "amount": amount,
         "committee": [{**p, **{k: v for k, v in people.get(p["id"], {}).items() if k != "id"}} for p in committee],
+        "team": [p["id"] for p in everyone if p.get("internal")],
         "candidates": candidates, "arrivals": arrivals, "matrix": matrix, "shares": shares,
         "visits": [{"who": who, "at": at, "url": url} for who, at, url in parts["visits"]],
         "history": [{"at": at, "score": score, "band": band} for at, score, band in parts["history"]],

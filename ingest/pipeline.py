@@ -133,7 +133,7 @@ class IngestPipeline:
             ignored += extra
             check = tokens.TokenCheck("none")
             if "token" in clean:
-                check = tokens.verify(site.secret, clean["token"], clean["room_id"], req.received_at_ms / 1000)
+                check = tokens.verify_visit(site.secret, clean["token"], clean["room_id"], req.received_at_ms / 1000)
                 if not check.verified:
                     unverified.append({"index": i, "reason": "token_" + check.status})
             accepted_index.append(i)

@@ -72,6 +72,8 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
         now = site_now[site.key] if settings.clock == "external" and site.key in site_now else clock.wall_ms()
         rec = {"record": "room", "rv": records.RECORD_VERSION, "site": site.key, "room_id": room_id,
                "updated_at": now, **clean}
+        if "stakeholders" in clean:  # who of them is the seller's own team (by the site's email domains)
+            rec["internal_domains"] = list(site.internal_domains)
         failed = await submit([rec], [])
         return failed or JSONResponse({"accepted": True, "room": rec}, status_code=202)
 

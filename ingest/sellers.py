@@ -159,7 +159,8 @@ class SellerAPI:
         if found[0][5] != seller:
             return JSONResponse({"error": "forbidden", "detail": "another seller's deal"}, status_code=403)
         parts = {}
-        for name, sql in deal_view.deal_sqls(site, room_id).items():
+        team = [p["id"] for p in orjson.loads(found[0][4] or "[]") if p.get("internal")]
+        for name, sql in deal_view.deal_sqls(site, room_id, team).items():
             parts[name] = await self._query(sql)
         alerts = await self._query(deal_view.room_alerts_sql(site, room_id))
         return JSONResponse(deal_view.shape_deal(list(found[0][:5]), parts, [dict(zip(deal_view.ALERT_KEYS, r)) for r in alerts]))

@@ -94,8 +94,8 @@ def shared(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
         return []
     to, channel = recipient(v.rec), v.rec.get("share_channel") or "link"
     invited = {sid.lower() for sid, _ in v.room.invited} | {e.lower() for e in v.room.emails if e}
-    if to and (to in invited or to in {s[0] for s in v.facts.shared_to}):
-        return []
+    if to and (to in invited or to in {s[0] for s in v.facts.shared_to} or v.room.is_internal_address(to)):
+        return []  # a share back to the seller's own team is not a new buyer either
     by = v.sid or "an anonymous visitor"
     if not to:
         return [v.alert("new_stakeholder", "info", v.who, f"{by} copied the room's link to share it via {channel}",
@@ -292,11 +292,11 @@ def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[i
     kind = _kind(cfg, rec.get("content_id", ""), room)
     view = EventView(room, facts, rec, ts, sid, kind, daily_points, points)
     alerts = [a for rule in EVENT_RULES for a in rule(view, cfg, acfg)]
-    return fold(facts, rec, ts, sid, kind, alerts, acfg), alerts
+    return fold(facts, rec, ts, sid, kind, alerts, acfg, room), alerts
 
 
 def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list[Alert] = (),  # type: ignore[assignment]
-         acfg: AlertConfig = ALERTS) -> RoomFacts:
+         acfg: AlertConfig = ALERTS, room: Room | None = None) -> RoomFacts:
     """What one event establishes about the room."""
     etype = rec.get("type", "")
     shares = list(facts.shared_to)
@@ -308,7 +308,8 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
             shares[shares.index(claimed)] = (*claimed[:3], visitor)
         visitors = (visitors + [visitor])[-MAX_VISITORS:]
     to = recipient(rec)
-    if etype == "share" and to and to not in {s[0] for s in shares}:
+    internal_to = room is not None and room.is_internal_address(to)
+    if etype == "share" and to and not internal_to and to not in {s[0] for s in shares}:
         shares = (shares + [(to, sid or "an anonymous visitor", ts, "")])[-MAX_SHARES:]
     hot_ms = max([facts.hot_ms] + [a.at_ms for a in alerts if a.kind == "hot"])
     active = list(facts.active_days)

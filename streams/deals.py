@@ -69,6 +69,27 @@ def stakeholder_key(rec: dict) -> str:
     return rec.get("stakeholder_id") or f"visitor:{rec.get('visitor_id', '')}"
 
 
+INTERNAL_PREFIX = "seller:"  # a visit made with a seller's own page token (ingest names it seller:<id>)
+MAX_INTERNAL_VISITORS = 50
+
+
+def is_internal(state: RoomState, rec: dict) -> bool:
+    """A visit by the seller's team: a seller token, an internal stakeholder (flagged, or by an internal email
+    domain), or an anonymous visit from a device that team already used in this room."""
+    sid = rec.get("stakeholder_id") or ""
+    if sid:
+        return sid.startswith(INTERNAL_PREFIX) or sid in state.room.internal
+    return bool(rec.get("visitor_id")) and rec.get("visitor_id") in state.facts.internal_visitors
+
+
+def _remember_internal_device(state: RoomState, rec: dict) -> RoomState:
+    vid = rec.get("visitor_id") or ""
+    if not vid or vid in state.facts.internal_visitors:
+        return state
+    devices = (state.facts.internal_visitors + (vid,))[-MAX_INTERNAL_VISITORS:]
+    return replace(state, facts=replace(state.facts, internal_visitors=devices))
+
+
 def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT,
          acfg: AlertConfig = ALERTS) -> tuple[RoomState, dict[str, list[dict]]]:
     """Fold one batch of a room's records (events, room updates, ticks) into its state."""
@@ -89,8 +110,8 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
             state = forget(state, str(rec["stakeholder"]), int(rec["requested_at"]), out)
             touched.discard(str(rec["stakeholder"]))
             erased = True
-        elif stakeholder_key(rec) in state.room.internal:
-            continue  # the seller's own team: stored with the events, never scored or alerted on
+        elif is_internal(state, rec):
+            state = _remember_internal_device(state, rec)  # stored with the events, never scored or alerted on
         else:
             state = _event(state, rec, out, cfg, acfg)
             touched.add(stakeholder_key(rec))
@@ -154,6 +175,15 @@ def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: Alert
     return state
 
 
+def internal_team(people: list[dict], domains: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The seller's team among a room's people (flagged internal, or an email at one of the site's internal
+    domains) and the team's addresses ("@domain" entries and the team's emails)."""
+    at = {"@" + d.lower().lstrip("@") for d in domains if d}
+    team = [p for p in people if p.get("internal") or
+            ("@" in (p.get("email") or "") and "@" + p["email"].lower().rsplit("@", 1)[1] in at)]
+    return tuple(p["id"] for p in team), tuple(sorted(at | {p["email"].lower() for p in team if p.get("email")}))
+
+
 def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
     room = state.room
     at = int(rec["updated_at"])
@@ -166,7 +196,11 @@ def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
     if "stakeholders" in rec:
         changes["invited"] = tuple((s["id"], s.get("role", "other")) for s in rec["stakeholders"])
         changes["emails"] = tuple(s["email"].lower() for s in rec["stakeholders"] if s.get("email"))
-        changes["internal"] = tuple(s["id"] for s in rec["stakeholders"] if s.get("internal"))
+    if "stakeholders" in rec or "internal_domains" in rec:
+        domains = rec.get("internal_domains", [a[1:] for a in room.internal_addresses if a.startswith("@")])
+        people = rec["stakeholders"] if "stakeholders" in rec else [
+            {"id": sid, "email": email, "internal": sid in room.internal} for sid, email in dict(state.meta).get("emails", [])]
+        changes["internal"], changes["internal_addresses"] = internal_team(people, domains)
     if "content" in rec:
         changes["content"] = tuple((c["id"], c["kind"], c.get("title", "")) for c in rec["content"])
     if rec.get("proposal_shared_at") is not None:
@@ -265,12 +299,13 @@ def loads(data: bytes) -> RoomState:
     d = orjson.loads(data)
     r = d["room"]
     room = Room(r["room_id"], r["stage"], r["created_ms"], _pairs(r["invited"]), r["proposal_shared_ms"], r["owner"],
-                tuple(r.get("emails", ())), tuple(tuple(c) for c in r.get("content", ())), tuple(r.get("internal", ())))
+                tuple(r.get("emails", ())), tuple(tuple(c) for c in r.get("content", ())), tuple(r.get("internal", ())),
+                tuple(r.get("internal_addresses", ())))
     f = d["facts"]
     facts = RoomFacts(f["last_activity_ms"], _pairs(f["stakeholders"]), _pairs(f["token_visitors"]),
                       tuple(f["pricing_days"]), f["proposal_opened_ms"], f["proposal_max_pct"], tuple(f["viewed_kinds"]),
                       tuple(tuple(x) for x in f.get("shared_to", ())), tuple(f.get("visitors", ())), f.get("hot_ms", 0),
-                      tuple(f.get("active_days", ())))
+                      tuple(f.get("active_days", ())), tuple(f.get("internal_visitors", ())))
     scores = tuple((sid, StakeholderScore(
         s["value"], s["updated_ms"], s["first_seen_ms"], s["last_seen_ms"], _pairs(s["reasons"]),
         tuple(((k[0], k[1]), v) for k, v in s["day_type_points"]), _pairs(s["daily"]))) for sid, s in d["scores"])
@@ -286,14 +321,15 @@ def _pairs(items) -> tuple:
 def _room_dict(r: Room) -> dict:
     return {"room_id": r.room_id, "stage": r.stage, "created_ms": r.created_ms, "invited": r.invited,
             "proposal_shared_ms": r.proposal_shared_ms, "owner": r.owner, "emails": r.emails, "content": r.content,
-            "internal": r.internal}
+            "internal": r.internal, "internal_addresses": r.internal_addresses}
 
 
 def _facts_dict(f: RoomFacts) -> dict:
     return {"last_activity_ms": f.last_activity_ms, "stakeholders": f.stakeholders, "token_visitors": f.token_visitors,
             "pricing_days": f.pricing_days, "proposal_opened_ms": f.proposal_opened_ms,
             "proposal_max_pct": f.proposal_max_pct, "viewed_kinds": f.viewed_kinds, "shared_to": f.shared_to,
-            "visitors": f.visitors, "hot_ms": f.hot_ms, "active_days": f.active_days}
+            "visitors": f.visitors, "hot_ms": f.hot_ms, "active_days": f.active_days,
+            "internal_visitors": f.internal_visitors}
 
 
 def _score_dict(s: StakeholderScore) -> dict:

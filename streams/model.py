@@ -61,10 +61,18 @@ class Room:
     emails: tuple[str, ...] = ()  # the invited stakeholders' emails (a share to one of them is not news)
     content: tuple[tuple[str, str, str], ...] = ()  # the catalogue: (content id, kind, title)
     internal: tuple[str, ...] = ()  # stakeholders of the seller's own team: stored, never scored or alerted on
+    # the seller's own addresses: "@domain" (the site's internal domains) and internal stakeholders' emails
+    internal_addresses: tuple[str, ...] = ()
 
     @property
     def kinds(self) -> dict[str, str]:
         return {cid: kind for cid, kind, _ in self.content}
+
+    def is_internal_address(self, address: str) -> bool:
+        """A share to the seller's own team (an internal stakeholder by id or email, or an internal domain)."""
+        a = address.strip().lower()
+        return bool(a) and (a in self.internal_addresses or a in {i.lower() for i in self.internal}
+                            or ("@" in a and "@" + a.rsplit("@", 1)[1] in self.internal_addresses))
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class RoomFacts:
     visitors: tuple[str, ...] = ()  # anonymous visitor ids seen (bounded)
     hot_ms: int = 0  # when "hot" last fired
     active_days: tuple[int, ...] = ()  # first activity (ms) of each recent active day: the room's rhythm
+    internal_visitors: tuple[str, ...] = ()  # devices (visitor ids) seen with the seller's team's identity (bounded)
 
 
 @dataclass(frozen=True)

@@ -120,12 +120,16 @@ def site_group() -> None:
 @click.argument("key")
 @click.option("--origin", multiple=True, help="allowed origin (repeat); default *")
 @click.option("--secret", help="default: random")
-def site_add(settings: Settings, key: str, origin: tuple[str, ...], secret: str | None) -> None:
+@click.option("--internal-domain", "domains", multiple=True,
+              help="the seller company's email domain (repeat): such stakeholders are the seller's team, never buyers")
+def site_add(settings: Settings, key: str, origin: tuple[str, ...], secret: str | None, domains: tuple[str, ...]) -> None:
     """Add or replace a site."""
     reg = SiteRegistry.load(settings.resolved_sites_file)
-    site = reg.add(Site(key, secret or secrets.token_urlsafe(24), tuple(origin or ["*"])))
+    site = reg.add(Site(key, secret or secrets.token_urlsafe(24), tuple(origin or ["*"]),
+                        internal_domains=tuple(d.lower().lstrip("@") for d in domains)))
     reg.save(settings.resolved_sites_file)
-    click.echo(orjson.dumps({"key": site.key, "secret": site.secret, "origins": list(site.origins)}).decode())
+    click.echo(orjson.dumps({"key": site.key, "secret": site.secret, "origins": list(site.origins),
+                             "internal_domains": list(site.internal_domains)}).decode())
 
 
 @cli.group()

@@ -1,6 +1,8 @@
 """Sites: the key a snippet sends, the secret that signs stakeholder tokens, and the allowed origins.
 
-Kept in a JSON file (``Settings.resolved_sites_file``): ``[{"key": ..., "secret": ..., "origins": [...]}]``.
+Kept in a JSON file (``Settings.resolved_sites_file``): ``[{"key": ..., "secret": ..., "origins": [...],
+"internal_domains": [...]}]``. ``internal_domains`` are the seller company's email domains: stakeholders
+with such an email are the seller's own team (stored, never scored, alerted on or counted as buyers).
 ``origins`` lists exact origins (``https://rooms.example.com``) or ``"*"``; requests without an Origin
 header (server to server, curl) are not subject to it.
 """
@@ -22,6 +24,7 @@ class Site:
     secret: str
     origins: tuple[str, ...] = ("*",)
     rate_limit_events_per_s: float | None = None  # None -> Settings default
+    internal_domains: tuple[str, ...] = ()  # the seller's own email domains ("seller.example")
 
     def origin_allowed(self, origin: str | None) -> bool:
         return origin is None or "*" in self.origins or origin in self.origins
@@ -53,7 +56,8 @@ class SiteRegistry:
         reg = cls()
         for item in raw:
             reg.add(Site(key=item["key"], secret=item["secret"], origins=tuple(item.get("origins", ["*"])),
-                         rate_limit_events_per_s=item.get("rate_limit_events_per_s")))
+                         rate_limit_events_per_s=item.get("rate_limit_events_per_s"),
+                         internal_domains=tuple(d.lower().lstrip("@") for d in item.get("internal_domains", []))))
         return reg
 
     def save(self, path: str) -> None:

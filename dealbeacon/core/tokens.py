@@ -43,12 +43,12 @@ def mint(secret: str, room_id: str, stakeholder_id: str, expires_at_s: int, *, p
 
 @dataclass(frozen=True)
 class TokenCheck:
-    status: str  # valid | expired | invalid | room_mismatch
-    stakeholder_id: str = ""  # set only when status == "valid"
+    status: str  # valid | seller | expired | invalid | room_mismatch
+    stakeholder_id: str = ""  # set only when verified
 
     @property
     def verified(self) -> bool:
-        return self.status == "valid"
+        return self.status in ("valid", "seller")
 
 
 def verify(secret: str, token: str, room_id: str, now_s: float, *, prefix: str = PREFIX) -> TokenCheck:
@@ -70,6 +70,24 @@ def verify(secret: str, token: str, room_id: str, now_s: float, *, prefix: str =
     if now_s >= expires:
         return TokenCheck("expired")
     return TokenCheck("valid", stakeholder)
+
+
+SELLER_ROOM = "seller:"  # a seller token is bound to "seller:<id>", not to a room
+
+
+def verify_visit(secret: str, token: str, room_id: str, now_s: float) -> TokenCheck:
+    """The token a room link carried: a stakeholder's (bound to ``room_id``), or a seller's own page token, which
+    opens any room of the site as the seller's team (status ``seller``, stakeholder ``seller:<id>``)."""
+    if not token.startswith(SELLER_PREFIX + "."):
+        return verify(secret, token, room_id, now_s)
+    try:
+        bound = orjson.loads(_unb64(token.split(".")[1]))[0]
+    except (ValueError, TypeError, IndexError, KeyError):
+        return TokenCheck("invalid")
+    if not isinstance(bound, str) or not bound.startswith(SELLER_ROOM):
+        return TokenCheck("invalid")
+    check = verify(secret, token, bound, now_s, prefix=SELLER_PREFIX)
+    return TokenCheck("seller", SELLER_ROOM + check.stakeholder_id) if check.verified else check
 
 
 def webhook_secret(site_secret: str, channel_id: str) -> str:

@@ -75,3 +75,56 @@ def test_deal_list_puts_attention_first_and_the_deal_page_shows_who_read_what_pa
         assert c.get(f"{base}/rooms/deal-calm").status_code == 403
         # quoting in a room id reaches SQL only as a string literal
         assert c.get(f"{base}/rooms/x' OR '1'='1", params={"token": tok}).status_code == 404
+
+
+def test_the_sellers_own_visits_move_no_number(store):
+    """Visits by the seller's team are stored but leave every buyer figure as it was: a seller opening the room
+    with their own page token (then again without it, from the same browser), a colleague on the committee list
+    with the company's email domain, and a buyer forwarding the room to that colleague."""
+    with make_client(store, origins=("*",), reader=store.query_readonly, hub=AlertHub(),
+                     internal_domains=("seller.example",)) as c:
+        assert c.put("/v1/sites/test/rooms/deal-1", headers=AUTH, json={
+            "stage": "proposal", "owner": "alice", "name": "Deal", "updated_at": T - 10 * 86_400_000,
+            "stakeholders": [{"id": "cfo", "role": "economic_buyer", "email": "cfo@buyer.example"},
+                             {"id": "se-tom", "role": "technical", "email": "Tom@Seller.example"}]}).status_code == 202
+        buyers = [_as("cfo", "deal-1", "room_view", T), _as("cfo", "deal-1", "content_view", T + 1000, content_id="pricing"),
+                  _as("cfo", "deal-1", "engagement", T + 9000, content_id="pricing", engaged_ms=40_000)]
+        assert c.post("/v1/events", headers=AUTH, json=batch(*buyers)).status_code == 202
+        tok = seller_token(SECRET, "alice", NOW_MS / 1000)
+        base = "/v1/sites/test/sellers/alice"
+
+        def figures():
+            deal = c.get(f"{base}/rooms/deal-1", params={"token": tok}).json()
+            listed = c.get(f"{base}/rooms", params={"token": tok}).json()
+            scores = store.query("SELECT stakeholder_id, score FROM stakeholder_scores_latest ORDER BY stakeholder_id")
+            alerts = store.query("SELECT kind, stakeholders FROM alerts FINAL ORDER BY kind")
+            return {k: deal[k] for k in ("matrix", "candidates", "shares", "visits", "committee", "arrivals")}, listed, scores, alerts
+
+        before = figures()
+        assert before[0]["committee"] == [before[0]["committee"][0]] and before[0]["committee"][0]["id"] == "cfo"
+        seller_visit = dict(event("room_view", ts=T + 60 * MIN, room="deal-1", token=tok, visitor_id="v-alice-laptop",
+                                  session_id="s-a1"))
+        later = [event("content_view", ts=T + 61 * MIN, room="deal-1", content_id="pricing", visitor_id="v-alice-laptop",
+                       session_id="s-a2"),
+                 event("engagement", ts=T + 62 * MIN, room="deal-1", content_id="pricing", engaged_ms=300_000,
+                       visitor_id="v-alice-laptop", session_id="s-a2"),
+                 _as("se-tom", "deal-1", "room_view", T + 63 * MIN),
+                 _as("se-tom", "deal-1", "engagement", T + 64 * MIN, content_id="pricing", engaged_ms=120_000),
+                 _as("cfo", "deal-1", "share", T + 65 * MIN, share_channel="email", share_to="TOM@seller.example"),
+                 _as("cfo", "deal-1", "share", T + 66 * MIN, share_channel="email", share_to="anna@seller.example")]
+        r = c.post("/v1/events", headers=AUTH, json=batch(seller_visit))
+        assert r.status_code == 202 and r.json()["accepted"] == 1 and "unverified" not in r.json(), r.text
+        assert c.post("/v1/events", headers=AUTH, json=batch(*later[:4])).status_code == 202
+        assert store.query("SELECT token_status, stakeholder_id FROM events WHERE visitor_id = 'v-alice-laptop' "
+                           "AND stakeholder_id != ''") == [("seller", "seller:alice")]
+        after = figures()
+        assert after[0] == before[0] and after[2] == before[2] and after[3] == before[3], (before, after)
+        assert [(d["room_id"], d["last_activity"], d["score"]) for d in after[1]["rooms"]] == [
+            (d["room_id"], d["last_activity"], d["score"]) for d in before[1]["rooms"]]
+        # the buyer's shares are buyer actions (shown), but a share to the seller's own team raises nothing
+        assert c.post("/v1/events", headers=AUTH, json=batch(*later[4:])).status_code == 202
+        deal = c.get(f"{base}/rooms/deal-1", params={"token": tok}).json()
+        assert [s["to"] for s in deal["shares"]] == ["TOM@seller.example", "anna@seller.example"]
+        assert store.query("SELECT count() FROM alerts FINAL WHERE kind = 'new_stakeholder'") == [(0,)]
+        assert deal["team"] == ["se-tom"] and all(m["who"] == "cfo" for m in deal["matrix"])
+        assert store.query("SELECT count() FROM events WHERE room_id = 'deal-1'") == [(3 + 1 + 6,)]  # all stored

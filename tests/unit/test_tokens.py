@@ -47,3 +47,21 @@ def test_cli_helper_mints_with_the_site_secret(tmp_path):
     s = Settings(sites_file=sites)
     t = mint_for_site(s, "acme", "room-9", "legal", ttl_days=1, now_s=1_000)
     assert tokens.verify(SiteRegistry.load(sites).get("acme").secret, t, "room-9", now_s=1_001).stakeholder_id == "legal"
+
+
+def test_a_sellers_own_page_token_opens_any_room_as_the_sellers_team():
+    from ingest.sellers import seller_token
+
+    tok = seller_token(SECRET, "alice", 1_000)
+    assert tokens.verify_visit(SECRET, tok, "room-1", now_s=1_001) == tokens.TokenCheck("seller", "seller:alice")
+    assert tokens.verify_visit(SECRET, tok, "room-2", now_s=1_001).stakeholder_id == "seller:alice"
+    assert tokens.verify_visit("other", tok, "room-1", now_s=1_001).status == "invalid"  # another site's secret
+    assert tokens.verify_visit(SECRET, tok, "room-1", now_s=10 ** 10).status == "expired"
+    # a stakeholder token is still bound to its room; one relabelled as a seller token does not verify
+    t = tokens.mint(SECRET, "room-1", "cfo", 2_000)
+    assert tokens.verify_visit(SECRET, t, "room-1", now_s=1_000) == tokens.TokenCheck("valid", "cfo")
+    assert tokens.verify_visit(SECRET, t, "room-2", now_s=1_000).status == "room_mismatch"
+    assert tokens.verify_visit(SECRET, "s1." + t.split(".", 1)[1], "room-1", now_s=1_000).status == "invalid"
+    # a seller-prefixed token minted for a room (not for seller:<id>) is refused
+    assert tokens.verify_visit(SECRET, tokens.mint(SECRET, "room-1", "x", 2_000, prefix=tokens.SELLER_PREFIX),
+                               "room-1", now_s=1_000).status == "invalid"

@@ -185,3 +185,33 @@ def test_a_young_deal_is_new_with_no_velocity_stored():
     r.feed([room(t), ev("content_view", t + HOUR, content_id="proposal")])
     assert r.rows["deal_scores"][-1]["band"] == "New" and r.rows["deal_scores"][-1]["velocity"] is None
     assert r.rows["stakeholder_scores"][-1]["band"] == "New" and r.rows["stakeholder_scores"][-1]["velocity"] is None
+
+
+# ------------------------------------------------------------------ the seller's own team
+
+def test_the_sellers_team_is_stored_but_never_scored_alerted_on_or_matched_to_a_share():
+    r = Rooms()
+    t = at("2026-10-05T10:00")
+    people = [{"id": "ops", "role": "champion", "email": "ops@buyer.example"},
+              {"id": "se-tom", "role": "technical", "email": "tom@SELLER.example"},  # the company's domain
+              {"id": "csm", "role": "other", "internal": True}]  # flagged by hand
+    r.feed([{**room(t), "stakeholders": people, "internal_domains": ["seller.example"]}])
+    r.feed([ev("room_view", t + HOUR, sid="seller:sam", visitor="v-sam"),  # the seller's own page token
+            ev("engagement", t + HOUR + 1000, sid="", visitor="v-sam", engaged_ms=600_000),  # same laptop, no token
+            ev("room_view", t + 2 * HOUR, sid="se-tom"), ev("room_view", t + 2 * HOUR, sid="csm"),
+            ev("share", t + 3 * HOUR, sid="ops", share_channel="email", share_to="anna@seller.example")])
+    scored = {row["stakeholder_id"] for row in r.rows.get("stakeholder_scores", [])}
+    assert scored == {"ops"}, scored  # only the buyer's share is a buyer action
+    assert r.alerts("new_stakeholder") == []  # a share to the seller's own domain is nobody new
+    # nor is the next new visitor "likely anna@seller.example"
+    r.feed([ev("room_view", t + 4 * HOUR, sid="", visitor="anon-1")])
+    assert all("anna@" not in a["evidence"] for a in r.alerts())
+    state = next(iter(r.states.values()))
+    from streams.deals import dumps, loads
+
+    assert loads(dumps(state)) == state  # the team's devices and addresses survive a restart
+    assert state.facts.internal_visitors == ("v-sam", "v-se-tom", "v-csm")
+    # the site's domains apply to people added later, without repeating them
+    r.feed([{**room(t + 5 * HOUR), "stakeholders": [*people, {"id": "kim", "email": "kim@seller.example"}]}])
+    r.feed([ev("room_view", t + 6 * HOUR, sid="kim")])
+    assert "kim" not in {row["stakeholder_id"] for row in r.rows.get("stakeholder_scores", [])}
