@@ -11,7 +11,7 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from dealbeacon.core.clock import Clock
+from dealbeacon.core.clock import Clock, SiteClocks
 from dealbeacon.core.handoff import Handoff, HandoffUnavailable
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import SiteRegistry
@@ -40,9 +40,10 @@ class ORJSONResponse(JSONResponse):
 
 def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clock: Clock | None = None,
                metrics: Metrics | None = None, snippet_file: str | None = None, demo_page: str | None = None,
-               lifespan=None, reader=None, hub=None) -> Starlette:
+               lifespan=None, reader=None, hub=None, site_clocks: SiteClocks | None = None) -> Starlette:
     """``lifespan``: optional async context manager factory (Starlette's), e.g. to start the hand-off.
-    ``reader`` (blocking read-only SQL -> rows) and ``hub`` (live alerts) enable the seller page."""
+    ``reader`` (blocking read-only SQL -> rows) and ``hub`` (live alerts) enable the seller page.
+    ``site_clocks``: the external clock's state, shared with whoever else follows it (alert delivery)."""
     clock = clock or Clock()
     metrics = metrics or Metrics()
     metrics.ready.set_function(lambda: 1 if handoff.ready() else 0)
@@ -122,7 +123,7 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
                                    "detail": next(iter(refused.values()))}, status_code=422)
         return None
 
-    put_room, post_clock, post_erase = room_routes(settings, sites, submit, clock)
+    put_room, post_clock, post_erase = room_routes(settings, sites, submit, clock, site_clocks)
     sellers = SellerAPI(sites, submit, SELLER_PAGE, reader=reader, hub=hub, clock=lambda: clock.wall_ms() / 1000,
                         closed_stages=settings.closed_stage_list)
     routes = [

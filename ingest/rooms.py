@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dealbeacon.core import records
-from dealbeacon.core.clock import Clock
+from dealbeacon.core.clock import Clock, SiteClocks
 from dealbeacon.core.contract import ID_RE, Rejected
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import SiteRegistry
@@ -27,12 +27,12 @@ from .bodies import parse
 from .body import read_capped
 
 
-def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
+def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock, site_clocks: SiteClocks | None = None):
     """``submit(records, dead_letters)``: the app's bounded hand-off; returns a 503 response or None.
 
     With an external clock, a room update without ``updated_at`` takes the site's clock (the last ``now``
     POSTed to this process), never the wall clock; before any, ``updated_at`` is required."""
-    site_now: dict[str, int] = {}
+    site_now = site_clocks if site_clocks is not None else SiteClocks()
     async def _read(request: Request):
         site = sites.get(request.path_params["site"])
         if site is None or not site.bearer_ok(request.headers.get("authorization", "")):
@@ -64,12 +64,13 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
             if body is None:
                 raise Rejected("invalid_json", "")
             clean = parse(bodies.RoomUpdate, body, stages=settings.stage_list, kinds=settings.content_kind_list).clean()
-            if settings.clock == "external" and "updated_at" not in clean and site.key not in site_now:
+            if settings.clock == "external" and "updated_at" not in clean and site_now.get(site.key) is None:
                 raise Rejected("missing_field", "updated_at", "with an external clock, give updated_at or POST the "
                                "site's clock first")
         except Rejected as e:
             return await _reject(site, raw, e)
-        now = site_now[site.key] if settings.clock == "external" and site.key in site_now else clock.wall_ms()
+        external = site_now.get(site.key) if settings.clock == "external" else None
+        now = external if external is not None else clock.wall_ms()
         rec = {"record": "room", "rv": records.RECORD_VERSION, "site": site.key, "room_id": room_id,
                "updated_at": now, **clean}
         if "stakeholders" in clean:  # who of them is the seller's own team (by the site's email domains)
@@ -91,7 +92,7 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock):
             return await _reject(site, raw, e)
         failed = await submit([{"record": "clock", "site": site.key, "now": now}], [])
         if not failed:
-            site_now[site.key] = max(now, site_now.get(site.key, now))
+            site_now.advance(site.key, now)
         return failed or JSONResponse({"accepted": True, "now": now}, status_code=202)
 
     async def post_erase(request: Request) -> Response:

@@ -51,9 +51,11 @@ class DeliverWorker:
         await c.start()
         try:
             await c._client.force_metadata_update()
-            for table in CONFIG_TABLES:
-                topic = row_topic(self.s, table)
-                parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+            # every table's partitions first: assigning one topic narrows the client's metadata to it
+            layout = {table: [TopicPartition(row_topic(self.s, table), p)
+                              for p in sorted(c.partitions_for_topic(row_topic(self.s, table)) or ())]
+                      for table in CONFIG_TABLES}
+            for table, parts in layout.items():
                 if not parts:
                     continue
                 c.assign(parts)
@@ -133,7 +135,13 @@ class DeliverWorker:
                         await consumer.commit(offsets)
                     last_commit = time.monotonic()
         finally:
-            loop_task.cancel()
+            loop_task.cancel()  # lets the deliveries under way finish first (Deliverer.run, bounded)
             await asyncio.gather(loop_task, return_exceptions=True)
+            offsets = self._committable()  # what is done now is not offered again after a restart
+            if offsets:
+                try:
+                    await consumer.commit(offsets)
+                except Exception:  # the group may be gone; the deliveries topic still prevents a second send
+                    log.warning("could not commit on stop", exc_info=True)
             await consumer.stop()
             await producer.stop()

@@ -1,7 +1,10 @@
 """Alert delivery: alerts in, notices out to webhooks, Slack and email, through the fatigue policy.
 
 Runs beside the pipeline (in-process in embedded mode): ``offer`` only folds alerts into the policy state,
-so ingest and scoring never wait for an endpoint. Every channel delivery is its own task with retries
+so ingest and scoring never wait for an endpoint. With a ``state_file`` (embedded mode) the policy state and
+the notices being sent are kept on disk after every change: a notice waiting in its aggregation window or held
+for quiet hours, or one cut off mid-delivery, goes out once after a restart (channels it already reached, by
+``deliveries``, are skipped). Every channel delivery is its own task with retries
 (exponential backoff, the same Idempotency-Key each time); the outcome of each is recorded in
 ``deliveries``. Channel and seller configuration arrive as rows (``channels``, ``sellers``) like any other.
 """
@@ -10,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import smtplib
 import time
 from dataclasses import dataclass, replace
 
 import httpx
+import orjson
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from dealbeacon.core.tokens import webhook_secret
 
 from . import channels as ch
-from .notify import SEVERITY, NotifyConfig, NotifyState, SellerPrefs, due, offer
+from .notify import SEVERITY, Notice, NotifyConfig, NotifyState, SellerPrefs, due, offer, state_from_json, state_to_json
 
 log = logging.getLogger("dealbeacon.delivery")
 
@@ -43,14 +48,23 @@ class _Undelivered(Exception):
 class Deliverer:
     def __init__(self, site_secrets: dict[str, str], record, *, room_url: str = "", smtp: tuple[str, int] = ("", 0),
                  smtp_from: str = "dealbeacon@localhost", cfg: NotifyConfig = NotifyConfig(), max_attempts: int = 6,
-                 backoff_s: float = 1.0, clock=time.time, on_done=None):
+                 backoff_s: float = 1.0, clock=time.time, on_done=None, state_file: str = "", wall=time.time,
+                 drain_s: float = 15.0):
         """``record(rows)``: async, stores delivery rows; ``on_done(alert_ids)``: called once every channel
-        has had its try at a notice (distributed mode commits offsets with it)."""
+        has had its try at a notice (distributed mode commits offsets with it). ``clock`` (seconds) is the
+        policy's time (windows, cooldowns, quiet hours: the external clock when the deployment has one);
+        ``wall`` stamps signatures and delivery rows."""
         self.site_secrets, self.record, self.on_done = site_secrets, record, on_done
         self.delivered: set[tuple[str, str]] = set()  # (alert_id, channel_id) already delivered (replays skip)
         self.room_url, self.smtp, self.smtp_from = room_url, smtp, smtp_from
         self.cfg, self.max_attempts, self.backoff_s, self.clock = cfg, max_attempts, backoff_s, clock
         self.state = NotifyState()
+        self.wall, self.state_file, self.drain_s = wall, state_file, drain_s
+        self._sending: dict[str, Notice] = {}  # due notices whose channels have not all had their try
+        if state_file and os.path.exists(state_file):
+            with open(state_file, "rb") as fh:
+                self.state, sending = state_from_json(orjson.loads(fh.read()))
+            self._sending = {n.notice_id: n for n in sending}
         self.channels: dict[tuple[str, str], Channel] = {}
         self.prefs: dict[tuple[str, str], SellerPrefs] = {}
         self._inflight: set[asyncio.Task] = set()
@@ -72,21 +86,41 @@ class Deliverer:
             if r["status"] == "delivered":
                 self.delivered.update((a, r["channel_id"]) for a in r["alert_ids"])
         dropped = []
+        start = self.state
         for a in tables.get("alerts", []):
             before = self.state
             self.state = offer(self.state, a, self.prefs.get((a["site"], a["owner"]), SellerPrefs()), self.cfg)
             if self.state is before:
                 dropped.append(a["alert_id"])
+        if self.state is not start:
+            self._save()
         return dropped
+
+    def _save(self) -> None:
+        """Keep the policy state and the notices being sent (atomically), when a state file was given."""
+        if not self.state_file:
+            return
+        tmp = f"{self.state_file}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps(state_to_json(self.state, list(self._sending.values()))))
+        os.replace(tmp, self.state_file)
 
     # -- the loop
     async def run(self, every_s: float = 1.0) -> None:
         self._client = httpx.AsyncClient(timeout=10)
+        for notice in list(self._sending.values()):  # cut off by a restart: their channels get their try now
+            self._start(notice)
         try:
             while True:
-                self.tick(int(self.clock() * 1000))
+                now = self.clock()
+                if now is not None:  # an external clock nobody has posted yet: no time has passed
+                    self.tick(int(now * 1000))
                 await asyncio.sleep(every_s)
         finally:
+            # a stop lets the deliveries under way finish (bounded): one cut between its send and its record
+            # would be sent again after a restart
+            if self._inflight:
+                await asyncio.wait(set(self._inflight), timeout=self.drain_s)
             for t in list(self._inflight):
                 t.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
@@ -95,10 +129,17 @@ class Deliverer:
     def tick(self, now_ms: int) -> list:
         self.state, notices = due(self.state, self.prefs, now_ms, self.cfg)
         for n in notices:
-            task = asyncio.create_task(self._deliver_all(n))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            self._sending[n.notice_id] = n
+        if notices:
+            self._save()
+        for n in notices:
+            self._start(n)
         return notices
+
+    def _start(self, notice) -> None:
+        task = asyncio.create_task(self._deliver_all(notice))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     async def _deliver_all(self, notice) -> None:
         jobs = []
@@ -107,6 +148,8 @@ class Deliverer:
             if todo:  # a replay after a crash: only what this channel has not had yet
                 jobs.append(self._deliver(replace(notice, alerts=todo), c))
         await asyncio.gather(*jobs)
+        if self._sending.pop(notice.notice_id, None) is not None:
+            self._save()
         if self.on_done:
             self.on_done([a["alert_id"] for a in notice.alerts])
 
@@ -139,7 +182,7 @@ class Deliverer:
         row = {"notice_id": notice.notice_id, "version": 1, "channel_id": c.channel_id, "site": c.site,
                "room_id": notice.room_id, "owner": notice.owner, "alert_ids": [a["alert_id"] for a in notice.alerts],
                "status": "delivered" if ok else "failed", "attempts": attempts, "http_status": status,
-               "error": error, "at": int(self.clock() * 1000)}
+               "error": error, "at": int(self.wall() * 1000)}
         if ok:
             self.delivered.update((a["alert_id"], c.channel_id) for a in notice.alerts)
         try:
@@ -152,7 +195,7 @@ class Deliverer:
         assert self._client is not None, "run() opens the HTTP client"
         if c.kind == "webhook":
             secret = webhook_secret(self.site_secrets.get(c.site, ""), c.channel_id)
-            body, headers = ch.webhook_request(notice, secret, url, int(self.clock()))
+            body, headers = ch.webhook_request(notice, secret, url, int(self.wall()))
             return (await self._client.post(c.target, content=body, headers=headers)).status_code
         if c.kind == "slack":
             return (await self._client.post(c.target, json=ch.slack_message(notice, url))).status_code

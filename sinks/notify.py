@@ -124,3 +124,21 @@ def _next_digest(ms: int, prefs: SellerPrefs) -> int:
     if at <= local:
         at += dt.timedelta(days=1)
     return int(at.timestamp() * 1000)
+
+
+# -- the policy's state as JSON (embedded mode keeps it in a file, so a restart loses no held notice)
+
+def state_to_json(state: NotifyState, sending: list[Notice]) -> dict:
+    return {"v": 1, "pending": [[list(k), list(alerts)] for k, alerts in state.pending],
+            "last_notice": [[list(k), at] for k, at in state.last_notice], "seen": list(state.seen),
+            "sending": [{"notice_id": n.notice_id, "site": n.site, "room_id": n.room_id, "owner": n.owner,
+                         "alerts": list(n.alerts), "first_at": n.first_at, "send_at": n.send_at} for n in sending]}
+
+
+def state_from_json(d: dict) -> tuple[NotifyState, list[Notice]]:
+    state = NotifyState(pending=tuple((tuple(k), tuple(alerts)) for k, alerts in d.get("pending", [])),
+                        last_notice=tuple((tuple(k), int(at)) for k, at in d.get("last_notice", [])),
+                        seen=tuple(d.get("seen", [])))
+    sending = [Notice(n["notice_id"], n["site"], n["room_id"], n["owner"], tuple(n["alerts"]), int(n["first_at"]),
+                      int(n["send_at"])) for n in d.get("sending", [])]
+    return state, sending

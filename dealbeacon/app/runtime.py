@@ -15,6 +15,7 @@ from prometheus_client import Gauge
 from dealbeacon.app import serving
 from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor
 from dealbeacon.core.analysts import AnalystRegistry
+from dealbeacon.core.clock import SiteClocks
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import DEMO_SITE_KEY, SiteRegistry
 from ingest.app import SNIPPET_PATH, create_app
@@ -82,11 +83,12 @@ def _banner(s: Settings, demo: bool, demo_password: str = "") -> str:
 
 
 def _delivery_config(store) -> dict[str, list[dict]]:
-    """Channels and seller preferences stored so far (blocking)."""
+    """Channels and seller preferences stored so far, and what was delivered (a notice resumed after a restart
+    skips the channels it already reached) (blocking)."""
     out = {}
-    for table in ("channels", "sellers"):
+    for table, where in (("channels", ""), ("sellers", ""), ("deliveries", " WHERE status = 'delivered'")):
         cols = list(COLUMNS[table])
-        out[table] = [dict(zip(cols, r)) for r in store.query(f"SELECT {', '.join(cols)} FROM {table} FINAL")]
+        out[table] = [dict(zip(cols, r)) for r in store.query(f"SELECT {', '.join(cols)} FROM {table} FINAL{where}")]
     return out
 
 
@@ -136,11 +138,20 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
     async def record(rows):
         await asyncio.to_thread(store.insert, "deliveries", rows)
 
+    site_clocks = SiteClocks()
+
+    def policy_now() -> float | None:  # notices follow the external clock (None: not posted yet) or the wall
+        if settings.clock != "external":
+            return time.time()
+        posted = site_clocks.latest()
+        return posted / 1000 if posted is not None else None
+
     deliverer = Deliverer({k: v.secret for k, v in sites.sites.items()}, record,
                           room_url=settings.public_url or f"http://{settings.host}:{settings.port}",
                           smtp=(settings.smtp_host, settings.smtp_port), smtp_from=settings.smtp_from,
                           cfg=NotifyConfig(settings.notify_aggregate_s, settings.notify_max_wait_s,
-                                           settings.notify_cooldown_s))
+                                           settings.notify_cooldown_s),
+                          clock=policy_now, state_file=os.path.join(settings.data_dir, "notify-state.json"))
     deliverer.apply(await asyncio.to_thread(_delivery_config, store))
     processor = EmbeddedProcessor(store, [deliverer.apply, lambda t: hub.publish(t.get("alerts", []))],
                                   alert_config(settings))
@@ -154,7 +165,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
     demo_page = DEMO_PAGE if demo_site else None
     metrics = Metrics()
     app = create_app(settings, sites, handoff, snippet_file=SNIPPET_FILE, demo_page=demo_page,
-                     reader=store.query_readonly, hub=hub, metrics=metrics)
+                     reader=store.query_readonly, hub=hub, metrics=metrics, site_clocks=site_clocks)
     engine = await asyncio.to_thread(analyst_engine, settings, store)
     Gauge("dealbeacon_sql_queries_running", "Analyst queries running on the SQL port",
           registry=metrics.registry).set_function(engine.running)

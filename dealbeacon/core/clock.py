@@ -27,3 +27,20 @@ class FixedClock(Clock):
     def advance(self, seconds: float) -> None:
         self.now_ms += int(seconds * 1000)
         self.mono += seconds
+
+
+class SiteClocks:
+    """The external clock (``DEALBEACON_CLOCK=external``): the latest ``now`` each site posted to
+    ``POST /v1/sites/{site}/clock``. Room updates without ``updated_at`` and alert delivery follow it."""
+
+    def __init__(self) -> None:
+        self._now: dict[str, int] = {}
+
+    def advance(self, site: str, now_ms: int) -> None:
+        self._now[site] = max(now_ms, self._now.get(site, now_ms))
+
+    def get(self, site: str) -> int | None:
+        return self._now.get(site)
+
+    def latest(self) -> int | None:
+        return max(self._now.values(), default=None)

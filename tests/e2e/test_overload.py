@@ -30,8 +30,13 @@ class Conn:
                 raise
             # the server closed this idle keep-alive connection as the request went out: like any HTTP client,
             # send it again on a new connection (had it been handled, the count check below would see it twice)
-            self.writer = None
+            self.close()
             return await self._post(path, body)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
     async def _post(self, path: str, body: dict) -> tuple[int, dict | None]:
         if self.writer is None:
@@ -44,8 +49,7 @@ class Conn:
         length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
         payload = await self.reader.readexactly(length)
         if b"connection: close" in head.lower():
-            self.writer.close()
-            self.writer = None
+            self.close()
         return status, orjson.loads(payload) if payload else None
 
 
@@ -64,10 +68,13 @@ async def _closed_loop(port, site, seconds, concurrency=8):
     async def worker():
         nonlocal done
         conn = Conn(port)
-        while time.time() < t_end:
-            status, _ = await conn.post("/v1/events", _body(site)[0])
-            if status == 202:
-                done += BATCH
+        try:
+            while time.time() < t_end:
+                status, _ = await conn.post("/v1/events", _body(site)[0])
+                if status == 202:
+                    done += BATCH
+        finally:
+            conn.close()
 
     t0 = time.time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -87,6 +94,7 @@ async def _open_loop(port, site, rate_ev_s, seconds, max_in_flight=1000):
             outcomes.append((status, ids, answer))
             idle.append(conn)
         except (OSError, asyncio.IncompleteReadError) as e:
+            conn.close()
             outcomes.append((type(e).__name__, ids, None))
 
     while time.time() - t0 < seconds:
@@ -101,6 +109,9 @@ async def _open_loop(port, site, rate_ev_s, seconds, max_in_flight=1000):
         tasks.add(t)
         t.add_done_callback(tasks.discard)
     await asyncio.gather(*tasks)
+    for conn in idle:
+        conn.close()
+    await asyncio.sleep(0)  # let the transports finish closing inside this loop
     return outcomes, n, skipped
 
 

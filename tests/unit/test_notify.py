@@ -78,3 +78,43 @@ def test_digest_sellers_get_one_notice_a_day():
 def test_notice_ids_are_stable_for_the_same_alerts():
     a = alert(T0)
     assert run([a])[0].notice_id == run([dict(a)])[0].notice_id
+
+
+def test_held_and_half_sent_notices_survive_a_restart_through_the_state_file(tmp_path):
+    """The Deliverer keeps its policy state on disk: a notice held for quiet hours and one cut off before all its
+    channels had their try are both there for the next process, and only for it."""
+    import asyncio
+    import datetime as dt
+
+    from sinks.delivery import Deliverer
+
+    path = str(tmp_path / "notify-state.json")
+    night = int(dt.datetime(2026, 9, 21, 23, 0, tzinfo=dt.UTC).timestamp() * 1000)
+    prefs_row = {"site": "acme", "seller_id": "sam", "tz": "UTC", "quiet_start": 22, "quiet_end": 7,
+                 "muted_rooms": [], "min_severity": "info", "digest": 0}
+    held, sent_half = alert(night), alert(night - 3 * 3_600_000, room="deal-2")
+
+    async def first_life():
+        d = Deliverer({"acme": "s"}, None, cfg=NotifyConfig(0, 0, 0), state_file=path)
+        d.apply({"sellers": [prefs_row]})
+        d.apply({"alerts": [sent_half]})
+        d.tick(night - 3 * 3_600_000 + 1)  # 20:00: due at once; its delivery task is cut off by the "crash"
+        d.apply({"alerts": [held]})
+        assert d.tick(night) == []  # 23:00: held for quiet hours
+        for t in d._inflight:
+            t.cancel()
+
+    async def second_life():
+        d = Deliverer({"acme": "s"}, None, cfg=NotifyConfig(0, 0, 0), state_file=path)
+        d.apply({"sellers": [prefs_row]})
+        assert [n.room_id for n in d._sending.values()] == ["deal-2"]  # resumed by run(), channels not yet tried
+        assert d.tick(night + 7 * 3_600_000) == []  # 06:00: still quiet hours
+        (notice,) = d.tick(night + 8 * 3_600_000 + 1)  # 07:00
+        assert [a["alert_id"] for a in notice.alerts] == [held["alert_id"]]
+        d.apply({"alerts": [held]})  # a replay of the same alert is not news
+        assert d.tick(night + 9 * 3_600_000) == []
+        for t in d._inflight:
+            t.cancel()
+
+    asyncio.run(first_life())
+    asyncio.run(second_life())
