@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from dealbeacon.core.contract import ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, SEVERITIES, Rejected
+from dealbeacon.core.contract import ACTIVITY_KINDS, ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, SEVERITIES, Rejected
 
 MAX_SNOOZE_HOURS = 24 * 90
 
@@ -141,9 +141,13 @@ class Channel(Body):
     owner: Annotated[str, Field(max_length=256, description="a seller id ('' for every seller)")] = ""
     min_severity: Literal[SEVERITIES] = "info"  # type: ignore[valid-type]
     enabled: bool = True
+    events: Annotated[list[Literal[ACTIVITY_KINDS]], Field(max_length=len(ACTIVITY_KINDS),  # type: ignore[valid-type]
+                      description="buyer actions to receive as they happen (webhooks only)")] = []
 
     @model_validator(mode="after")
     def _target(self) -> Channel:
+        if self.events and self.kind != "webhook":
+            raise Rejected("invalid_value", "events", "buyer actions go to webhooks only")
         if self.kind in ("webhook", "slack") and not self.target.startswith(("http://", "https://")):
             raise Rejected("invalid_value", "target", "an http(s) URL")
         if self.kind == "email" and "@" not in self.target:

@@ -109,8 +109,10 @@ def deal_sqls(site: str, room: str, internal_ids: list[str] = ()) -> dict[str, s
     }
 
 
-def shape_deal(room: list, parts: dict[str, list], alerts: list[dict]) -> dict:
-    """One deal for its seller. ``room``: room_id, name, stage, amount, stakeholders JSON."""
+def shape_deal(room: list, parts: dict[str, list], alerts: list[dict], catalogue: list[dict] = ()) -> dict:  # type: ignore[assignment]
+    """One deal for its seller. ``room``: room_id, name, stage, amount, stakeholders JSON; ``catalogue``: the
+    room's content (titles shown instead of ids)."""
+    titles = {c["id"]: c.get("title") or c["id"] for c in catalogue}
     room_id, name, stage, amount, committee_json = room
     everyone = orjson.loads(committee_json or "[]")
     committee = [p for p in everyone if not p.get("internal")]  # the buyers; the seller's team is listed apart
@@ -121,7 +123,7 @@ def shape_deal(room: list, parts: dict[str, list], alerts: list[dict]) -> dict:
     for who, cid, page, ms in parts["pages"]:
         pages.setdefault((who, cid), {})[int(page)] = int(ms)
     stopped = {(who, cid): int(page) for who, cid, page in parts["stopped"]}
-    matrix = [{"who": who, "content_id": cid, "engaged_s": round(ms / 1000, 1), "visits": visits, "last_seen": last,
+    matrix = [{"who": who, "content_id": cid, "title": titles.get(cid, cid), "engaged_s": round(ms / 1000, 1), "visits": visits, "last_seen": last,
                "completion_pct": pct, "pages": [{"page": p, "engaged_s": round(v / 1000, 1)}
                                                 for p, v in sorted(pages.get((who, cid), {}).items())],
                "stopped_at_page": stopped.get((who, cid))}

@@ -1,6 +1,7 @@
 """Sellers and alert channels: configuration (site secret) and the seller page (seller token).
 
-    PUT  /v1/sites/{site}/channels/{id}   {"kind": webhook|slack|email, "target": url|email, "owner"?, "min_severity"?}
+    PUT  /v1/sites/{site}/channels/{id}   {"kind": webhook|slack|email, "target": url|email, "owner"?, "min_severity"?,
+                                           "events"?: buyer actions (webhooks)}
     PUT  /v1/sites/{site}/sellers/{id}    {"name"?, "tz"?, "quiet_hours"?: [22, 7], "muted_rooms"?, "min_severity"?,
                                            "digest"?}  -> the seller's page link (token)
     GET  /seller                          the seller page (site, seller and token in the URL)
@@ -45,7 +46,7 @@ def seller_token(site_secret: str, seller_id: str, now_s: float) -> str:
 def channel_record(body: object) -> dict:
     c = parse(bodies.Channel, body)
     return {"kind": c.kind, "target": c.target, "owner": c.owner, "min_severity": c.min_severity,
-            "enabled": 1 if c.enabled else 0}
+            "enabled": 1 if c.enabled else 0, "events": sorted(set(c.events))}
 
 
 def seller_record(body: object) -> dict:
@@ -152,7 +153,7 @@ class SellerAPI:
             return JSONResponse({"error": "forbidden"}, status_code=403)
         site, seller = who
         room_id = request.path_params["room_id"]
-        found = await self._query(f"SELECT room_id, name, stage, amount, stakeholders, owner FROM rooms FINAL "
+        found = await self._query(f"SELECT room_id, name, stage, amount, stakeholders, owner, content FROM rooms FINAL "
                                   f"WHERE site = {sql_string(site)} AND room_id = {sql_string(room_id)}")
         if not found:
             return JSONResponse({"error": "not_found", "detail": f"no room {room_id!r}"}, status_code=404)
@@ -163,7 +164,8 @@ class SellerAPI:
         for name, sql in deal_view.deal_sqls(site, room_id, team).items():
             parts[name] = await self._query(sql)
         alerts = await self._query(deal_view.room_alerts_sql(site, room_id))
-        return JSONResponse(deal_view.shape_deal(list(found[0][:5]), parts, [dict(zip(deal_view.ALERT_KEYS, r)) for r in alerts]))
+        return JSONResponse(deal_view.shape_deal(list(found[0][:5]), parts, [dict(zip(deal_view.ALERT_KEYS, r)) for r in alerts],
+                                                 catalogue=orjson.loads(found[0][6] or "[]")))
 
     async def act(self, request: Request) -> Response:
         who = self._seller(request)

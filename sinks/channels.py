@@ -46,6 +46,15 @@ def webhook_request(notice, secret: str, room_url: str, now_s: int) -> tuple[byt
                   "Idempotency-Key": notice.notice_id, "User-Agent": "dealbeacon-webhooks/1"}
 
 
+def activity_request(batch_id: str, site: str, room_id: str, activities: list[dict], secret: str,
+                     now_s: int) -> tuple[bytes, dict[str, str]]:
+    """A batch of buyer actions for a subscribed webhook (``{"type": "activity", ...}``), signed like notices."""
+    body = orjson.dumps({"type": "activity", "batch_id": batch_id, "site": site, "room_id": room_id,
+                         "activities": activities})
+    return body, {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body, now_s),
+                  "Idempotency-Key": batch_id, "User-Agent": "dealbeacon-webhooks/1"}
+
+
 def verify_signature(secret: str, header: str, body: bytes, now_s: int, tolerance_s: int = 300) -> bool:
     """True when ``header`` signs ``body`` with ``secret`` and its timestamp is within ``tolerance_s``."""
     try:

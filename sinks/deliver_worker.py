@@ -2,8 +2,8 @@
 
 - At start it reads the ``channels``, ``sellers`` and ``deliveries`` row topics from the beginning, so it
   knows the configuration and what was already delivered (a replay after a crash skips those, per channel).
-- It consumes the ``alerts`` row topic (and later configuration) in its own group and hands alerts to the
-  same ``Deliverer`` embedded mode runs. Deliveries are recorded to the ``deliveries`` row topic (the sink
+- It consumes the ``alerts`` and ``activities`` row topics (and later configuration) in its own group and
+  hands them to the same ``Deliverer`` embedded mode runs. Deliveries are recorded to the ``deliveries`` row topic (the sink
   stores them).
 - An alert's offset is committed only once its notice went to every channel (or it will never be notified:
   muted, below threshold); alerts the policy holds (aggregation, quiet hours, digests) keep their offsets
@@ -107,7 +107,7 @@ class DeliverWorker:
                               smtp=(s.smtp_host, s.smtp_port), smtp_from=s.smtp_from,
                               cfg=NotifyConfig(s.notify_aggregate_s, s.notify_max_wait_s, s.notify_cooldown_s))
         await self._bootstrap(deliverer)
-        topics = {row_topic(s, t): t for t in ("alerts", "channels", "sellers")}
+        topics = {row_topic(s, t): t for t in ("alerts", "activities", "channels", "sellers")}
         consumer = AIOKafkaConsumer(*topics, bootstrap_servers=s.kafka_bootstrap, group_id=s.deliver_group,
                                     enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
@@ -120,12 +120,13 @@ class DeliverWorker:
                     table = topics[tp.topic]
                     for m in msgs:
                         rows = records.decode_many(m.value)
-                        if table == "alerts":
+                        if table in ("alerts", "activities"):  # committed once delivered (or never to be)
+                            key = "alert_id" if table == "alerts" else "activity_id"
                             waiting = self.pending.setdefault(tp, {}).setdefault(m.offset, set())
                             for a in rows:
-                                waiting.add(a["alert_id"])
-                                self.where[a["alert_id"]] = (tp, m.offset)
-                            self._done(deliverer.apply({"alerts": rows}))
+                                waiting.add(a[key])
+                                self.where[a[key]] = (tp, m.offset)
+                            self._done(deliverer.apply({table: rows}))
                         else:
                             deliverer.apply({table: rows})
                             self.pending.setdefault(tp, {})[m.offset] = set()

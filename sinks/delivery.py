@@ -16,6 +16,7 @@ import logging
 import os
 import smtplib
 import time
+import uuid
 from dataclasses import dataclass, replace
 
 import httpx
@@ -28,6 +29,7 @@ from . import channels as ch
 from .notify import SEVERITY, Notice, NotifyConfig, NotifyState, SellerPrefs, due, offer, state_from_json, state_to_json
 
 log = logging.getLogger("dealbeacon.delivery")
+_BATCH_NS = uuid.UUID("5d0c7f7e-2a4b-4f0e-8d36-91c4b7a2e6f0")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Channel:
     owner: str = ""  # "" = every seller of the site
     min_severity: str = "info"
     enabled: bool = True
+    events: tuple[str, ...] = ()  # buyer actions (activity kinds) this webhook receives as they happen
 
 
 class _Undelivered(Exception):
@@ -49,7 +52,7 @@ class Deliverer:
     def __init__(self, site_secrets: dict[str, str], record, *, room_url: str = "", smtp: tuple[str, int] = ("", 0),
                  smtp_from: str = "dealbeacon@localhost", cfg: NotifyConfig = NotifyConfig(), max_attempts: int = 6,
                  backoff_s: float = 1.0, clock=time.time, on_done=None, state_file: str = "", wall=time.time,
-                 drain_s: float = 15.0):
+                 drain_s: float = 15.0, activity_every_s: float = 2.0):
         """``record(rows)``: async, stores delivery rows; ``on_done(alert_ids)``: called once every channel
         has had its try at a notice (distributed mode commits offsets with it). ``clock`` (seconds) is the
         policy's time (windows, cooldowns, quiet hours: the external clock when the deployment has one);
@@ -61,10 +64,21 @@ class Deliverer:
         self.state = NotifyState()
         self.wall, self.state_file, self.drain_s = wall, state_file, drain_s
         self._sending: dict[str, Notice] = {}  # due notices whose channels have not all had their try
+        # buyer actions for subscribed webhooks: (site, channel, room) -> actions waiting; at most one batch per
+        # room and channel every activity_every_s (rate limit), each action in exactly one batch
+        self.activity_queue: dict[tuple[str, str, str], list[dict]] = {}
+        self.activity_every_s = activity_every_s
+        self._activity_last: dict[tuple[str, str, str], int] = {}
+        self._queued_ids: dict[str, set[str]] = {}
+        self._inflight_acts: dict[tuple[str, str, str], list[dict]] = {}
         if state_file and os.path.exists(state_file):
             with open(state_file, "rb") as fh:
-                self.state, sending = state_from_json(orjson.loads(fh.read()))
+                saved = orjson.loads(fh.read())
+            self.state, sending = state_from_json(saved)
             self._sending = {n.notice_id: n for n in sending}
+            for key, acts in saved.get("activities", []):
+                self.activity_queue[(key[0], key[1], key[2])] = acts
+                self._queued_ids.setdefault(key[1], set()).update(a["activity_id"] for a in acts)
         self.channels: dict[tuple[str, str], Channel] = {}
         self.prefs: dict[tuple[str, str], SellerPrefs] = {}
         self._inflight: set[asyncio.Task] = set()
@@ -77,7 +91,8 @@ class Deliverer:
         notified (muted, below threshold, replays), so a caller tracking them can let them go."""
         for r in tables.get("channels", []):
             self.channels[(r["site"], r["channel_id"])] = Channel(r["site"], r["channel_id"], r["kind"], r["target"],
-                                                                  r["owner"], r["min_severity"], bool(r["enabled"]))
+                                                                  r["owner"], r["min_severity"], bool(r["enabled"]),
+                                                                  tuple(r.get("events") or ()))
         for r in tables.get("sellers", []):
             quiet = (r["quiet_start"], r["quiet_end"]) if r["quiet_start"] >= 0 else None
             self.prefs[(r["site"], r["seller_id"])] = SellerPrefs(r["tz"], quiet, tuple(r["muted_rooms"]),
@@ -92,7 +107,19 @@ class Deliverer:
             self.state = offer(self.state, a, self.prefs.get((a["site"], a["owner"]), SellerPrefs()), self.cfg)
             if self.state is before:
                 dropped.append(a["alert_id"])
-        if self.state is not start:
+        queued = False
+        for a in tables.get("activities", []):
+            subscribed = [c for c in self.channels.values() if c.enabled and c.kind == "webhook" and c.site == a["site"]
+                          and a["kind"] in c.events and c.owner in ("", a["owner"])]
+            todo = [c for c in subscribed if (a["activity_id"], c.channel_id) not in self.delivered
+                    and a["activity_id"] not in self._queued_ids.get(c.channel_id, set())]
+            for c in todo:
+                self.activity_queue.setdefault((c.site, c.channel_id, a["room_id"]), []).append(a)
+                self._queued_ids.setdefault(c.channel_id, set()).add(a["activity_id"])
+            queued |= bool(todo)
+            if not todo:
+                dropped.append(a["activity_id"])
+        if self.state is not start or queued:
             self._save()
         return dropped
 
@@ -102,7 +129,11 @@ class Deliverer:
             return
         tmp = f"{self.state_file}.tmp"
         with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps(state_to_json(self.state, list(self._sending.values()))))
+            fh.write(orjson.dumps({**state_to_json(self.state, list(self._sending.values())),
+                                   "activities": [[list(k), self._inflight_acts.get(k, []) + acts]
+                                                  for k, acts in {**dict.fromkeys(self._inflight_acts, []),
+                                                                  **self.activity_queue}.items()
+                                                  if acts or self._inflight_acts.get(k)]}))
         os.replace(tmp, self.state_file)
 
     # -- the loop
@@ -134,12 +165,47 @@ class Deliverer:
             self._save()
         for n in notices:
             self._start(n)
+        for key, acts in list(self.activity_queue.items()):
+            if acts and now_ms - self._activity_last.get(key, -10**15) >= self.activity_every_s * 1000:
+                self._activity_last[key] = now_ms
+                self._start_task(self._deliver_activities(key, acts[:100]))
+                # they stay queued (and in the state file) until their delivery is recorded
+                self.activity_queue[key] = acts[100:]
+                self._inflight_acts[key] = acts[:100] + self._inflight_acts.get(key, [])
         return notices
 
     def _start(self, notice) -> None:
-        task = asyncio.create_task(self._deliver_all(notice))
+        self._start_task(self._deliver_all(notice))
+
+    def _start_task(self, coro) -> None:
+        task = asyncio.create_task(coro)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+
+    async def _deliver_activities(self, key: tuple[str, str, str], batch: list[dict]) -> None:
+        site, channel_id, room_id = key
+        c = self.channels.get((site, channel_id))
+        ids = [a["activity_id"] for a in batch]
+        batch_id = str(uuid.uuid5(_BATCH_NS, f"{channel_id}/{ids[0]}/{ids[-1]}/{len(ids)}"))
+        if c is not None:
+            secret = webhook_secret(self.site_secrets.get(site, ""), channel_id)
+
+            async def send() -> int:
+                assert self._client is not None, "run() opens the HTTP client"
+                body, headers = ch.activity_request(batch_id, site, room_id, batch, secret, int(self.wall()))
+                return (await self._client.post(c.target, content=body, headers=headers)).status_code
+            ok, attempts, status, error = await self._attempts(send)
+            await self._record({"notice_id": batch_id, "version": 1, "channel_id": channel_id, "site": site,
+                                "room_id": room_id, "owner": "", "alert_ids": ids, "status": "delivered" if ok else "failed",
+                                "attempts": attempts, "http_status": status, "error": error, "at": int(self.wall() * 1000)})
+            if ok:
+                self.delivered.update((i, channel_id) for i in ids)
+        done = set(ids)
+        self._inflight_acts[key] = [a for a in self._inflight_acts.get(key, []) if a["activity_id"] not in done]
+        self._queued_ids.get(channel_id, set()).difference_update(done)
+        self._save()
+        if self.on_done:
+            self.on_done(ids)
 
     async def _deliver_all(self, notice) -> None:
         jobs = []
@@ -157,14 +223,16 @@ class Deliverer:
         return [c for c in self.channels.values() if c.enabled and c.site == notice.site
                 and c.owner in ("", notice.owner) and SEVERITY[notice.severity] >= SEVERITY[c.min_severity]]
 
-    async def _deliver(self, notice, c: Channel) -> None:
+    async def _attempts(self, send) -> tuple[bool, int, int, str]:
+        """``send()`` (async, returns a status) with retries (exponential backoff, ``max_attempts``); returns
+        (delivered, attempts, last status, last error)."""
         attempts, status, error = 0, 0, ""
 
         async def once() -> None:
             nonlocal attempts, status, error
             attempts += 1
             try:
-                status = await self._send(notice, c)
+                status = await send()
             except Exception as e:  # network, SMTP: retried like a 5xx
                 status, error = 0, f"{type(e).__name__}: {e}"[:300]
                 raise
@@ -173,22 +241,27 @@ class Deliverer:
                 raise _Undelivered(error)
 
         async with self._sem:
-            with contextlib.suppress(Exception):  # what failed is recorded below (status, error, attempts)
+            with contextlib.suppress(Exception):  # what failed is returned (status, error, attempts)
                 await AsyncRetrying(stop=stop_after_attempt(self.max_attempts), reraise=True,
                                     wait=wait_exponential(multiplier=self.backoff_s, max=3600))(once)
-        ok = not error
-        (log.info if ok else log.warning)("notice %s -> %s: %s after %d attempt(s)", notice.notice_id[:8],
-                                          c.channel_id, "delivered" if ok else error, attempts)
-        row = {"notice_id": notice.notice_id, "version": 1, "channel_id": c.channel_id, "site": c.site,
-               "room_id": notice.room_id, "owner": notice.owner, "alert_ids": [a["alert_id"] for a in notice.alerts],
-               "status": "delivered" if ok else "failed", "attempts": attempts, "http_status": status,
-               "error": error, "at": int(self.wall() * 1000)}
-        if ok:
-            self.delivered.update((a["alert_id"], c.channel_id) for a in notice.alerts)
+        return not error, attempts, status, error
+
+    async def _record(self, row: dict) -> None:
         try:
             await self.record([row])
         except Exception:
             log.exception("could not record a delivery")
+
+    async def _deliver(self, notice, c: Channel) -> None:
+        ok, attempts, status, error = await self._attempts(lambda: self._send(notice, c))
+        (log.info if ok else log.warning)("notice %s -> %s: %s after %d attempt(s)", notice.notice_id[:8],
+                                          c.channel_id, "delivered" if ok else error, attempts)
+        if ok:
+            self.delivered.update((a["alert_id"], c.channel_id) for a in notice.alerts)
+        await self._record({"notice_id": notice.notice_id, "version": 1, "channel_id": c.channel_id, "site": c.site,
+                            "room_id": notice.room_id, "owner": notice.owner,
+                            "alert_ids": [a["alert_id"] for a in notice.alerts], "status": "delivered" if ok else "failed",
+                            "attempts": attempts, "http_status": status, "error": error, "at": int(self.wall() * 1000)})
 
     async def _send(self, notice, c: Channel) -> int:
         url = ch.notice_link(self.room_url, notice)

@@ -7,6 +7,7 @@ these deletes, so both modes erase the same rows:
 - ``events`` of the stakeholder (or of the anonymous visitor, for ``visitor:<id>``);
 - ``stakeholder_scores`` rows of that id;
 - ``alerts`` naming them;
+- ``activities`` of them;
 - ``dead_letters`` whose payload mentions them.
 A rooms row without them is written by the state machine itself (it replaces the older one).
 """
@@ -24,6 +25,7 @@ def erase_statements(row: dict) -> list[str]:
     return [f"DELETE FROM events WHERE {where} AND {person}",
             f"DELETE FROM stakeholder_scores WHERE {where} AND stakeholder_id = {sql_string(who)}",
             f"DELETE FROM alerts WHERE {where} AND has(stakeholders, {sql_string(who)})",
+            f"DELETE FROM activities WHERE {where} AND who = {sql_string(who)}",
             f"DELETE FROM dead_letters WHERE site = {sql_string(site)} AND position(payload, {sql_string(raw)}) > 0"]
 
 

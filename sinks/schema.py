@@ -225,6 +225,23 @@ ALTER TABLE rooms UPDATE proposal_shared_at = NULL WHERE proposal_shared_at = 0 
     (7, "content_catalogue", """
 ALTER TABLE rooms ADD COLUMN IF NOT EXISTS content String DEFAULT '[]'
 """),
+    (8, "buyer_activity", """
+CREATE TABLE IF NOT EXISTS activities (
+    activity_id UUID,
+    site LowCardinality(String),
+    room_id String,
+    owner String,
+    kind LowCardinality(String),
+    who String,
+    content_id String,
+    page Nullable(UInt32),
+    detail String,
+    event_id String,
+    at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY (site, room_id, activity_id);
+ALTER TABLE channels ADD COLUMN IF NOT EXISTS events Array(String) DEFAULT []
+"""),
 ]
 
 MIGRATIONS_TABLE = """
@@ -280,7 +297,10 @@ COLUMNS: dict[str, dict[str, str]] = {
     "room_state": {"site": "LowCardinality(String)", "room_id": "String", "version": "UInt64", "state": "String"},
     "channels": {"site": "LowCardinality(String)", "channel_id": "String", "kind": "LowCardinality(String)",
                  "target": "String", "owner": "String", "min_severity": "LowCardinality(String)", "enabled": "UInt8",
-                 "updated_at": "DateTime64(3, 'UTC')"},
+                 "updated_at": "DateTime64(3, 'UTC')", "events": "Array(String)"},
+    "activities": {"activity_id": "UUID", "site": "LowCardinality(String)", "room_id": "String", "owner": "String",
+                   "kind": "LowCardinality(String)", "who": "String", "content_id": "String", "page": "Nullable(UInt32)",
+                   "detail": "String", "event_id": "String", "at": "DateTime64(3, 'UTC')"},
     "sellers": {"site": "LowCardinality(String)", "seller_id": "String", "name": "String", "tz": "String",
                 "quiet_start": "Int8", "quiet_end": "Int8", "muted_rooms": "Array(String)",
                 "min_severity": "LowCardinality(String)", "digest": "UInt8", "updated_at": "DateTime64(3, 'UTC')"},

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 ANALYST_TABLES = frozenset({
     "events", "dead_letters", "rooms", "room_stage_history", "stakeholder_scores", "deal_scores", "alerts",
     "deal_scores_latest", "stakeholder_scores_latest", "alert_actions", "deliveries", "sellers", "erasures",
+    "activities",
 })
 # harmless catalogue tables that clients (clickhouse-connect, Grafana) read
 SYSTEM_TABLES = frozenset({"one", "functions", "table_functions", "formats", "data_type_families", "time_zones",

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from dealbeacon.core.contract import DEFAULT_STAGES
+from streams.activity import activity_kinds, activity_row
 from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe
 from streams.scoring import (
     DAY_MS,
@@ -134,6 +135,8 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     if len(anonymous) > MAX_ANONYMOUS:  # bounded state: a public link can draw many one-off visitors
         for k in sorted(anonymous, key=lambda k: (scores[k].last_seen_ms, k))[:len(anonymous) - MAX_ANONYMOUS]:
             del scores[k]
+    for kind in activity_kinds(state.facts, rec):
+        out.setdefault("activities", []).append(activity_row(state.site, state.room.room_id, state.room.owner, rec, kind))
     pts, _ = event_points(rec, cfg, kinds)
     daily = dict(state.daily)
     day = ts // DAY_MS

@@ -100,7 +100,7 @@ def run_worker(s: Settings) -> None:
 
 async def _lag_monitor(s: Settings, metrics, every_s: float = 5.0) -> None:
     groups = {s.streams_group: [s.topic_events, s.topic_dead_letters],
-              s.sink_group: [row_topic(s, t) for t in SINK_TABLES], s.deliver_group: [row_topic(s, "alerts")]}
+              s.sink_group: [row_topic(s, t) for t in SINK_TABLES], s.deliver_group: [row_topic(s, "alerts"), row_topic(s, "activities")]}
     probe = None
     try:
         while True:

@@ -294,3 +294,5 @@ ROOM_ROLES = ("champion", "economic_buyer", "technical", "legal", "user", "other
 CONTENT_KINDS = ("proposal", "pricing", "contract", "security", "case_study", "video", "other")  # + a site's own
 SEVERITIES = ("info", "low", "medium", "high")  # of alerts, least to most urgent
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+# buyer actions a webhook channel can subscribe to (``events`` of a channel); one per buyer action
+ACTIVITY_KINDS = ("room_opened", "content_viewed", "document_completed", "downloaded", "shared", "new_person")

@@ -1,5 +1,5 @@
 // Opens a seller's deal page in headless Chromium and prints what it renders (the "who read what" table with
-// time per page) as JSON; saves a screenshot. Usage: node e2e/deal-page.mjs <seller page url> <screenshot path>
+// time per page), every other section of the deal and the deal list as JSON; saves a screenshot. Usage: node e2e/deal-page.mjs <seller page url> <screenshot path>
 import { chromium } from "playwright-core";
 
 const [url, shot] = process.argv.slice(2);
@@ -21,8 +21,19 @@ try {
     }));
   });
   const heads = await page.$$eval("#deal h3", (hs) => hs.map((h) => h.textContent));
+  // every other section as text: its table rows (cells) or its lines
+  const sections = await page.$$eval("#deal h3", (hs) => Object.fromEntries(hs.map((h) => {
+    const lines = [];
+    for (let n = h.nextElementSibling; n && n.tagName !== "H3"; n = n.nextElementSibling) {
+      if (n.tagName === "TABLE") [...n.querySelectorAll("tr")].slice(1).forEach((tr) => lines.push([...tr.children].map((td) => td.textContent)));
+      else lines.push(n.textContent);
+    }
+    return [h.textContent, lines];
+  })));
+  // the deal list, in the order shown
+  const list = await page.$$eval("#rooms .room", (els) => els.map((e) => ({ id: e.dataset.room, text: e.textContent })));
   await page.screenshot({ path: shot, fullPage: true });
-  console.log(JSON.stringify({ rows, heads }));
+  console.log(JSON.stringify({ rows, heads, sections, list }));
 } finally {
   await browser.close();
 }

@@ -5,13 +5,16 @@ import { validateBatch } from "../test/schema.js";
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-export async function openBrowser(viewport = { width: 1000, height: 800 }) {
-  const browser = await chromium.launch({
+export async function launch() {
+  return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
       "--no-first-run", "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
   });
-  const out = { payloads: [], invalid: [], failed: 0, unreadable: 0, steps: {} };
+}
+
+// A visitor's own browser profile (own storage: another device), recording into ``out``.
+export async function visitorContext(browser, out, viewport = { width: 1000, height: 800 }) {
   // headless Chromium says "HeadlessChrome" in its user agent, which ingest (rightly) drops as a bot: present
   // the same browser's UA as a visitor's browser would send it
   const probe = await browser.newPage();
@@ -38,6 +41,13 @@ export async function openBrowser(viewport = { width: 1000, height: 800 }) {
       return ok;
     };
   });
+  return ctx;
+}
+
+export async function openBrowser(viewport = { width: 1000, height: 800 }) {
+  const browser = await launch();
+  const out = { payloads: [], invalid: [], failed: 0, unreadable: 0, steps: {} };
+  const ctx = await visitorContext(browser, out, viewport);
   const page = await ctx.newPage();
   const beacons = async () => {
     const list = await page.evaluate(() => window.__beacons);

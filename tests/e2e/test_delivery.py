@@ -10,6 +10,7 @@ import httpx
 import orjson
 from aiosmtpd.controller import Controller
 
+from dealbeacon.core import tokens
 from dealbeacon.sim.simulate import replay
 from dealbeacon.sim.simulator import plan, simulate
 from sinks.channels import SIGNATURE_HEADER, verify_signature
@@ -169,5 +170,58 @@ def test_a_notice_held_for_quiet_hours_is_delivered_once_after_a_restart(tmp_pat
             time.sleep(3)  # deliberate: a second copy, if any, would arrive in this window
             copies = [a["alert_id"] for _, b in hook.received for a in orjson.loads(b)["alerts"] if a["alert_id"] == held]
             assert copies == [held], hook.received
+        finally:
+            srv.stop()
+
+
+def test_a_webhook_gets_each_buyer_action_it_subscribed_to_once_signed_through_retries(tmp_path):
+    """A CRM subscribes a webhook to some buyer actions: it receives each of those once (signed, same
+    Idempotency-Key on every retry, the first two attempts refused), nothing it did not subscribe to, and
+    nothing of the seller's own visits."""
+    from ingest.sellers import seller_token
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "sites.json").write_text(orjson.dumps([{"key": "acme", "secret": SECRET, "origins": ["*"]}]).decode())
+    auth = {"Authorization": f"Bearer {SECRET}"}
+    with Receiver(fail_first=2) as crm:
+        srv = Server(data, "--no-demo").start()
+        try:
+            bad = httpx.put(f"{srv.url}/v1/sites/acme/channels/crm", headers=auth,
+                            json={"kind": "webhook", "target": crm.url, "events": ["room_opened", "page_turned"]})
+            assert bad.status_code == 400 and bad.json()["field"] == "events[1]", bad.text
+            r = httpx.put(f"{srv.url}/v1/sites/acme/channels/crm", headers=auth, json={
+                "kind": "webhook", "target": crm.url, "min_severity": "high",
+                "events": ["room_opened", "shared", "document_completed", "new_person"]})
+            assert r.status_code == 202, r.text
+            signing = r.json()["signing_secret"]
+            assert httpx.put(f"{srv.url}/v1/sites/acme/rooms/deal-1", headers=auth, json={
+                "stage": "proposal", "owner": "sam", "stakeholders": [{"id": "cfo", "role": "economic_buyer"}]}).status_code == 202
+            now = int(time.time() * 1000)
+            cfo = tokens.mint(SECRET, "deal-1", "cfo", now // 1000 + 3600)
+
+            def ev(etype, i, **kw):
+                return {"event_id": str(uuid.uuid4()), "type": etype, "room_id": "deal-1", "visitor_id": "v-cfo",
+                        "session_id": f"s-{i // 10}", "ts": now - 60_000 + i * 1000, "token": cfo, **kw}
+            buyer = [ev("room_view", 0), ev("content_view", 1, content_id="proposal"),
+                     ev("content_progress", 2, content_id="proposal", page=12, progress_pct=100.0),
+                     ev("share", 3, share_channel="email", share_to="legal@buyer.example"),
+                     ev("room_view", 10), ev("download", 11, href="https://x.example/a.pdf")]
+            seller = {**ev("room_view", 20), "token": seller_token(SECRET, "sam", now / 1000), "visitor_id": "v-sam"}
+            r = httpx.post(f"{srv.url}/v1/events", json={"site": "acme", "sent_at": now, "events": [*buyer, seller]})
+            assert r.status_code == 202 and r.json()["accepted"] == 7, r.text
+            want = {("new_person", buyer[0]["event_id"]), ("room_opened", buyer[0]["event_id"]),
+                    ("document_completed", buyer[2]["event_id"]), ("shared", buyer[3]["event_id"]),
+                    ("room_opened", buyer[4]["event_id"])}
+
+            def received():
+                return [(a["kind"], a["event_id"]) for _, b in crm.received for a in orjson.loads(b)["activities"]]
+            wait_until(lambda: len(received()) >= len(want), what="the subscribed buyer actions at the webhook")
+            time.sleep(3)  # deliberate: a second copy, if any, would arrive in this window
+            assert sorted(received()) == sorted(want)  # each once; content_viewed, downloaded, the seller: not sent
+            for headers, body in crm.received:
+                assert orjson.loads(body)["type"] == "activity"
+                assert verify_signature(signing, headers[SIGNATURE_HEADER], body, int(time.time()))
+                assert crm.attempts[headers["Idempotency-Key"]] == 3  # two refusals, then accepted
         finally:
             srv.stop()

@@ -180,11 +180,18 @@ def test_seller_and_stakeholder_tokens_are_not_interchangeable(store):
     seller = seller_token(SECRET, "alice", NOW_MS / 1000)
     stakeholder = tokens.mint(SECRET, "seller:alice", "alice", NOW_MS // 1000 + 3600)
     with _client(store, reader=True) as c:
-        r = c.post("/v1/events", json=batch(event("room_view", room="seller:alice", token=seller)))
-        assert r.status_code == 202 and r.json()["unverified"] == [{"index": 0, "reason": "token_invalid"}]
+        # a seller's page token on a room link is the seller's own team visiting (never a stakeholder of the room)
+        r = c.post("/v1/events", json=batch(event("room_view", room="room-1", token=seller)))
+        assert r.status_code == 202 and "unverified" not in r.json(), r.text
+        # a stakeholder token bound to "seller:alice" is a stakeholder token: it opens no seller page, and a
+        # seller token with its prefix swapped to a stakeholder's does not verify
         assert c.get("/v1/sites/test/sellers/alice/alerts", params={"token": stakeholder}).status_code == 403
         assert c.get("/v1/sites/test/sellers/alice/alerts", params={"token": seller}).status_code == 200
-    assert store.query("SELECT stakeholder_id, token_status FROM events") == [("", "invalid")]
+        swapped = "v1." + seller.split(".", 1)[1]
+        r = c.post("/v1/events", json=batch(event("room_view", room="room-1", token=swapped)))
+        assert r.json()["unverified"] == [{"index": 0, "reason": "token_invalid"}]
+    assert sorted(store.query("SELECT stakeholder_id, token_status FROM events")) == [("", "invalid"), ("seller:alice", "seller")]
+    assert store.query("SELECT count() FROM stakeholder_scores") == [(0,)]  # the team (and its device) never scored
 
 
 _scalar = (st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 64) | st.floats(allow_nan=False, allow_infinity=False)

@@ -1,6 +1,7 @@
 """Alert delivery as its own consumer on the real broker: simulated committees over HTTP -> Kafka -> Faust ->
 alerts topic -> `dealbeacon deliver` -> a local webhook receiver that refuses the first attempts. Every alert
-arrives exactly once, signed; a restarted deliverer sends nothing twice."""
+arrives exactly once, signed; a restarted deliverer sends nothing twice. A second webhook subscribed to two
+kinds of buyer action gets each of them once, through the same restart."""
 import asyncio
 import time
 
@@ -17,7 +18,7 @@ START = 1_767_225_600_000
 
 
 def test_deliver_consumer_sends_every_alert_once_through_retries_and_a_restart(stack_factory):
-    with Receiver(fail_first=2) as hook:
+    with Receiver(fail_first=2) as hook, Receiver(fail_first=1) as crm:
         st = stack_factory()
         st.env.update(DEALBEACON_CLOCK="external", DEALBEACON_NOTIFY_AGGREGATE_S="0", DEALBEACON_NOTIFY_MAX_WAIT_S="0",
                       DEALBEACON_NOTIFY_COOLDOWN_S="0")
@@ -26,6 +27,8 @@ def test_deliver_consumer_sends_every_alert_once_through_retries_and_a_restart(s
         r = httpx.put(f"{st.url}/v1/sites/acme/channels/hook", headers=auth, json={"kind": "webhook", "target": hook.url})
         assert r.status_code == 202, r.text
         signing = r.json()["signing_secret"]
+        assert httpx.put(f"{st.url}/v1/sites/acme/channels/crm", headers=auth, json={
+            "kind": "webhook", "target": crm.url, "min_severity": "high", "events": ["room_opened", "shared"]}).status_code == 202
         st.proc("deliver", "deliver")
         ops = plan(simulate(8, 3, START, days=50), "acme", "secret", 4_000_000_000, tick_ms=12 * 3_600_000)
         half = len(ops) // 2
@@ -49,5 +52,14 @@ def test_deliver_consumer_sends_every_alert_once_through_retries_and_a_restart(s
             assert verify_signature(signing, headers[SIGNATURE_HEADER], body, now)
             assert hook.attempts[headers["Idempotency-Key"]] == 3
         # the sink stored the delivery records the consumer produced
-        st.wait_rows("SELECT uniqExact(arrayJoin(alert_ids)) FROM deliveries FINAL WHERE status = 'delivered'",
+        st.wait_rows("SELECT uniqExact(arrayJoin(alert_ids)) FROM deliveries FINAL WHERE status = 'delivered' AND channel_id = 'hook'",
                      [[len(alerts)]])
+        # buyer actions: every stored room_opened / shared activity reached the CRM exactly once, nothing else
+        st.wait_rows("SELECT count() > 0 FROM activities FINAL WHERE kind = 'shared'", [[1]])
+        want = sorted(r[0] for r in st.sql("SELECT toString(activity_id) FROM activities FINAL "
+                                           "WHERE kind IN ('room_opened', 'shared')"))
+
+        def crm_ids():
+            return [a["activity_id"] for _, b in crm.received for a in orjson.loads(b).get("activities", [])]
+        wait_until(lambda: len(crm_ids()) >= len(want), timeout=120, every=1, what="every subscribed buyer action")
+        assert sorted(crm_ids()) == want and len(want) > 20, (len(crm_ids()), len(want))

@@ -67,7 +67,7 @@ def room_stack(tmp_path: pathlib.Path, room: str, page: str, secret: str):
     (data / "sites.json").write_text(orjson.dumps([{"key": "acme", "secret": secret, "origins": [site_url]}]).decode())
     srv = Server(data, "--no-demo").start()
     try:
-        html = (SNIPPET / "e2e" / page).read_text().replace("__INGEST__", srv.url)
+        html = (SNIPPET / "e2e" / page).read_text().replace("__INGEST__", srv.url).replace("__ROOM__", room)
         (site_root / "r" / room / "index.html").write_text(html)
         yield site_url, srv
     finally:

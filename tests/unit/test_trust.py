@@ -215,3 +215,27 @@ def test_the_sellers_team_is_stored_but_never_scored_alerted_on_or_matched_to_a_
     r.feed([{**room(t + 5 * HOUR), "stakeholders": [*people, {"id": "kim", "email": "kim@seller.example"}]}])
     r.feed([ev("room_view", t + 6 * HOUR, sid="kim")])
     assert "kim" not in {row["stakeholder_id"] for row in r.rows.get("stakeholder_scores", [])}
+
+
+def test_buyer_actions_are_one_activity_each_with_replay_stable_ids():
+    r = Rooms()
+    t = at("2026-10-05T10:00")
+    r.feed([room(t)])
+    evs = [dict(ev("room_view", t + 1000, sid="cfo"), event_id="e1"),
+           dict(ev("content_view", t + 2000, sid="cfo", content_id="proposal"), event_id="e2"),
+           dict(ev("content_progress", t + 3000, sid="cfo", content_id="proposal", page=9, progress_pct=75.0), event_id="e3"),
+           dict(ev("content_progress", t + 4000, sid="cfo", content_id="proposal", page=12, progress_pct=100.0), event_id="e4"),
+           dict(ev("share", t + 5000, sid="cfo", share_channel="email", share_to="x@buyer.example"), event_id="e5"),
+           dict(ev("room_view", t + 6000, sid="", visitor="anon-1"), event_id="e6"),
+           dict(ev("room_view", t + 7000, sid="", visitor="anon-1"), event_id="e7"),
+           dict(ev("room_view", t + 8000, sid="seller:sam", visitor="v-sam"), event_id="e8")]
+    rows = r.feed(evs)["activities"]
+    assert [(a["kind"], a["event_id"], a["who"]) for a in rows] == [
+        ("new_person", "e1", "cfo"), ("room_opened", "e1", "cfo"), ("content_viewed", "e2", "cfo"),
+        ("document_completed", "e4", "cfo"), ("shared", "e5", "cfo"), ("new_person", "e6", "visitor:anon-1"),
+        ("room_opened", "e6", "visitor:anon-1"), ("room_opened", "e7", "visitor:anon-1")]
+    assert rows[4]["detail"] == "x@buyer.example" and rows[3]["content_id"] == "proposal"
+    again = Rooms()
+    again.feed([room(t)])
+    assert again.feed(evs)["activities"] == rows  # a replay: the same ids
+    assert len({a["activity_id"] for a in rows}) == len(rows)
