@@ -194,7 +194,9 @@ def test_the_documented_body_schema_is_the_one_the_api_enforces(client):
 
 def test_channel_and_seller_bodies_are_judged_the_same_way(client):
     for path, body, reason, field in (
-            ("channels/c1", {"kind": "webhook", "target": "https://x.example", "events": ["room_opened"]}, "unknown_field", "events"),
+            ("channels/c1", {"kind": "webhook", "target": "https://x.example", "headers": {"X": "1"}}, "unknown_field", "headers"),
+            ("channels/c1", {"kind": "slack", "target": "https://x.example", "events": ["shared"]}, "invalid_value", "events"),
+            ("channels/c1", {"kind": "webhook", "target": "https://x.example", "events": ["opened"]}, "invalid_value", "events[0]"),
             ("channels/c1", {"kind": "webhook", "target": "ftp://x.example"}, "invalid_value", "target"),
             ("channels/c1", {"kind": "pager", "target": "https://x.example"}, "invalid_value", "kind"),
             ("sellers/sam", {"tz": "Mars/Olympus"}, "invalid_value", "tz"),
