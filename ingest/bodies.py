@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from dealbeacon.core.clock import check_zone
 from dealbeacon.core.contract import ACTIVITY_KINDS, ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, SEVERITIES, Rejected
 
 MAX_SNOOZE_HOURS = 24 * 90
@@ -167,11 +167,7 @@ class Seller(Body):
     @field_validator("tz")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("an IANA time zone such as Europe/Berlin") from None
-        return v
+        return check_zone(v)
 
 
 class Snooze(Body):

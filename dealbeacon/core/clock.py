@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Clock:
@@ -44,3 +45,12 @@ class SiteClocks:
 
     def latest(self) -> int | None:
         return max(self._now.values(), default=None)
+
+
+def check_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone (``Europe/Berlin``), else ValueError (for validators)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not an IANA time zone (e.g. Europe/Berlin)") from None
+    return name

@@ -12,11 +12,11 @@ import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dealbeacon.core.clock import check_zone
 from dealbeacon.core.contract import CONTENT_KINDS, DEFAULT_STAGES
 
 ENV_PREFIX = "DEALBEACON_"
@@ -132,11 +132,7 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("not an IANA time zone (e.g. Europe/Berlin)") from None
-        return v
+        return check_zone(v)
 
     @field_validator("weekend")
     @classmethod
