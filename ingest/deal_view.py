@@ -21,13 +21,18 @@ def room_alerts_sql(site: str, room: str) -> str:
     return f"{ALERT_SELECT} WHERE site = {sql_string(site)} AND room_id = {sql_string(room)} ORDER BY at DESC LIMIT 100"
 
 
+OPEN_DAYS = 14  # an alert older than this is history, not something to act on
+
+
 def open_alerts_sql(site: str, seller: str, now_ms: int, room: str | None = None) -> str:
-    """Alerts not acknowledged and not snoozed, newest first."""
+    """What the seller should act on, newest first: alerts of the last OPEN_DAYS days, not acknowledged and
+    not snoozed, and of each kind only the latest per deal (a newer "quiet" replaces the older one)."""
     only_room = f" AND room_id = {sql_string(room)}" if room else ""
     return (f"{ALERT_SELECT} WHERE site = {sql_string(site)} AND owner = {sql_string(seller)}"
-            f"{only_room} AND toString(alert_id) NOT IN (SELECT alert_id FROM alert_actions FINAL WHERE "
+            f"{only_room} AND toUnixTimestamp64Milli(at) > {int(now_ms) - OPEN_DAYS * 86_400_000} "
+            f"AND toString(alert_id) NOT IN (SELECT alert_id FROM alert_actions FINAL WHERE "
             f"site = {sql_string(site)} AND (action = 'ack' OR toUnixTimestamp64Milli(until) > {int(now_ms)})) "
-            "ORDER BY at DESC LIMIT 100")
+            "ORDER BY at DESC LIMIT 1 BY room_id, kind LIMIT 100")
 
 
 ALERT_KEYS = ("alert_id", "room_id", "kind", "severity", "stakeholders", "evidence", "suggestion", "at")

@@ -85,9 +85,10 @@ def visit_events(v: Visit, rng: random.Random, now_ms: int, site_url: str = "htt
                                  progress_pct=min(100.0, round(pos / 240 * 100, 1))))
         if cid in ("security-whitepaper", "proposal") and rng.random() < 0.3:
             events.append(ev("download", content_id=cid, href=f"https://cdn.example.com/{cid}.pdf"))
-    if rng.random() < 0.15:
+    if rng.random() < 0.03:  # buyers share rarely, and with the few colleagues the deal needs
+        company = v.room_id.split('-')[1]
         events.append(ev("share", share_channel=rng.choice(["email", "link", "slack"]),
-                         share_to=f"colleague{rng.randint(1, 9)}@{v.room_id.split('-')[1]}.example"))
+                         share_to=rng.choice([f"procurement@{company}.example", f"legal@{company}.example"])))
     if rng.random() < 0.1:
         events.append(ev("cta", cta=rng.choice(["book-meeting", "request-quote", "sign-order-form"])))
     return events
@@ -109,7 +110,7 @@ async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 1
             body = {"name": room_id.split("-", 1)[1].title(), "owner": f"seller-{n % 2 + 1}", "stage": "proposal",
                     "amount": 25_000.0 * (n + 1), "stakeholders": [
                         {"id": sid, "role": role, "email": f"{sid}@buyer.example"} for sid, role in committee],
-                    "proposal_shared_at": now_ms - 4 * 86_400_000}
+                    "proposal_shared_at": now_ms - 86_400_000}  # yesterday: the live visits open it
             r = await client.put(f"/v1/sites/{site_key}/rooms/{room_id}", json=body)
             r.raise_for_status()
     ops = build(site_key, secret, deals=deals, seed=seed, days=days, start_ms=None, tick_hours=0, now_ms=now_ms)

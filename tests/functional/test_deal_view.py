@@ -128,3 +128,24 @@ def test_the_sellers_own_visits_move_no_number(store):
         assert store.query("SELECT count() FROM alerts FINAL WHERE kind = 'new_stakeholder'") == [(0,)]
         assert deal["team"] == ["se-tom"] and all(m["who"] == "cfo" for m in deal["matrix"])
         assert store.query("SELECT count() FROM events WHERE room_id = 'deal-1'") == [(3 + 1 + 6,)]  # all stored
+
+
+def test_open_alerts_are_recent_and_one_per_kind_per_deal(store):
+    """What a seller is asked to act on: the latest alert of each kind per deal, from the last two weeks."""
+    with make_client(store, origins=("*",), reader=store.query_readonly, hub=AlertHub()) as c:
+        _room(c, "deal-a", "alice")
+        day = 86_400_000
+
+        def alert(kind, days_ago, severity="medium"):
+            return {"alert_id": str(uuid.uuid4()), "site": "test", "room_id": "deal-a", "owner": "alice", "stage": "proposal",
+                    "kind": kind, "severity": severity, "stakeholders": [], "evidence": f"{kind} {days_ago}",
+                    "suggestion": "", "at": NOW_MS - days_ago * day}
+        store.insert("alerts", [alert("quiet", 20, "high"), alert("quiet", 9), alert("quiet", 2, "low"), alert("hot", 1),
+                                alert("pricing_revisited", 15)])
+        tok = seller_token(SECRET, "alice", NOW_MS / 1000)
+        shown = c.get("/v1/sites/test/sellers/alice/alerts", params={"token": tok}).json()["alerts"]
+        assert [a["evidence"] for a in shown] == ["hot 1", "quiet 2"]
+        (deal,) = c.get("/v1/sites/test/sellers/alice/rooms", params={"token": tok}).json()["rooms"]
+        assert deal["open_alerts"] == 2 and deal["top_severity"] == "medium"
+        # the deal page keeps the whole history
+        assert len(c.get("/v1/sites/test/sellers/alice/rooms/deal-a", params={"token": tok}).json()["alerts"]) == 5
