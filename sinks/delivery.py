@@ -186,20 +186,27 @@ class Deliverer:
         site, channel_id, room_id = key
         c = self.channels.get((site, channel_id))
         ids = [a["activity_id"] for a in batch]
-        batch_id = str(uuid.uuid5(_BATCH_NS, f"{channel_id}/{ids[0]}/{ids[-1]}/{len(ids)}"))
+        # resumed after a crash between a send and its state write: what deliveries says was sent is not again
+        batch = [a for a in batch if (a["activity_id"], channel_id) not in self.delivered]
+        if not batch:
+            c = None
         if c is not None:
+            sent = [a["activity_id"] for a in batch]
+            batch_id = str(uuid.uuid5(_BATCH_NS, f"{channel_id}/{sent[0]}/{sent[-1]}/{len(sent)}"))
             secret = webhook_secret(self.site_secrets.get(site, ""), channel_id)
+
+            target = c.target
 
             async def send() -> int:
                 assert self._client is not None, "run() opens the HTTP client"
                 body, headers = ch.activity_request(batch_id, site, room_id, batch, secret, int(self.wall()))
-                return (await self._client.post(c.target, content=body, headers=headers)).status_code
+                return (await self._client.post(target, content=body, headers=headers)).status_code
             ok, attempts, status, error = await self._attempts(send)
             await self._record({"notice_id": batch_id, "version": 1, "channel_id": channel_id, "site": site,
-                                "room_id": room_id, "owner": "", "alert_ids": ids, "status": "delivered" if ok else "failed",
+                                "room_id": room_id, "owner": "", "alert_ids": sent, "status": "delivered" if ok else "failed",
                                 "attempts": attempts, "http_status": status, "error": error, "at": int(self.wall() * 1000)})
             if ok:
-                self.delivered.update((i, channel_id) for i in ids)
+                self.delivered.update((i, channel_id) for i in sent)
         done = set(ids)
         self._inflight_acts[key] = [a for a in self._inflight_acts.get(key, []) if a["activity_id"] not in done]
         self._queued_ids.get(channel_id, set()).difference_update(done)

@@ -118,3 +118,40 @@ def test_held_and_half_sent_notices_survive_a_restart_through_the_state_file(tmp
 
     asyncio.run(first_life())
     asyncio.run(second_life())
+
+
+def test_a_resumed_buyer_action_already_delivered_is_not_sent_again(tmp_path):
+    """A crash between a batch's send and the state file's update: the next process finds the action still
+    queued, but ``deliveries`` says it reached the channel, so it is dropped from the queue without a send."""
+    import asyncio
+
+    from sinks.delivery import Deliverer
+
+    path = str(tmp_path / "notify-state.json")
+    channel = {"site": "acme", "channel_id": "crm", "kind": "webhook", "target": "http://127.0.0.1:9/x", "owner": "",
+               "min_severity": "high", "enabled": 1, "events": ["room_opened"]}
+    act = {"activity_id": str(uuid.uuid4()), "site": "acme", "room_id": "deal-1", "owner": "sam", "kind": "room_opened",
+           "who": "cfo", "content_id": "", "page": None, "detail": "", "event_id": "e1", "at": T0}
+    recorded = []
+
+    async def record(rows):
+        recorded.extend(rows)
+
+    async def first_life():
+        d = Deliverer({"acme": "s"}, record, state_file=path)
+        d.apply({"channels": [channel]})
+        d.apply({"activities": [act]})  # queued and written; the process dies before any tick
+        assert (("acme", "crm", "deal-1"), [act]) in [(k, v) for k, v in d.activity_queue.items()]
+
+    async def second_life():
+        d = Deliverer({"acme": "s"}, record, state_file=path)
+        d.apply({"channels": [channel], "deliveries": [{"status": "delivered", "channel_id": "crm",
+                                                        "alert_ids": [act["activity_id"]]}]})
+        d.tick(T0)
+        await asyncio.gather(*d._inflight)
+        assert recorded == [] and d.activity_queue[("acme", "crm", "deal-1")] == []  # no send, nothing recorded
+        d.apply({"activities": [act]})  # and a replay of it is not queued again
+        assert d.activity_queue[("acme", "crm", "deal-1")] == []
+
+    asyncio.run(first_life())
+    asyncio.run(second_life())
