@@ -3,6 +3,8 @@ page by page, who shared with whom, the visits, the score history, the alerts). 
 documented tables (the same text on chdb and a ClickHouse server); shaping is pure (rows in, JSON out)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 
 from dealbeacon.core.contract import SEVERITY_RANK
@@ -85,7 +87,7 @@ def team_sql(internal_ids: list[str]) -> str:
     return f"(startsWith(stakeholder_id, 'seller:'){ids})"
 
 
-def deal_sqls(site: str, room: str, internal_ids: list[str] = ()) -> dict[str, str]:  # type: ignore[assignment]
+def deal_sqls(site: str, room: str, internal_ids: Sequence[str] = ()) -> dict[str, str]:
     """The deal page's reads, one per part. Buyer figures leave out the seller's own team: its people and the
     devices it used in this room (an anonymous visit from such a device is the team's too)."""
     room_where = f"site = {sql_string(site)} AND room_id = {sql_string(room)}"
@@ -114,7 +116,7 @@ def deal_sqls(site: str, room: str, internal_ids: list[str] = ()) -> dict[str, s
     }
 
 
-def shape_deal(room: list, parts: dict[str, list], alerts: list[dict], catalogue: list[dict] = ()) -> dict:  # type: ignore[assignment]
+def shape_deal(room: list, parts: dict[str, list], alerts: list[dict], catalogue: Sequence[dict] = ()) -> dict:
     """One deal for its seller. ``room``: room_id, name, stage, amount, stakeholders JSON; ``catalogue``: the
     room's content (titles shown instead of ids)."""
     titles = {c["id"]: c.get("title") or c["id"] for c in catalogue}

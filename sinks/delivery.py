@@ -64,13 +64,13 @@ class Deliverer:
         self.state = NotifyState()
         self.wall, self.state_file, self.drain_s = wall, state_file, drain_s
         self._sending: dict[str, Notice] = {}  # due notices whose channels have not all had their try
-        # buyer actions for subscribed webhooks: (site, channel, room) -> actions waiting; at most one batch per
-        # room and channel every activity_every_s (rate limit), each action in exactly one batch
+        # buyer actions for subscribed webhooks: (site, channel, room) -> actions not yet recorded as delivered
+        # (waiting, or in a batch under way: ``_acts_sending``); at most one batch per room and channel every
+        # activity_every_s (rate limit), each action in exactly one batch
         self.activity_queue: dict[tuple[str, str, str], list[dict]] = {}
         self.activity_every_s = activity_every_s
         self._activity_last: dict[tuple[str, str, str], int] = {}
-        self._queued_ids: dict[str, set[str]] = {}
-        self._inflight_acts: dict[tuple[str, str, str], list[dict]] = {}
+        self._acts_sending: set[str] = set()
         if state_file and os.path.exists(state_file):
             with open(state_file, "rb") as fh:
                 saved = orjson.loads(fh.read())
@@ -78,7 +78,6 @@ class Deliverer:
             self._sending = {n.notice_id: n for n in sending}
             for key, acts in saved.get("activities", []):
                 self.activity_queue[(key[0], key[1], key[2])] = acts
-                self._queued_ids.setdefault(key[1], set()).update(a["activity_id"] for a in acts)
         self.channels: dict[tuple[str, str], Channel] = {}
         self.prefs: dict[tuple[str, str], SellerPrefs] = {}
         self._inflight: set[asyncio.Task] = set()
@@ -111,11 +110,10 @@ class Deliverer:
         for a in tables.get("activities", []):
             subscribed = [c for c in self.channels.values() if c.enabled and c.kind == "webhook" and c.site == a["site"]
                           and a["kind"] in c.events and c.owner in ("", a["owner"])]
-            todo = [c for c in subscribed if (a["activity_id"], c.channel_id) not in self.delivered
-                    and a["activity_id"] not in self._queued_ids.get(c.channel_id, set())]
+            todo = [c for c in subscribed if (a["activity_id"], c.channel_id) not in self.delivered and a["activity_id"]
+                    not in {q["activity_id"] for q in self.activity_queue.get((c.site, c.channel_id, a["room_id"]), ())}]
             for c in todo:
                 self.activity_queue.setdefault((c.site, c.channel_id, a["room_id"]), []).append(a)
-                self._queued_ids.setdefault(c.channel_id, set()).add(a["activity_id"])
             queued |= bool(todo)
             if not todo:
                 dropped.append(a["activity_id"])
@@ -130,10 +128,7 @@ class Deliverer:
         tmp = f"{self.state_file}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(orjson.dumps({**state_to_json(self.state, list(self._sending.values())),
-                                   "activities": [[list(k), self._inflight_acts.get(k, []) + acts]
-                                                  for k, acts in {**dict.fromkeys(self._inflight_acts, []),
-                                                                  **self.activity_queue}.items()
-                                                  if acts or self._inflight_acts.get(k)]}))
+                                   "activities": [[list(k), acts] for k, acts in self.activity_queue.items() if acts]}))
         os.replace(tmp, self.state_file)
 
     # -- the loop
@@ -165,13 +160,13 @@ class Deliverer:
             self._save()
         for n in notices:
             self._start(n)
-        for key, acts in list(self.activity_queue.items()):
-            if acts and now_ms - self._activity_last.get(key, -10**15) >= self.activity_every_s * 1000:
+        for key, acts in self.activity_queue.items():
+            waiting = [a for a in acts if a["activity_id"] not in self._acts_sending]
+            if waiting and now_ms - self._activity_last.get(key, -10**15) >= self.activity_every_s * 1000:
                 self._activity_last[key] = now_ms
-                self._start_task(self._deliver_activities(key, acts[:100]))
-                # they stay queued (and in the state file) until their delivery is recorded
-                self.activity_queue[key] = acts[100:]
-                self._inflight_acts[key] = acts[:100] + self._inflight_acts.get(key, [])
+                batch = waiting[:100]  # they stay queued (and in the state file) until their delivery is recorded
+                self._acts_sending.update(a["activity_id"] for a in batch)
+                self._start_task(self._deliver_activities(key, batch))
         return notices
 
     def _start(self, notice) -> None:
@@ -208,8 +203,8 @@ class Deliverer:
             if ok:
                 self.delivered.update((i, channel_id) for i in sent)
         done = set(ids)
-        self._inflight_acts[key] = [a for a in self._inflight_acts.get(key, []) if a["activity_id"] not in done]
-        self._queued_ids.get(channel_id, set()).difference_update(done)
+        self.activity_queue[key] = [a for a in self.activity_queue.get(key, []) if a["activity_id"] not in done]
+        self._acts_sending -= done
         self._save()
         if self.on_done:
             self.on_done(ids)
