@@ -48,9 +48,9 @@ class KafkaHandoff:
         sent: list[tuple[asyncio.Future, int]] = []  # (delivery future, events it carries)
         try:
             # one message per room per request: keyed by room, so a deal's events stay in order
-            # site-wide records (a clock tick, an erase without a room) reach every partition
-            site_wide = [e for e in events if e.get("record") == "clock" or (e.get("record") == "erase"
-                                                                            and not e.get("room_id"))]
+            # site-wide records (a clock tick, a win model, an erase without a room) reach every partition
+            site_wide = [e for e in events if e.get("record") in ("clock", "model") or (e.get("record") == "erase"
+                                                                                       and not e.get("room_id"))]
             clocks = site_wide
             keyed = [e for e in events if not any(e is x for x in site_wide)]
             for key, group in records.group_by_room(keyed).items():

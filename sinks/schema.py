@@ -242,6 +242,11 @@ CREATE TABLE IF NOT EXISTS activities (
 ORDER BY (site, room_id, activity_id);
 ALTER TABLE channels ADD COLUMN IF NOT EXISTS events Array(String) DEFAULT []
 """),
+    (9, "win_model", """
+ALTER TABLE deal_scores ADD COLUMN IF NOT EXISTS win_probability Nullable(Float64);
+ALTER TABLE deal_scores ADD COLUMN IF NOT EXISTS model_version LowCardinality(String) DEFAULT '';
+ALTER TABLE deal_scores ADD COLUMN IF NOT EXISTS features String DEFAULT ''
+"""),
 ]
 
 MIGRATIONS_TABLE = """
@@ -287,7 +292,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "site": "LowCardinality(String)", "room_id": "String", "owner": "String", "stage": "LowCardinality(String)",
         "at": "DateTime64(3, 'UTC')", "score": "Float64", "breadth": "Float64", "depth": "Float64",
         "recency": "Float64", "velocity": "Nullable(Float64)", "band": "LowCardinality(String)", "engaged": "UInt16",
-        "invited": "UInt16", "reasons": "String",
+        "invited": "UInt16", "reasons": "String", "win_probability": "Nullable(Float64)",
+        "model_version": "LowCardinality(String)", "features": "String",
     },
     "alerts": {
         "alert_id": "UUID", "site": "LowCardinality(String)", "room_id": "String", "owner": "String",

@@ -67,8 +67,12 @@ TimeRule = Callable[[TimeView, ScoringConfig, AlertConfig], list[Alert]]
 
 # ---------------------------------------------------------------- event rules (positive signals)
 
+SAME_PERSON_DEVICES = 2  # devices one person's link may open on before it reads as forwarded
+
+
 def new_stakeholder_by_link(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
-    """A valid link opened by someone off the committee, or a committee member's link on a new device."""
+    """A valid link opened by someone off the committee; or a person's link on a third device (a second one is
+    the same person's phone or laptop, not news), once per person."""
     if not v.sid:
         return []
     seen = dict(v.facts.stakeholders)
@@ -76,9 +80,11 @@ def new_stakeholder_by_link(v: EventView, cfg: ScoringConfig, acfg: AlertConfig)
     if v.sid not in seen and v.sid not in dict(v.room.invited):
         return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid} opened the room with a valid link but is not on "
                         "the invited committee", f"Find out {v.sid}'s role and add them to the deal")]
-    if known_visitors and v.rec.get("visitor_id") not in known_visitors:
-        return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid}'s link was opened on a new device or by a new "
-                        "person", f"The link may have been forwarded: ask {v.sid} who else is evaluating")]
+    if len(known_visitors) >= SAME_PERSON_DEVICES and v.rec.get("visitor_id") not in known_visitors:
+        return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid}'s link was opened on a device "
+                        f"{len(known_visitors) + 1}: more than one person's phone and laptop",
+                        f"The link may have been forwarded: ask {v.sid} who else is evaluating",
+                        episode=f"devices/{v.sid}")]
     return []
 
 

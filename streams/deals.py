@@ -39,6 +39,8 @@ from streams.scoring import (
     value_at,
     velocity,
 )
+from streams.winmodel import PRIOR_MODEL, WinModel
+from streams.winmodel import features as win_features
 
 _NS = uuid.UUID("6f1d3a52-9a43-4d0e-8a0e-5b1b2f6f0d11")
 _MAX_FIRED = 64
@@ -59,6 +61,7 @@ class RoomState:
     partition: int = -1  # where the room lives (distributed mode: site-wide ticks fan out per partition)
     offset: int = -1  # last source offset folded in (distributed mode: a replayed message is not counted twice)
     meta: tuple[tuple[str, Any], ...] = ()  # owner, amount, expected_close, stakeholder emails
+    model: WinModel = PRIOR_MODEL  # the site's win model as last handed to this room (streams/winmodel.py)
 
 
 def new_state(site: str, room_id: str, created_ms: int, stage: str = DEFAULT_STAGES[0]) -> RoomState:
@@ -105,6 +108,8 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         kind = rec.get("record", "event")
         if kind == "room":
             state = _room_update(state, rec, out)
+        elif kind == "model":
+            state = _take_model(state, rec)
         elif kind in ("tick", "clock"):
             state = _tick(state, int(rec["now"]), out, cfg, acfg)
         elif kind == "erase":
@@ -121,8 +126,17 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         scores = dict(state.scores)
         out.setdefault("stakeholder_scores", []).extend(
             _stakeholder_row(state, sid, scores[sid], at, cfg) for sid in sorted(touched) if sid in scores)
-        out.setdefault("deal_scores", []).append(_deal_row(state, at, cfg))
+        out.setdefault("deal_scores", []).append(_deal_row(state, at, cfg, acfg))
     return state, out
+
+
+def _take_model(state: RoomState, rec: dict) -> RoomState:
+    """A site's refitted win model: kept for the scores that follow. One that does not fit FEATURES is ignored
+    (the room keeps the model it has) rather than failing the partition."""
+    try:
+        return replace(state, model=WinModel.from_record(rec))
+    except (KeyError, TypeError, ValueError):
+        return state
 
 
 def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
@@ -173,7 +187,7 @@ def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: Alert
         out.setdefault("stakeholder_scores", []).extend(_stakeholder_row(state, sid, scores[sid], now, cfg) for sid in changed)
     day = now // DAY_MS
     if state.scores and (day > state.snapshot_day or (before.deal and before.deal != bands.deal)):
-        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg))
+        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg, acfg))
         state = replace(state, snapshot_day=max(day, state.snapshot_day))
     return state
 
@@ -275,16 +289,34 @@ def _stakeholder_row(state: RoomState, sid: str, s: StakeholderScore, at: int, c
             "reasons": orjson.dumps([[r, round(v, 3)] for r, v in top_reasons(s, at, 3, cfg)]).decode()}
 
 
-def _deal_row(state: RoomState, at: int, cfg: ScoringConfig) -> dict:
+def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS) -> dict[str, float]:
+    """The win model's inputs for this room at ``at`` (streams/winmodel.py)."""
+    roles = dict(state.room.invited)
+    scores = {sid: s for sid, s in state.scores if is_person(sid)}
+    d = deal_score(scores, roles, max(1, len(roles)), at, cfg)
+    daily: dict[int, float] = {}
+    for s in scores.values():
+        for day, v in s.daily:
+            daily[day] = daily.get(day, 0.0) + v
+    stages = [name for name, _ in acfg.cadence_days]
+    pos = stages.index(state.room.stage) / max(1, len(stages) - 1) if state.room.stage in stages else 0.0
+    engaged = len([sid for sid in engaged_ids(scores, at, cfg) if sid in roles])
+    return win_features(d.breadth, d.depth, d.recency, daily.items(), engaged, len(roles), pos,
+                        (at - state.room.created_ms) / DAY_MS, at // DAY_MS)
+
+
+def _deal_row(state: RoomState, at: int, cfg: ScoringConfig, acfg: AlertConfig) -> dict:
     roles = dict(state.room.invited)
     scores = dict(state.scores)
     d = deal_score(scores, roles, max(1, len(roles)), at, cfg)
     engaged = len(engaged_ids(scores, at, cfg))
+    feats = deal_features(state, at, cfg, acfg)
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,
             "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,
             "velocity": stored_velocity(d.velocity), "band": deal_band(scores, at, cfg), "engaged": engaged,
-            "invited": len(roles),
-            "reasons": orjson.dumps(list(d.reasons)).decode()}
+            "invited": len(roles), "reasons": orjson.dumps(list(d.reasons)).decode(),
+            "win_probability": round(state.model.predict(feats), 4), "model_version": state.model.version,
+            "features": orjson.dumps(feats).decode()}
 
 
 # -- state (de)serialisation: JSON, stable across processes (Faust table values, embedded snapshots)
@@ -295,7 +327,9 @@ def dumps(state: RoomState) -> bytes:
         "scores": [[sid, _score_dict(s)] for sid, s in state.scores],
         "bands": {"deal": state.bands.deal, "stakeholders": state.bands.stakeholders},
         "daily": state.daily, "clock_ms": state.clock_ms, "snapshot_day": state.snapshot_day, "fired": state.fired,
-        "partition": state.partition, "offset": state.offset, "meta": [[k, v] for k, v in state.meta]})
+        "partition": state.partition, "offset": state.offset, "meta": [[k, v] for k, v in state.meta],
+        "model": {"version": state.model.version, "coef": state.model.coef, "won": state.model.won,
+                  "lost": state.model.lost}})
 
 
 def loads(data: bytes) -> RoomState:
@@ -314,7 +348,8 @@ def loads(data: bytes) -> RoomState:
         tuple(((k[0], k[1]), v) for k, v in s["day_type_points"]), _pairs(s["daily"]))) for sid, s in d["scores"])
     return RoomState(d["site"], room, facts, scores, BandState(d["bands"]["deal"], _pairs(d["bands"]["stakeholders"])),
                      _pairs(d["daily"]), d["clock_ms"], d["snapshot_day"], tuple(d["fired"]), d["partition"],
-                     d["offset"], tuple((k, v) for k, v in d["meta"]))
+                     d["offset"], tuple((k, v) for k, v in d["meta"]),
+                     WinModel.from_record(d["model"]) if "model" in d else PRIOR_MODEL)
 
 
 def _pairs(items) -> tuple:

@@ -51,7 +51,8 @@ def process(events: list[dict], dead_letters: list[dict]) -> dict[str, list[dict
 
 
 CONFIG_RECORDS = {"channel": "channels", "seller": "sellers", "alert_action": "alert_actions", "erase": "erasures"}
-SITE_WIDE = ("clock", "erase")  # records that reach every room of the site (an erase without a room_id)
+# records that reach every room of the site: a clock tick, a win model, an erase without a room_id
+SITE_WIDE = ("clock", "model", "erase")
 
 
 def config_rows(recs: list[dict]) -> dict[str, list[dict]]:
@@ -81,7 +82,7 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
         kind = rec.get("record")
         if kind in CONFIG_RECORDS and kind != "erase":
             continue
-        if kind == "clock" or (kind == "erase" and not rec.get("room_id")):
+        if kind in ("clock", "model") or (kind == "erase" and not rec.get("room_id")):
             prefix = f"{rec['site']}/".encode()
             for key in {*local_rooms(rec["site"]), *(k for k in groups if k.startswith(prefix))}:
                 groups.setdefault(key, []).append(rec)
@@ -98,6 +99,7 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
             batch = _drop_leading_site_records(batch)
             if not batch:
                 continue
+            state = _born_with_model(key, batch, get, local_rooms, changed)
         new, rows = deals.step(state, batch, acfg=acfg)
         if partition >= 0:
             new = dataclasses.replace(new, partition=partition, offset=offset)
@@ -105,6 +107,20 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
         for table, table_rows in rows.items():
             out.setdefault(table, []).extend(table_rows)
     return changed, out
+
+
+def _born_with_model(key: bytes, batch: list[dict], get, local_rooms, changed) -> deals.RoomState | None:
+    """A new room starts with the site's current win model as the rooms here hold it: model records reach every
+    room that exists, so any one sibling has the latest (a room opened later must not fall back to the prior)."""
+    site = batch[0]["site"]
+    prefix = f"{site}/".encode()
+    sibling = next((s for k in (*(k for k in changed if k.startswith(prefix)), *local_rooms(site)) if k != key
+                    and (s := changed.get(k) or get(k)) is not None), None)
+    if sibling is None or sibling.model == deals.PRIOR_MODEL:
+        return None
+    first = batch[0]
+    t0 = int(first.get("ts") or first.get("updated_at") or first.get("now") or 0)
+    return dataclasses.replace(deals.new_state(site, first["room_id"], t0), model=sibling.model)
 
 
 def _drop_leading_site_records(recs: list[dict]) -> list[dict]:

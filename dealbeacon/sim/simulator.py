@@ -13,17 +13,34 @@ import math
 import random
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from dealbeacon.core import tokens
 
 DAY_MS = 86_400_000
 ROLES = ("champion", "economic_buyer", "technical", "legal", "user")
-AFFINITY = {"champion": ("proposal", "mutual-action-plan", "product-video", "pricing"),
-            "economic_buyer": ("pricing", "proposal", "case-study"),
-            "technical": ("security-whitepaper", "product-video"), "legal": ("security-whitepaper", "contract"),
-            "user": ("product-video", "case-study")}
-PAGES = {"proposal": 12, "pricing": 3, "security-whitepaper": 18, "case-study": 4, "mutual-action-plan": 2, "contract": 8}
+# the room's catalogue: content ids that do not name their kind (the rooms API declares it)
+KINDS = ("proposal", "pricing", "security", "case_study", "other", "contract", "video")  # other: the action plan
+AFFINITY = {"champion": ("proposal", "other", "video", "pricing"),
+            "economic_buyer": ("pricing", "proposal", "case_study"),
+            "technical": ("security", "video"), "legal": ("security", "contract"),
+            "user": ("video", "case_study")}
+PAGES = {"proposal": 12, "pricing": 3, "security": 18, "case_study": 4, "other": 2, "contract": 8}
+ZONES = ("Europe/Berlin", "America/New_York", "Asia/Singapore", "Europe/London")
+SITE_ZONE = "Europe/Berlin"  # the seller's calendar
+
+
+def holidays(start_ms: int, days: int) -> tuple[str, ...]:
+    """The site's holidays over a simulated period: one working day in every 29 (local dates)."""
+    out = []
+    for d in range(3, days + 120, 29):
+        day = datetime.fromtimestamp((start_ms + d * DAY_MS) / 1000, ZoneInfo(SITE_ZONE)).date()
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+        out.append(day.isoformat())
+    return tuple(sorted(set(out)))
 
 
 @dataclass
@@ -34,78 +51,135 @@ class Deal:
     events: list[dict] = field(default_factory=list)
     won: bool = False
     closed_day: int = 0
-    stalled_day: int | None = None  # ground truth: first day of a dark episode (None: never stalled)
+    stalled_day: int | None = None  # ground truth: first day of the first dark episode (None: never stalled)
     interest: list[float] = field(default_factory=list)  # latent daily interest 0..1
+    propensity: float = 0.5  # the oracle: the latent win probability the outcome was drawn from
+    episodes: list[tuple[int, int]] = field(default_factory=list)  # dark episodes (start ms, end ms)
+    tz: str = "UTC"  # the buyer's time zone
+    weekdays_only: bool = True  # the committee works Monday to Friday (local)
+    content: list[dict] = field(default_factory=list)  # the room's catalogue: [{id, title, kind, pages}]
 
     @property
     def stalled_ms(self) -> int | None:
         return None if self.stalled_day is None else self.created_ms + self.stalled_day * DAY_MS
 
 
-def _visit(rng: random.Random, deal: Deal, sid: str, role: str, visitor: str, ts: int, depth: float) -> list[dict]:
-    base = {"room_id": deal.room_id, "stakeholder_id": sid, "visitor_id": visitor, "token_status": "valid",
-            "site": "sim"}
+def _visit(rng: random.Random, deal: Deal, sid: str | None, role: str, visitor: str, ts: int, depth: float,
+           ids: dict[str, str], shares: list[str]) -> list[dict]:
+    base: dict[str, Any] = {"room_id": deal.room_id, "stakeholder_id": sid, "visitor_id": visitor,
+            "token_status": "valid" if sid else "none", "site": "sim"}
     out = [{**base, "type": "room_view", "ts": ts}]
     t = ts
-    for cid in rng.sample(AFFINITY[role], k=max(1, min(len(AFFINITY[role]), round(1 + depth * 2)))):
+    for kind in rng.sample(AFFINITY[role], k=max(1, min(len(AFFINITY[role]), round(0.4 + depth * 1.6)))):
+        cid = ids[kind]
         t += rng.randint(5_000, 60_000)
         out.append({**base, "type": "content_view", "ts": t, "content_id": cid})
-        pages = PAGES.get(cid, 0)
+        pages = PAGES.get(kind, 0)
         reach = max(1, round(pages * min(1.0, depth * rng.uniform(0.4, 1.3)))) if pages else 0
-        for p in range(1, reach + 1):
+        for p in sorted({max(1, reach * k // 3) for k in (1, 2, 3)}) if reach else ():  # the beacon's page marks, thinned
             t += rng.randint(10_000, 90_000)
             out.append({**base, "type": "content_progress", "ts": t, "content_id": cid, "page": p,
                         "progress_pct": round(100 * p / pages, 1)})
-        for _ in range(rng.randint(1, 2 + round(depth * 6))):
+        for _ in range(rng.randint(1, 1 + round(depth))):
             t += 15_000
             out.append({**base, "type": "engagement", "ts": t, "content_id": cid, "engaged_ms": rng.randint(5_000, 15_000)})
-    if rng.random() < 0.04 * depth:
+    if sid and rng.random() < 0.05:  # shares: to a colleague already on the committee, again to someone, or new
+        r = rng.random()
+        if r < 0.35:
+            to = f"{rng.choice(deal.committee)[0]}@buyer.example"
+        elif r < 0.65 and shares:
+            to = rng.choice(shares)
+        else:
+            to = f"colleague{rng.randint(1, 999)}@{deal.room_id}.example"
+        shares.append(to)
         t += 10_000
-        out.append({**base, "type": "share", "ts": t, "share_channel": "email",
-                    "share_to": f"colleague{rng.randint(1, 99)}@{deal.room_id}.example"})
-    if rng.random() < 0.03 * depth:
+        out.append({**base, "type": "share", "ts": t, "share_channel": "email", "share_to": to})
+    if sid and rng.random() < 0.02 * depth:
         t += 10_000
         out.append({**base, "type": "cta", "ts": t, "cta": "book-meeting"})
     return out
 
 
-def simulate_deal(rng: random.Random, room_id: str, created_ms: int, days: int = 90) -> Deal:
+def _sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+def simulate_deal(rng: random.Random, room_id: str, created_ms: int, days: int = 90,
+                  holiday_dates: tuple[str, ...] = ()) -> Deal:
+    """One deal. A latent propensity (logit ~ N(0, 1.8)) draws the outcome and drives engagement: who of the
+    committee takes part, how often (per person, on the committee's working days in its own time zone), how
+    deep; some deals go dark for a stretch (more often the ones that will lose) and may revive."""
     size = rng.randint(2, 6)
     roles = ["champion", "economic_buyer"] + [rng.choice(ROLES[2:]) for _ in range(size - 2)]
     committee = [(f"{room_id}-{r}-{i}", r) for i, r in enumerate(roles)]
-    deal = Deal(room_id, created_ms, committee)
-    # latent interest: a noisy walk with a drift; some deals go dark for a stretch and may revive
-    interest = rng.uniform(0.3, 0.9)
-    drift = rng.gauss(0.0, 0.01)
-    dark_start = rng.randint(10, 60) if rng.random() < 0.45 else None
-    dark_len = rng.randint(10, 40)
+    deal = Deal(room_id, created_ms, committee, tz=rng.choice(ZONES), weekdays_only=rng.random() < 0.85)
+    tag = f"{rng.getrandbits(24):06x}"
+    ids = {k: f"doc-{tag}-{n}" for n, k in enumerate(KINDS)}
+    deal.content = [{"id": ids[k], "title": f"{'Mutual action plan' if k == 'other' else k.replace('_', ' ').title()} "
+                     f"v{rng.randint(1, 4)}", "kind": k,
+                     **({"pages": PAGES[k]} if k in PAGES else {})} for k in KINDS]
+    logit = rng.gauss(0.0, 1.8)
+    deal.propensity = _sigmoid(logit)
+    deal.won = rng.random() < deal.propensity
     close_day = rng.randint(45, days)
-    propensity = {sid: rng.uniform(0.3, 1.0) * (1.4 if role == "champion" else 1.0) for sid, role in committee}
-    visitor = {sid: f"v-{rng.getrandbits(40):x}" for sid, _ in committee}
-    for day in range(close_day):
-        interest = min(1.0, max(0.02, interest + drift + rng.gauss(0, 0.04)))
-        level = interest
-        if dark_start is not None and dark_start <= day < dark_start + dark_len:
-            level = 0.03
-            if deal.stalled_day is None:
-                deal.stalled_day = day
-        deal.interest.append(level)
-        for sid, role in committee:
-            if rng.random() < min(0.9, 0.35 * level * propensity[sid]):
-                ts = created_ms + day * DAY_MS + rng.randint(8, 18) * 3_600_000
-                deal.events += _visit(rng, deal, sid, role, visitor[sid], ts, level)
-    recent = deal.interest[-30:]
-    engaged_breadth = len({e["stakeholder_id"] for e in deal.events if e["ts"] >= created_ms + (close_day - 30) * DAY_MS})
-    logit = 4.0 * (sum(recent) / len(recent)) + 0.4 * engaged_breadth - 3.0 + rng.gauss(0, 1.0)
-    deal.won = rng.random() < 1 / (1 + math.exp(-logit))
     deal.closed_day = close_day
+    dark: tuple[int, int] | None = None
+    if rng.random() < 0.2 + 0.35 * (1 - deal.propensity):
+        start = rng.randint(8, max(9, close_day - 12))
+        dark = (start, start + rng.randint(15, 50))
+    zone = ZoneInfo(deal.tz)
+    rate = {}
+    for sid, role in committee:
+        takes_part = role == "champion" or rng.random() < _sigmoid(0.9 * logit + 0.6)
+        per_day = 0.2 * math.exp(0.45 * logit) * rng.uniform(0.6, 1.4) * (1.5 if role == "champion" else 1.0)
+        rate[sid] = min(0.85, per_day) if takes_part else 0.0
+    devices = {sid: [f"v-{rng.getrandbits(40):x}"] + ([f"v-{rng.getrandbits(40):x}"] if rng.random() < 0.35 else [])
+               for sid, _ in committee}
+    shares: list[str] = []
+    forwarded: list[tuple[int, str]] = []  # (first visit ms, visitor) of new people opening a forwarded link
+    for day in range(close_day):
+        midnight = datetime.fromtimestamp((created_ms + day * DAY_MS) / 1000, zone).replace(hour=0, minute=0, second=0,
+                                                                                           microsecond=0)
+        local = midnight.date()
+        off = deal.weekdays_only and (local.weekday() >= 5 or local.isoformat() in holiday_dates)
+        in_dark = dark is not None and dark[0] <= day < dark[1]
+        level = 0.0 if in_dark or off else 1.0
+        deal.interest.append(level)
+        if in_dark and deal.stalled_day is None:
+            deal.stalled_day = day
+        if level == 0.0:
+            continue
+        for sid, role in committee:
+            if rng.random() < rate[sid]:
+                ts = int(midnight.timestamp() * 1000) + rng.randint(8 * 60, 18 * 60) * 60_000
+                if not created_ms <= ts < created_ms + close_day * DAY_MS:
+                    continue
+                visitor = rng.choice(devices[sid]) if rng.random() < 0.3 else devices[sid][0]
+                before = len(shares)
+                deal.events += _visit(rng, deal, sid, role, visitor, ts, _sigmoid(0.5 * logit + rng.gauss(0, 0.5)),
+                                      ids, shares)
+                if len(shares) > before and shares[-1].endswith(".example") and "@buyer." not in shares[-1] \
+                        and shares[-1] not in shares[:-1] and rng.random() < 0.6:
+                    forwarded.append((ts + rng.randint(12, 72) * 3_600_000, f"v-{rng.getrandbits(40):x}"))
+    for first, visitor in forwarded:  # the recipient of a forwarded link: anonymous, a visit or three
+        for k in range(rng.randint(1, 3)):
+            ts = first + k * rng.randint(1, 4) * DAY_MS
+            if ts < created_ms + close_day * DAY_MS:
+                deal.events += _visit(rng, deal, None, "user", visitor, ts, 0.4, ids, shares)
+    if dark is not None:
+        start_ms = created_ms + dark[0] * DAY_MS
+        after = [e["ts"] for e in deal.events if e["ts"] >= start_ms]
+        deal.episodes.append((start_ms, min(after, default=created_ms + close_day * DAY_MS)))
     deal.events.sort(key=lambda e: e["ts"])
     return deal
 
 
-def simulate(seed: int, n: int, start_ms: int, days: int = 90) -> list[Deal]:
+def simulate(seed: int, n: int, start_ms: int, days: int = 90, *, spread_days: int = 0) -> list[Deal]:
+    """``n`` deals; with ``spread_days`` their rooms open one after another over that many days (a site's history)."""
     rng = random.Random(seed)
-    return [simulate_deal(rng, f"sim-{i:04d}", start_ms, days) for i in range(n)]
+    hol = holidays(start_ms, days + spread_days)
+    return [simulate_deal(rng, f"sim-{i:04d}", start_ms + (i * spread_days * DAY_MS // n if spread_days else 0), days,
+                          hol) for i in range(n)]
 
 
 def stage_for(day: int, deal: Deal) -> str:
@@ -142,6 +216,8 @@ def plan(deals: list[Deal], site: str, secret: str, token_expiry_s: int, *, tick
             if i == 0:
                 body.update(name=f"Deal {deal.room_id}", owner=owner, amount=float(10_000 * (len(people) + 1)),
                             stakeholders=people)
+                if deal.content:
+                    body["content"] = deal.content
             if stage == "proposal":
                 body["proposal_shared_at"] = deal.created_ms + day * DAY_MS
             ops.append(Op(body["updated_at"], "room", deal.room_id, body))
@@ -151,7 +227,8 @@ def plan(deals: list[Deal], site: str, secret: str, token_expiry_s: int, *, tick
             ev = {k: v for k, v in e.items() if k not in ("site", "stakeholder_id", "token_status")}
             ev["event_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"dealbeacon-sim/{deal.room_id}/{n}"))
             ev["session_id"] = f"s-{e['visitor_id'][2:10]}-{e['ts'] // DAY_MS}"
-            ev["token"] = toks[e["stakeholder_id"]]
+            if e["stakeholder_id"]:
+                ev["token"] = toks[e["stakeholder_id"]]
             wire.append(ev)
         visit: list[dict] = []
         nexts: list[dict | None] = [*wire, None]
@@ -181,4 +258,5 @@ def op_records(ops: list[Op], site: str, deals: list[Deal]):
         elif op.kind == "clock":
             yield [{"record": "clock", "site": site, "now": op.body["now"]}]
         else:
-            yield [{**e, "site": site, "stakeholder_id": who[(e["room_id"], e["visitor_id"])]} for e in op.body["events"]]
+            yield [{**e, "site": site, "stakeholder_id": who[(e["room_id"], e["visitor_id"])] or "",
+                    "token_status": "valid" if who[(e["room_id"], e["visitor_id"])] else "none"} for e in op.body["events"]]
