@@ -90,8 +90,8 @@ def run_site(deals, acfg: AlertConfig):
     for at, _, _, recs in merged:
         changed, out = process_rooms(recs, states.get, lambda site: sorted(open_rooms), acfg=acfg)
         states.update(changed)
-        for a in out.get("alerts", []):
-            alerts[a["room_id"]].append(a)
+        for a in out.get("alerts", []):  # with the last buyer activity the core knew of when it raised it
+            alerts[a["room_id"]].append({**a, "known_last": states[f"{SITE}/{a['room_id']}".encode()].facts.last_activity_ms})
         for r in out.get("deal_scores", []):
             scores[r["room_id"]].append(r)
         for rec in recs:
@@ -149,12 +149,14 @@ def stall_report(deals, alerts, acfg: AlertConfig, hol):
                        key=lambda a: a["at"])
         firsts: dict[int, dict] = {}
         for a in stall:
-            last = max((t for t in visits if t <= a["at"]), default=d.created_ms)
+            last = a["known_last"] or d.created_ms
             firsts.setdefault(last, a)
             if a["kind"] == "quiet" and d.weekdays_only and not any(s <= a["at"] < e for s, e in d.episodes):
                 buyer = WorkCalendar(d.tz, (5, 6), hol)
                 if buyer.working_days(last, a["at"]) <= (acfg.cadence(a["stage"]) or 0):
                     weekend_caused += 1
+                    if os.environ.get("SQ_DEBUG"):
+                        print("weekend", d.room_id, d.tz, last, a["at"], a["evidence"])
         for last, a in firsts.items():
             notices += 1
             ok = any(s <= a["at"] < e for s, e in d.episodes)
@@ -173,6 +175,9 @@ def stall_report(deals, alerts, acfg: AlertConfig, hol):
             if hit is not None:
                 detected += 1
                 delays.append(max(0.0, cal.working_days(last, hit["at"]) - cadence))
+            elif os.environ.get("SQ_DEBUG"):
+                print("missed", d.room_id, round(d.propensity, 2), stage, round(cal.working_days(last, min(e, closed_ms)), 1),
+                      [round(cal.working_days(last, a["at"]), 1) for a in stall if a["at"] > last][:3])
     return notices, correct, detectable, detected, delays, weekend_caused
 
 

@@ -75,6 +75,13 @@ class RoomUpdate(Body):
     updated_at: EpochMs | None = Field(None, description="when it changed in the CRM (default: now)")
     stakeholders: Annotated[list[Person], Field(max_length=100)] | None = None
     content: Annotated[list[Content], Field(max_length=200)] | None = None
+    timezone: str | None = Field(None, description="the buyer's IANA time zone (Europe/Berlin): silence is counted "
+                                 "in their working days; default: the site's (DEALBEACON_TIMEZONE)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        return v if v is None else check_zone(v)
 
     @field_validator("stage")
     @classmethod

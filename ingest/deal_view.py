@@ -42,11 +42,11 @@ ALERT_KEYS = ("alert_id", "room_id", "kind", "severity", "stakeholders", "eviden
 
 def deal_list_sql(site: str, seller: str, now_ms: int) -> str:
     """One row per deal of the seller: the room, its latest score and band, the score a week ago (trend), the
-    last buyer activity."""
+    last buyer activity, the win probability and the model that gave it."""
     s = sql_string(site)
     return (
         "SELECT r.room_id, r.name, r.stage, r.amount, d.score, d.band, d.reasons, d.engaged, d.invited, "
-        "if(w.n > 0, w.score_then, NULL), toUnixTimestamp64Milli(e.last_activity) "
+        "if(w.n > 0, w.score_then, NULL), toUnixTimestamp64Milli(e.last_activity), d.win_probability, d.model_version "
         f"FROM (SELECT * FROM rooms FINAL WHERE site = {s} AND owner = {sql_string(seller)}) AS r "
         "LEFT JOIN deal_scores_latest AS d ON d.site = r.site AND d.room_id = r.room_id "
         f"LEFT JOIN (SELECT room_id, argMax(score, at) AS score_then, count() AS n FROM deal_scores WHERE site = {s} "
@@ -64,7 +64,7 @@ def shape_deal_list(rows: list, people: dict[str, list], alerts: list[dict], clo
         open_by_room.setdefault(a["room_id"], []).append(a)
     deals = []
     for r in rows:
-        room_id, name, stage, amount, score, band, reasons, engaged, invited, then, last = r
+        room_id, name, stage, amount, score, band, reasons, engaged, invited, then, last, win, model = r
         mine = open_by_room.get(room_id, [])
         top = max((SEVERITY_RANK.get(a["severity"], 0) for a in mine), default=-1)
         deals.append({
@@ -72,6 +72,7 @@ def shape_deal_list(rows: list, people: dict[str, list], alerts: list[dict], clo
             "reasons": orjson.loads(reasons or "[]"), "engaged": engaged, "invited": invited,
             "trend": None if score is None or then is None else round(score - then, 1),
             "last_activity": last or None, "open_alerts": len(mine),
+            "win_probability": win, "model_version": model or None,
             "top_severity": next((k for k, v in SEVERITY_RANK.items() if v == top), None),
             "stakeholders": people.get(room_id, []), "closed": stage in closed})
     opened = sorted((d for d in deals if not d["closed"]), key=lambda d: (

@@ -245,7 +245,11 @@ ALTER TABLE channels ADD COLUMN IF NOT EXISTS events Array(String) DEFAULT []
     (9, "win_model", """
 ALTER TABLE deal_scores ADD COLUMN IF NOT EXISTS win_probability Nullable(Float64);
 ALTER TABLE deal_scores ADD COLUMN IF NOT EXISTS model_version LowCardinality(String) DEFAULT '';
-ALTER TABLE deal_scores ADD COLUMN IF NOT EXISTS features String DEFAULT ''
+ALTER TABLE deal_scores ADD COLUMN IF NOT EXISTS features String DEFAULT '';
+ALTER TABLE rooms ADD COLUMN IF NOT EXISTS timezone String DEFAULT '';
+DROP VIEW IF EXISTS deal_scores_latest;
+CREATE VIEW deal_scores_latest AS
+SELECT * FROM deal_scores FINAL ORDER BY at DESC LIMIT 1 BY site, room_id
 """),
 ]
 
@@ -276,7 +280,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "site": "LowCardinality(String)", "room_id": "String", "name": "String", "owner": "String",
         "stage": "LowCardinality(String)", "amount": "Float64", "expected_close": "Nullable(Date)",
         "stakeholders": "String", "proposal_shared_at": "Nullable(DateTime64(3, 'UTC'))", "created_at": "DateTime64(3, 'UTC')",
-        "updated_at": "DateTime64(3, 'UTC')", "content": "String",
+        "updated_at": "DateTime64(3, 'UTC')", "content": "String", "timezone": "String",
     },
     "room_stage_history": {
         "site": "LowCardinality(String)", "room_id": "String", "from_stage": "LowCardinality(String)",

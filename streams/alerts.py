@@ -8,8 +8,10 @@ for every rule). Fatigue control across alerts (cooldowns, quiet hours) is the d
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 
 from streams.model import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, alert_config  # noqa: F401
 from streams.scoring import (
@@ -92,6 +94,10 @@ def recipient(rec: dict) -> str:
     return str(rec.get("share_to") or "").strip().lower()
 
 
+def _invited_addresses(room: Room) -> set[str]:
+    return {sid.lower() for sid, _ in room.invited} | {e.lower() for e in room.emails if e}
+
+
 def shared(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     """The room shared onward to someone new: once per recipient. A share to an invited stakeholder (by id or
     email) or to someone it was already shared with is not news; a share without a recipient (a copied link)
@@ -99,7 +105,7 @@ def shared(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     if v.rec.get("type") != "share":
         return []
     to, channel = recipient(v.rec), v.rec.get("share_channel") or "link"
-    invited = {sid.lower() for sid, _ in v.room.invited} | {e.lower() for e in v.room.emails if e}
+    invited = _invited_addresses(v.room)
     if to and (to in invited or to in {s[0] for s in v.facts.shared_to} or v.room.is_internal_address(to)):
         return []  # a share back to the seller's own team is not a new buyer either
     by = v.sid or "an anonymous visitor"
@@ -208,33 +214,92 @@ def usual_gap(facts: RoomFacts, acfg: AlertConfig) -> float:
     return max(acfg.calendar.working_days(a, b) for a, b in zip(days, days[1:]))
 
 
-def quiet(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
-    """No buyer activity for longer than the stage's cadence AND than is usual for this room (its longest recent
-    gap x rhythm_factor), counted in working days (weekends and holidays are not silence). Severity by how far
-    past (1x, 2x, 3x). One per quiet stretch and severity step: re-arms when the buyer comes back."""
+def unusual_after(facts: RoomFacts, acfg: AlertConfig, scores: dict[str, StakeholderScore] | None = None,
+                  created_ms: int = 0) -> float:
+    """Working days of silence that are unusual for this room, from its history before the current silence:
+    - its rate r of active working days over the last ``rate_window_days`` (one pseudo active day per
+      1/``prior_rate`` working days added, so a young room is not judged on two visits): g silent working
+      days happen by chance with probability (1 - r)^g, unusual once below ``quiet_alpha``;
+    - a steady room (``steady_min_gaps`` recent gaps between active days or more, varying by less than half
+      their mean) is judged by its steadiness, if that is sooner: past the longer of rhythm_factor x its mean gap and the mean +
+      ``gap_spread`` deviations."""
+    last = facts.last_activity_ms
+    if not last:
+        return 0.0
+    cal = acfg.calendar
+    start = max(created_ms, last - acfg.rate_window_days * DAY_MS)
+    span = cal.working_days(start, last)
+    days = {d for s in (scores or {}).values() for d, v in s.daily if v > 0} | {t // DAY_MS for t in facts.active_days}
+    active = [d for d in days if start // DAY_MS <= d <= last // DAY_MS and cal.is_working(_EPOCH + timedelta(days=d))]
+    rate = min(0.95, (max(1, len(active)) + 1) / (span + 1 + 1 / acfg.prior_rate))
+    limit = math.log(acfg.quiet_alpha) / math.log(1 - rate)
+    # a stall the room came back from is not its rhythm: gaps that were unusual themselves count up to the limit
+    marks = sorted(active)
+    excess = sum(max(0.0, cal.working_days(a * DAY_MS, b * DAY_MS) - limit) for a, b in zip(marks, marks[1:]))
+    if excess:
+        rate = min(0.95, (len(active) + 1) / (span - excess + 1 + 1 / acfg.prior_rate))
+        limit = math.log(acfg.quiet_alpha) / math.log(1 - rate)
+    recent = facts.active_days[-(acfg.rhythm_gaps + 1):]
+    if len(recent) > acfg.steady_min_gaps:
+        gaps = [cal.working_days(a, b) for a, b in zip(recent, recent[1:])]
+        mean = sum(gaps) / len(gaps)
+        sd = math.sqrt(sum((g - mean) ** 2 for g in gaps) / (len(gaps) - 1))
+        if sd < 0.5 * mean:
+            limit = min(limit, max(acfg.rhythm_factor * mean, mean + acfg.gap_spread * sd))
+    return min(limit, acfg.longest_usual_days)
+
+
+def room_unopened(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """Nobody has opened the room for longer than its stage's cadence since it was created (no buyer has
+    engaged yet, so this is not a silence of theirs: the link may not have reached them). Once per room."""
     cadence = acfg.cadence(v.room.stage)
-    since = v.facts.last_activity_ms or v.room.created_ms
-    if not (cadence and since):
+    if v.facts.last_activity_ms or not (cadence and v.room.created_ms):
         return []
+    waited = acfg.calendar.working_days(v.room.created_ms, v.now_ms)
+    if waited <= cadence:
+        return []
+    who = ", ".join(sid for sid, _ in v.room.invited[:3])
+    return [v.alert("room_unopened", "low", [], f"nobody has opened the room in the {waited:.1f} working days since it "
+                    f"was created", f"Check the link reached {who or 'your contact'}: resend it with one line on what is "
+                    "inside", episode="room_unopened")]
+
+
+def quiet(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """No buyer activity for longer than the stage's cadence AND than is usual for this room (``unusual_after``),
+    counted in the buyer's working days (weekends and holidays are not silence). Severity by how far past (1x,
+    2x, 3x). One per quiet stretch and severity step: re-arms when the buyer comes back."""
+    cadence = acfg.cadence(v.room.stage)
+    since = v.facts.last_activity_ms
+    if not (cadence and since):
+        return []  # a room nobody opened yet: room_unopened
     silent = acfg.calendar.working_days(since, v.now_ms)
-    rhythm = usual_gap(v.facts, acfg)
-    norm = max(cadence, acfg.rhythm_factor * rhythm)
+    usual = unusual_after(v.facts, acfg, v.scores, v.room.created_ms)
+    norm = max(cadence, usual)
     over = silent / norm
     if over <= 1:
         return []
     sev = "high" if over >= 3 else "medium" if over >= 2 else "low"
-    usual = f"; this room's longest recent gap is {rhythm:.1f}" if rhythm else ""
+    rhythm = usual_gap(v.facts, acfg)
+    why = f"; unusual for this room after {usual:.1f}" if usual > cadence else ""
+    why += f" (its longest recent gap is {rhythm:.1f})" if why and rhythm else ""
     return [v.alert("quiet", sev, [], f"no buyer activity for {silent:.1f} working days; {v.room.stage} expects contact "
-                    f"every {cadence:g} working days{usual}", suggest_for_quiet(v.facts, v.room, v.scores, v.now_ms, cfg),
+                    f"every {cadence:g} working days{why}", suggest_for_quiet(v.facts, v.room, v.scores, v.now_ms, cfg),
                     episode=f"quiet/{v.facts.last_activity_ms}/{sev}")]
 
 
+_EPOCH = date(1970, 1, 1)
 LIVE = ("Active", "Cooling", "New")
 
 
+def _past_usual(v: TimeView, acfg: AlertConfig) -> bool:
+    since = v.facts.last_activity_ms or v.room.created_ms
+    return acfg.calendar.working_days(since, v.now_ms) > unusual_after(v.facts, acfg, v.scores, v.room.created_ms)
+
+
 def deal_went_dark(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
-    """The deal's band became Dark (from Active, Cooling or New; fires on the transition)."""
-    if v.before.deal in LIVE and v.now.deal == "Dark":
+    """The deal's band became Dark (from Active, Cooling or New; fires on the transition) while the room is
+    silent for longer than is usual for it (a slower month alone is not a stalled deal)."""
+    if v.before.deal in LIVE and v.now.deal == "Dark" and _past_usual(v, acfg):
         return [v.alert("deal_went_dark", "high", [], f"deal engagement went from {v.before.deal} to Dark",
                         suggest_for_quiet(v.facts, v.room, v.scores, v.now_ms, cfg), episode=f"deal_went_dark//{v.now_ms}")]
     return []
@@ -278,7 +343,7 @@ def proposal_unopened(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> lis
     return []
 
 
-TIME_RULES: tuple[TimeRule, ...] = (quiet, deal_went_dark, stakeholder_dark, single_threaded, proposal_unopened)
+TIME_RULES: tuple[TimeRule, ...] = (quiet, room_unopened, deal_went_dark, stakeholder_dark, single_threaded, proposal_unopened)
 
 
 # ---------------------------------------------------------------- running them
@@ -314,8 +379,10 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
             shares[shares.index(claimed)] = (*claimed[:3], visitor)
         visitors = (visitors + [visitor])[-MAX_VISITORS:]
     to = recipient(rec)
-    internal_to = room is not None and room.is_internal_address(to)
-    if etype == "share" and to and not internal_to and to not in {s[0] for s in shares}:
+    # a share to the seller's team, or to someone invited (they open the room with their own link), never
+    # waits for an anonymous first visit
+    known_to = room is not None and (room.is_internal_address(to) or to in _invited_addresses(room))
+    if etype == "share" and to and not known_to and to not in {s[0] for s in shares}:
         shares = (shares + [(to, sid or "an anonymous visitor", ts, "")])[-MAX_SHARES:]
     hot_ms = max([facts.hot_ms] + [a.at_ms for a in alerts if a.kind == "hot"])
     active = list(facts.active_days)
@@ -352,5 +419,7 @@ def evaluate(room: Room, facts: RoomFacts, scores: dict[str, StakeholderScore], 
     """Run the time rules for one room at ``now_ms``. Returns the new band state and the alerts."""
     if room.stage in acfg.closed_stages:
         return bands, []
+    if room.tz and room.tz != acfg.calendar.tz:  # silence in the buyer's working days: their zone, the site's holidays
+        acfg = replace(acfg, calendar=replace(acfg.calendar, tz=room.tz))
     view = TimeView(room, facts, scores, bands, bands_at(scores, now_ms, cfg), now_ms)
     return view.now, [a for rule in TIME_RULES for a in rule(view, cfg, acfg)]

@@ -220,6 +220,8 @@ def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
         changes["internal"], changes["internal_addresses"] = internal_team(people, domains)
     if "content" in rec:
         changes["content"] = tuple((c["id"], c["kind"], c.get("title", "")) for c in rec["content"])
+    if rec.get("timezone"):
+        changes["tz"] = rec["timezone"]
     if rec.get("proposal_shared_at") is not None:
         changes["proposal_shared_ms"] = int(rec["proposal_shared_at"])
     meta = dict(state.meta)
@@ -268,7 +270,8 @@ def room_row(state: RoomState) -> dict:
             "stakeholders": orjson.dumps([{"id": s, "role": r, "email": emails.get(s, ""), "internal": s in room.internal}
                                           for s, r in room.invited]).decode(),
             "content": orjson.dumps(meta.get("content", [])).decode(),
-            "proposal_shared_at": room.proposal_shared_ms or None, "created_at": int(meta.get("created_at", room.created_ms)),
+            "proposal_shared_at": room.proposal_shared_ms or None, "timezone": room.tz,
+            "created_at": int(meta.get("created_at", room.created_ms)),
             "updated_at": int(meta["updated_at"])}
 
 
@@ -301,8 +304,9 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
     stages = [name for name, _ in acfg.cadence_days]
     pos = stages.index(state.room.stage) / max(1, len(stages) - 1) if state.room.stage in stages else 0.0
     engaged = len([sid for sid in engaged_ids(scores, at, cfg) if sid in roles])
+    person_days = [(sid, day, v) for sid, s in scores.items() if sid in roles for day, v in s.daily if v > 0]
     return win_features(d.breadth, d.depth, d.recency, daily.items(), engaged, len(roles), pos,
-                        (at - state.room.created_ms) / DAY_MS, at // DAY_MS)
+                        (at - state.room.created_ms) / DAY_MS, at // DAY_MS, person_days)
 
 
 def _deal_row(state: RoomState, at: int, cfg: ScoringConfig, acfg: AlertConfig) -> dict:
@@ -328,7 +332,7 @@ def dumps(state: RoomState) -> bytes:
         "bands": {"deal": state.bands.deal, "stakeholders": state.bands.stakeholders},
         "daily": state.daily, "clock_ms": state.clock_ms, "snapshot_day": state.snapshot_day, "fired": state.fired,
         "partition": state.partition, "offset": state.offset, "meta": [[k, v] for k, v in state.meta],
-        "model": {"version": state.model.version, "coef": state.model.coef, "won": state.model.won,
+        "model": {"version": state.model.version, "coef": [list(c) for c in state.model.coef], "won": state.model.won,
                   "lost": state.model.lost}})
 
 
@@ -337,7 +341,7 @@ def loads(data: bytes) -> RoomState:
     r = d["room"]
     room = Room(r["room_id"], r["stage"], r["created_ms"], _pairs(r["invited"]), r["proposal_shared_ms"], r["owner"],
                 tuple(r.get("emails", ())), tuple(tuple(c) for c in r.get("content", ())), tuple(r.get("internal", ())),
-                tuple(r.get("internal_addresses", ())))
+                tuple(r.get("internal_addresses", ())), r.get("tz", ""))
     f = d["facts"]
     facts = RoomFacts(f["last_activity_ms"], _pairs(f["stakeholders"]), _pairs(f["token_visitors"]),
                       tuple(f["pricing_days"]), f["proposal_opened_ms"], f["proposal_max_pct"], tuple(f["viewed_kinds"]),
@@ -359,7 +363,7 @@ def _pairs(items) -> tuple:
 def _room_dict(r: Room) -> dict:
     return {"room_id": r.room_id, "stage": r.stage, "created_ms": r.created_ms, "invited": r.invited,
             "proposal_shared_ms": r.proposal_shared_ms, "owner": r.owner, "emails": r.emails, "content": r.content,
-            "internal": r.internal, "internal_addresses": r.internal_addresses}
+            "internal": r.internal, "internal_addresses": r.internal_addresses, "tz": r.tz}
 
 
 def _facts_dict(f: RoomFacts) -> dict:

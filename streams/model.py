@@ -22,8 +22,14 @@ class AlertConfig:
     hot_every_days: int = 7  # at most one "hot" alert per room in this many days
     hot_baseline_days: int = 7  # no "hot" before the room has this many days of history (no baseline yet)
     calendar: WorkCalendar = WorkCalendar()  # silence counts in working days
-    rhythm_factor: float = 1.5  # quiet also needs the silence to exceed this x the room's usual longest gap
-    rhythm_gaps: int = 6  # the room's recent gaps between active working days that make its rhythm
+    rhythm_factor: float = 1.5  # a steady room: unusual past this x its mean gap between active days...
+    gap_spread: float = 6.0  # ... or past that mean + this many deviations, whichever is longer
+    rhythm_gaps: int = 12  # the room's recent gaps between active working days that make its rhythm
+    steady_min_gaps: int = 8  # gaps a room needs before a steady rhythm of its own is believed
+    rate_window_days: int = 42  # the history a room's rate of active days is learnt from
+    prior_rate: float = 0.3  # a young room: one pseudo active day per 1/prior_rate working days
+    longest_usual_days: float = 20  # however slow a room, this many silent working days are unusual
+    quiet_alpha: float = 0.002  # unusual: a silence the room's rate of active days makes less likely than this
 
     default_cadence_days: float = 7  # a stage without a cadence of its own (custom stage lists)
 
@@ -63,6 +69,7 @@ class Room:
     internal: tuple[str, ...] = ()  # stakeholders of the seller's own team: stored, never scored or alerted on
     # the seller's own addresses: "@domain" (the site's internal domains) and internal stakeholders' emails
     internal_addresses: tuple[str, ...] = ()
+    tz: str = ""  # the buyer's time zone (rooms API ``timezone``); "" = the site's calendar zone
 
     @property
     def kinds(self) -> dict[str, str]:

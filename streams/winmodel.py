@@ -7,12 +7,16 @@ snapshots of closed deals, as stored in ``deal_scores``); ``predict`` with a mod
   (summed stakeholder scores), recency (decays with silence), momentum (points of the last 14 days), rhythm
   (active days per day of the room's life, up to the 60 days of history a room keeps), people (engaged
   invited people of the committee), stage (position of the open stage in the site's stage list) and age
-  (days since the room opened, up to 120).
+  (days since the room opened, up to 120), intensity (active days per member who took part, per day of the
+  room's life, on a log scale: 1 is every day, 0 once in 150 days), reached (the share of the committee that
+  ever took part) and per_visit (points per member per active day, on a log scale).
 - **Prior** (``PRIOR``): the documented model a site starts with, version ``prior-1``. It is used until the
   site has ``MIN_WON`` won and ``MIN_LOST`` lost deals (50 and 50); after that a fit replaces it.
-- **Fit**: L2-regularised logistic regression (Newton steps), centred on the prior (a Gaussian prior of
-  precision ``RIDGE`` per coefficient), each closed deal weighing 1 in total however many snapshots it has
-  (one per ``EVERY_DAYS`` days of its life, before it closed). The version names the coefficients
+- **Fit**: one model per age band (``AGE_BANDS``: a deal's first three weeks, weeks three to six, after:
+  early and late engagement do not mean the same), each an L2-regularised logistic regression (Newton
+  steps) centred on the prior (a Gaussian prior of precision ``RIDGE`` per coefficient), each closed deal
+  weighing 1 in a band however many snapshots it has there (one per ``EVERY_DAYS`` days of its life, before
+  it closed). The version names the coefficients
   (``fit-`` + a hash), so the same data gives the same version in every process.
 - **Delivery**: a fitted model travels to the rooms as a site-wide ``model`` record (like a clock tick); each
   room keeps the model it was last given, and every score row carries the model's version.
@@ -26,39 +30,50 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FEATURES = ("breadth", "depth", "recency", "momentum", "rhythm", "people", "stage", "age")
+FEATURES = ("breadth", "depth", "recency", "momentum", "rhythm", "people", "stage", "age", "intensity", "reached",
+            "per_visit")
 PRIOR_VERSION = "prior-1"
 # intercept first, then one weight per feature: a fit on the simulator's site history (bench/signal_quality.py,
 # seed 7), rounded. Not any real site's: it stands in until a site's own closed deals replace it.
-PRIOR: tuple[float, ...] = (-1.2, -0.6, 2.0, 0.2, 0.3, -0.3, 2.0, -1.3, 0.0)
+PRIOR: tuple[float, ...] = (-1.2, -0.6, 2.0, 0.2, 0.3, -0.3, 2.0, -1.3, 0.0, 0.0, 0.0, 0.0)
 MIN_WON = 50
 MIN_LOST = 50
 RIDGE = 1.0
+AGE_BANDS = (21, 45)  # days: one model for a deal's first three weeks, one to week six, one after
+AGE_SCALE_DAYS = 120.0  # the age feature is days / this
 EVERY_DAYS = 7
 MAX_DEALS = 2000  # the most recent closed deals a fit reads
+
+
+def band_of(age_days: float) -> int:
+    """The age band a snapshot falls in: one model per band (``AGE_BANDS``)."""
+    return sum(age_days >= b for b in AGE_BANDS)
 
 
 @dataclass(frozen=True)
 class WinModel:
     version: str = PRIOR_VERSION
-    coef: tuple[float, ...] = PRIOR  # intercept, then FEATURES in order
+    # per age band: intercept, then FEATURES in order
+    coef: tuple[tuple[float, ...], ...] = tuple(PRIOR for _ in range(len(AGE_BANDS) + 1))
     won: int = 0  # closed deals it was fitted on
     lost: int = 0
 
     def predict(self, features: dict[str, float]) -> float:
-        z = self.coef[0] + sum(w * features.get(name, 0.0) for w, name in zip(self.coef[1:], FEATURES))
+        coef = self.coef[band_of(features.get("age", 0.0) * AGE_SCALE_DAYS)]
+        z = coef[0] + sum(w * features.get(name, 0.0) for w, name in zip(coef[1:], FEATURES))
         return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
 
     def record(self, site: str, at_ms: int) -> dict:
         """The site-wide record that hands this model to every room of ``site``."""
-        return {"record": "model", "site": site, "version": self.version, "coef": list(self.coef),
-                "won": self.won, "lost": self.lost, "fitted_at": at_ms}
+        return {"record": "model", "site": site, "version": self.version, "bands": list(AGE_BANDS),
+                "coef": [list(c) for c in self.coef], "won": self.won, "lost": self.lost, "fitted_at": at_ms}
 
     @classmethod
     def from_record(cls, rec: dict) -> WinModel:
-        coef = tuple(float(c) for c in rec["coef"])
-        if len(coef) != len(FEATURES) + 1:
-            raise ValueError(f"model {rec.get('version')!r}: {len(coef)} coefficients, {len(FEATURES) + 1} expected")
+        coef = tuple(tuple(float(c) for c in band) for band in rec["coef"])
+        if len(coef) != len(AGE_BANDS) + 1 or any(len(c) != len(FEATURES) + 1 for c in coef):
+            raise ValueError(f"model {rec.get('version')!r}: {len(AGE_BANDS) + 1} age bands of {len(FEATURES) + 1} "
+                             "coefficients expected")
         return cls(str(rec["version"]), coef, int(rec.get("won", 0)), int(rec.get("lost", 0)))
 
 
@@ -66,15 +81,27 @@ PRIOR_MODEL = WinModel()
 
 
 def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple[int, float]], engaged: int,
-             invited: int, stage_pos: float, age_days: float, today: int) -> dict[str, float]:
-    """The model's inputs. ``daily``: the room's points per day (day number, points); ``today``: the day of now."""
+             invited: int, stage_pos: float, age_days: float, today: int,
+             person_days: Iterable[tuple[str, int, float]] = ()) -> dict[str, float]:
+    """The model's inputs. ``daily``: the room's points per day (day number, points); ``today``: the day of now;
+    ``person_days``: (person, day, points) on the days a committee member was active (the history a room keeps)."""
     daily = [(d, v) for d, v in daily if v > 0]
     recent = [(d, v) for d, v in daily if today - 14 < d <= today]
     lived = [d for d, _ in daily if today - max(1.0, age_days) < d <= today]
+    pairs = {(p, d) for p, d, _ in person_days if today - max(1.0, age_days) < d <= today}
+    points = sum(v for p, d, v in person_days if today - max(1.0, age_days) < d <= today)
+    people = {p for p, _ in pairs}
     return {"breadth": round(breadth, 4), "depth": round(depth, 4), "recency": round(recency, 4),
-            "momentum": round(math.log1p(sum(v for _, v in recent)) / 6, 4), "rhythm": round(min(1.0, len(lived) / max(1.0, age_days)), 4),
+            "momentum": round(math.log1p(sum(v for _, v in recent)) / 6, 4),
+            "rhythm": round(min(1.0, len(lived) / max(1.0, age_days)), 4),
             "people": round(min(1.0, engaged / max(1, invited)), 4), "stage": round(stage_pos, 4),
-            "age": round(min(age_days, 120.0) / 120, 4)}
+            "age": round(min(age_days, AGE_SCALE_DAYS) / AGE_SCALE_DAYS, 4),
+            # how often each member who took part comes back, and how much of the committee ever did
+            "intensity": round(1 + math.log(max(0.01, min(1.0, len(pairs) / max(1, len(people))
+                                                          / max(1.0, min(age_days, 60.0))))) / 5, 4),
+            "reached": round(min(1.0, len(people) / max(1, invited)), 4),
+            # how much a member takes in on a day they come (pages, minutes, content), on a log scale
+            "per_visit": round(math.log1p(points / max(1, len(pairs))) / 4, 4)}
 
 
 def examples(rows: Iterable[tuple[str, int, dict[str, float], bool]], every_days: int = EVERY_DAYS,
@@ -100,13 +127,23 @@ def examples(rows: Iterable[tuple[str, int, dict[str, float], bool]], every_days
 
 def fit(rows: Iterable[tuple[str, int, dict[str, float], bool]], *, min_won: int = MIN_WON,
         min_lost: int = MIN_LOST, ridge: float = RIDGE, prior: Sequence[float] = PRIOR) -> WinModel:
-    """The site's model from its closed deals' snapshots, or the prior while it has too few of either outcome."""
+    """The site's model from its closed deals' snapshots, or the prior while it has too few of either outcome.
+    One logistic model per age band, each from the snapshots taken at that age."""
     rows = list(rows)
     outcome = {room: won for room, _, _, won in rows}
     won = sum(outcome.values())
     lost = len(outcome) - won
     if won < min_won or lost < min_lost:
         return WinModel(won=won, lost=lost)
+    bands: list[list] = [[] for _ in range(len(AGE_BANDS) + 1)]
+    for row in rows:
+        bands[band_of(row[2].get("age", 0.0) * AGE_SCALE_DAYS)].append(row)
+    coef = tuple(_fit_band(band, ridge, prior) if band else tuple(prior) for band in bands)
+    digest = hashlib.sha1(repr(coef).encode()).hexdigest()[:10]
+    return WinModel(f"fit-{digest}", coef, won, lost)
+
+
+def _fit_band(rows: list, ridge: float, prior: Sequence[float]) -> tuple[float, ...]:
     x, y, w = examples(rows)
     beta0 = np.array(prior, dtype=float)
     beta = beta0.copy()
@@ -120,6 +157,4 @@ def fit(rows: Iterable[tuple[str, int, dict[str, float], bool]], *, min_won: int
         beta = beta + step
         if float(np.max(np.abs(step))) < 1e-8:
             break
-    coef = tuple(round(float(b), 6) for b in beta)
-    digest = hashlib.sha1(repr(coef).encode()).hexdigest()[:10]
-    return WinModel(f"fit-{digest}", coef, won, lost)
+    return tuple(round(float(b), 6) for b in beta)

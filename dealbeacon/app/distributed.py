@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -42,7 +43,7 @@ async def run_ingest(s: Settings) -> None:
     await ensure_topics(s)
     handoff = KafkaHandoff(s)
     await handoff.start()
-    reader = hub = feed = None
+    reader = hub = feed = refits = None
     if s.clickhouse_url:  # the seller page: reads from the ClickHouse server, live alerts from the alerts topic
         from ingest.sellers import AlertHub
         from sinks.store import ServerStore
@@ -50,6 +51,11 @@ async def run_ingest(s: Settings) -> None:
         store = ServerStore(s.clickhouse_url)
         reader, hub = (lambda sql: [list(r) for r in store.query(sql)]), AlertHub()
         feed = asyncio.create_task(_alert_feed(s, hub))
+        if s.model_refit_s:  # the win model: refitted from the server's closed deals, handed over through Kafka
+            from dealbeacon.app.modelfit import refit_loop
+            refits = asyncio.create_task(refit_loop(lambda: list(sites.sites), reader, handoff.submit,
+                                                    s.won_stage_list, s.closed_stage_list, s.model_refit_s,
+                                                    lambda: int(time.time() * 1000)))
     server = serving.server(create_app(s, sites, handoff, snippet_file=SNIPPET_FILE, reader=reader, hub=hub))
     _on_signals(lambda: setattr(server, "should_exit", True))
     print(f"dealbeacon ingest on http://{s.host}:{s.port}/v1/events -> Kafka {s.kafka_bootstrap}", flush=True)
@@ -57,9 +63,10 @@ async def run_ingest(s: Settings) -> None:
     try:
         await server.serve(sockets=[sock])
     finally:
-        if feed:
-            feed.cancel()
-            await asyncio.gather(feed, return_exceptions=True)
+        for task in (feed, refits):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await handoff.stop()
 
 

@@ -14,6 +14,7 @@ from prometheus_client import Gauge
 
 from dealbeacon.app import serving
 from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor
+from dealbeacon.app.modelfit import refit_loop
 from dealbeacon.core.analysts import AnalystRegistry
 from dealbeacon.core.clock import SiteClocks
 from dealbeacon.core.settings import Settings
@@ -161,6 +162,10 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
                               max_batch=settings.embedded_max_batch)
     await handoff.start()
     ticker = asyncio.create_task(_ticker(settings, sites, handoff)) if settings.clock == "wall" else None
+    refits = asyncio.create_task(refit_loop(
+        lambda: list(sites.sites), store.query_readonly, handoff.submit, settings.won_stage_list,
+        settings.closed_stage_list, settings.model_refit_s, lambda: int(time.time() * 1000))) \
+        if settings.model_refit_s else None
     log.info("room states loaded: %d", rooms)
     demo_page = DEMO_PAGE if demo_site else None
     metrics = Metrics()
@@ -196,7 +201,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
         if demo_task:
             demo_task.cancel()
             await asyncio.gather(demo_task, return_exceptions=True)
-        for task in (ticker, delivering):
+        for task in (ticker, refits, delivering):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

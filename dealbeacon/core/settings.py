@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     # -- deals: stages, time rules
     stages: str = ",".join(DEFAULT_STAGES)  # ordered; the rooms API accepts these
     closed_stages: str = "closed_won,closed_lost"  # no quiet alerts, no snapshots
+    won_stages: str = ""  # the closed stages that count as won (the win model learns from them); "": the first closed stage
+    model_refit_s: Annotated[float, Field(ge=0)] = 3600.0  # how often each site's win model is refitted (0: never)
     stage_cadence_days: str = ""  # "discovery=10,evaluation=4": expected contact cadence per stage (quiet alerts)
     default_cadence_days: PositiveFloat = 7.0  # a stage with no cadence given or known
     # the buyers' working calendar: silence is counted in working days (quiet alerts)
@@ -160,6 +162,13 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
+    def _won(self) -> Settings:
+        if not set(self.won_stage_list) <= set(self.closed_stage_list):
+            raise ValueError(f"{ENV_PREFIX}WON_STAGES={self.won_stages!r}: must be among {ENV_PREFIX}CLOSED_STAGES "
+                             f"({self.closed_stages})")
+        return self
+
+    @model_validator(mode="after")
     def _cadences(self) -> Settings:
         for part in _split(self.stage_cadence_days):
             stage, _, days = part.partition("=")
@@ -210,6 +219,10 @@ class Settings(BaseSettings):
     @property
     def closed_stage_list(self) -> tuple[str, ...]:
         return _split(self.closed_stages)
+
+    @property
+    def won_stage_list(self) -> tuple[str, ...]:
+        return _split(self.won_stages) or self.closed_stage_list[:1]
 
     @property
     def content_kind_list(self) -> tuple[str, ...]:

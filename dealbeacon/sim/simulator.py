@@ -83,7 +83,7 @@ def _visit(rng: random.Random, deal: Deal, sid: str | None, role: str, visitor: 
         for _ in range(rng.randint(1, 1 + round(depth))):
             t += 15_000
             out.append({**base, "type": "engagement", "ts": t, "content_id": cid, "engaged_ms": rng.randint(5_000, 15_000)})
-    if sid and rng.random() < 0.05:  # shares: to a colleague already on the committee, again to someone, or new
+    if sid and rng.random() < 0.025:  # shares: to a colleague already on the committee, again to someone, or new
         r = rng.random()
         if r < 0.35:
             to = f"{rng.choice(deal.committee)[0]}@buyer.example"
@@ -130,8 +130,8 @@ def simulate_deal(rng: random.Random, room_id: str, created_ms: int, days: int =
     zone = ZoneInfo(deal.tz)
     rate = {}
     for sid, role in committee:
-        takes_part = role == "champion" or rng.random() < _sigmoid(0.9 * logit + 0.6)
-        per_day = 0.2 * math.exp(0.45 * logit) * rng.uniform(0.6, 1.4) * (1.5 if role == "champion" else 1.0)
+        takes_part = role == "champion" or rng.random() < _sigmoid(0.9 * logit + 1.0)
+        per_day = 0.35 * math.exp(0.35 * logit) * rng.uniform(0.6, 1.4) * (1.5 if role == "champion" else 1.0)
         rate[sid] = min(0.85, per_day) if takes_part else 0.0
     devices = {sid: [f"v-{rng.getrandbits(40):x}"] + ([f"v-{rng.getrandbits(40):x}"] if rng.random() < 0.35 else [])
                for sid, _ in committee}
@@ -218,6 +218,8 @@ def plan(deals: list[Deal], site: str, secret: str, token_expiry_s: int, *, tick
                             stakeholders=people)
                 if deal.content:
                     body["content"] = deal.content
+                if deal.tz != "UTC":
+                    body["timezone"] = deal.tz
             if stage == "proposal":
                 body["proposal_shared_at"] = deal.created_ms + day * DAY_MS
             ops.append(Op(body["updated_at"], "room", deal.room_id, body))

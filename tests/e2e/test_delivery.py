@@ -146,7 +146,9 @@ def test_a_notice_held_for_quiet_hours_is_delivered_once_after_a_restart(tmp_pat
                      "session_id": "s-1", "ts": monday + 60_000}
             assert httpx.post(f"{srv.url}/v1/events", headers=auth,
                               json={"site": "acme", "sent_at": monday + 61_000, "events": [visit]}).status_code == 202
-            late = _ms("2026-01-13T23:00")  # six and a half working days of silence, at 23:00: quiet hours
+            # eleven and a half working days of silence (one visit: a young room is quiet after ten), at 23:00:
+            # quiet hours
+            late = _ms("2026-01-20T23:00")
             assert httpx.post(f"{srv.url}/v1/sites/acme/clock", headers=auth, json={"now": late}).status_code == 202
             sql = f"http://127.0.0.1:{srv.sql_port}/"
 
@@ -164,7 +166,7 @@ def test_a_notice_held_for_quiet_hours_is_delivered_once_after_a_restart(tmp_pat
         srv = Server(data, "--no-demo", env=env).start()
         try:
             assert hook.received == []  # the restart alone sends nothing: the site's clock still says 23:00
-            morning = _ms("2026-01-14T07:00")
+            morning = _ms("2026-01-21T07:00")
             assert httpx.post(f"{srv.url}/v1/sites/acme/clock", headers=auth, json={"now": morning}).status_code == 202
             wait_until(lambda: any(held in b.decode() for _, b in hook.received), what="the held notice after 07:00")
             time.sleep(3)  # deliberate: a second copy, if any, would arrive in this window

@@ -27,8 +27,11 @@ def test_a_custom_stage_list_gets_quiet_alerts_at_its_own_cadence(store):
     with make_client(store, s) as c:
         for room, stage in (("d-eval", "evaluation"), ("d-disc", "discovery"), ("d-pilot", "pilot"), ("d-won", "signed")):
             assert c.put(f"/v1/sites/test/rooms/{room}", headers=AUTH, json={
-                "stage": stage, "owner": "sam", "updated_at": NOW_MS - DAY}).status_code == 202
-            assert c.post("/v1/events", headers=AUTH, json=batch(event("room_view", room=room, ts=NOW_MS))).status_code == 202
+                "stage": stage, "owner": "sam", "updated_at": NOW_MS - 15 * DAY}).status_code == 202
+            # a busy room (a visit every working day for two weeks): its own rhythm makes a silence of 4 working
+            # days unusual, so the stage's cadence decides when it is quiet
+            visits = [event("room_view", room=room, ts=NOW_MS - d * DAY) for d in (14, 13, 12, 11, 10, 7, 6, 5, 4, 3, 0)]
+            assert c.post("/v1/events", headers=AUTH, json=batch(*visits, sent_at=NOW_MS)).status_code == 202
         assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS + 3 * DAY}).status_code == 202
         assert _quiet(store) == []
         assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": NOW_MS + 5 * DAY}).status_code == 202
@@ -42,7 +45,8 @@ def test_a_custom_stage_list_gets_quiet_alerts_at_its_own_cadence(store):
 
 @pytest.mark.parametrize("env, says", [({"DEALBEACON_CLOCK": "Wall"}, "DEALBEACON_CLOCK='Wall': must be one of: wall, external"),
                                        ({"DEALBEACON_STAGE_CADENCE_DAYS": "proposal=soon"}, "STAGE_CADENCE_DAYS"),
-                                       ({"DEALBEACON_STAGES": "only"}, "at least two")])
+                                       ({"DEALBEACON_STAGES": "only"}, "at least two"),
+                                       ({"DEALBEACON_WON_STAGES": "proposal"}, "WON_STAGES='proposal': must be among")])
 def test_settings_that_cannot_work_refuse_to_start(tmp_path, env, says):
     with pytest.raises(ValueError, match=says.replace("(", r"\(")):
         Settings.from_env(env)

@@ -1,13 +1,16 @@
 """Scores and alerts on the real broker: simulated committees over HTTP -> Kafka -> Faust -> sink -> ClickHouse
 raise the expected alerts at the expected simulated times; embedded mode raises the same ones."""
 import asyncio
+import math
 import pathlib
 
 import httpx
 
 from dealbeacon.sim.simulate import replay
 from dealbeacon.sim.simulator import DAY_MS, Deal, op_records, plan, simulate, stage_for
+from dealbeacon.core.settings import Settings
 from streams import processors
+from streams.alerts import alert_config
 from tests.support.data import SQL_AUTH
 from tests.support.servers import Server
 
@@ -35,28 +38,36 @@ def scripted_deal() -> Deal:
     return Deal("scripted", START, [(champ, "champion"), (cfo, "economic_buyer")], events, won=False, closed_day=45)
 
 
+HOLIDAY_DAY = (START + 11 * DAY_MS) // DAY_MS  # Monday 2026-01-12, the site's holiday (HOLIDAYS below)
+
+
 def weekday_days(a: int, b: int) -> float:
-    """Days of Monday-to-Friday time (UTC) between two instants, day by day."""
+    """Days of Monday-to-Friday time (UTC) between two instants, day by day, the site's holiday left out."""
     total, day = 0.0, a // DAY_MS
     while day * DAY_MS < b:
         lo, hi = max(a, day * DAY_MS), min(b, (day + 1) * DAY_MS)
-        if (day + 3) % 7 < 5:  # 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays
+        if (day + 3) % 7 < 5 and day != HOLIDAY_DAY:  # 1970-01-01 was a Thursday: (day + 3) % 7 is 0 on Mondays
             total += (hi - lo) / DAY_MS
         day += 1
     return total
 
 
 def expected_quiet(deal: Deal) -> list[tuple[str, int]]:
-    """Quiet alerts by the spec: at each tick, quiet working days (weekends do not count) over the stage's
-    cadence; one alert per severity step (over 1x low, 2x medium, 3x high) per quiet stretch; none once the
-    deal is closed. (The scripted deal's own rhythm, 4 consecutive days, is shorter than any cadence.)"""
+    """Quiet alerts by the documented rule, computed here on its own: at each tick, quiet working days (weekends
+    do not count) over the norm, the longer of the stage's cadence and what is unusual for the room (a room
+    active on n working days of the span between its opening and its last visit has rate (n + 1) / (span + 1 +
+    1/0.3); unusual once (1 - rate)^days < 0.002); one alert per severity step (over 1x low, 2x medium, 3x high)
+    per quiet stretch; none once the deal is closed."""
     last = max(e["ts"] for e in deal.events)
+    active = {e["ts"] // DAY_MS for e in deal.events if (e["ts"] // DAY_MS + 3) % 7 < 5}
+    rate = (len(active) + 1) / (weekday_days(deal.created_ms, last) + 1 + 1 / 0.3)
+    unusual = math.log(0.002) / math.log(1 - rate)
     out, fired = [], set()
     for t in range(START + TICK_MS, START + 50 * DAY_MS + 1, TICK_MS):
         stage = stage_for((t - START) // DAY_MS, deal)
         if stage not in CADENCE_DAYS or t <= last:
             continue
-        over = weekday_days(last, t) / CADENCE_DAYS[stage]
+        over = weekday_days(last, t) / max(CADENCE_DAYS[stage], unusual)
         sev = "high" if over >= 3 else "medium" if over >= 2 else "low" if over > 1 else None
         if sev and sev not in fired:
             fired.add(sev)
@@ -64,16 +75,45 @@ def expected_quiet(deal: Deal) -> list[tuple[str, int]]:
     return out
 
 
+def casebook_deal() -> Deal:
+    """A week as a committee lives it, in one room: a champion on a second device, a share, the same share
+    again and one to an invited colleague, the shared link's first visit by someone new (anonymous), a
+    weekend and a holiday (Monday 2026-01-12, DEALBEACON_HOLIDAYS) with no visits, then silence."""
+    champ, cfo, legal = "cb-champion", "cb-cfo", "cb-legal"
+
+    def ev(day, hour, etype, sid, visitor, **kw):
+        return {"room_id": "casebook", "site": SITE, "stakeholder_id": sid, "visitor_id": visitor,
+                "token_status": "valid" if sid else "none", "type": etype,
+                "ts": START + day * DAY_MS + hour * 3_600_000, **kw}
+
+    events = [ev(4, 9, "room_view", champ, "v-cb0000a1"), ev(4, 9.1, "content_view", champ, "v-cb0000a1", content_id="proposal"),
+              ev(4, 9.5, "room_view", cfo, "v-cb0000c1"), ev(4, 9.6, "content_view", cfo, "v-cb0000c1", content_id="pricing"),
+              ev(4, 16, "room_view", champ, "v-cb0000a2"),  # the champion's phone
+              ev(5, 10, "share", champ, "v-cb0000a1", share_channel="email", share_to="ext@partner.example"),
+              ev(5, 10.1, "share", champ, "v-cb0000a1", share_channel="email", share_to="EXT@partner.example "),
+              ev(5, 10.2, "share", champ, "v-cb0000a1", share_channel="email", share_to=f"{cfo}@buyer.example"),
+              ev(6, 11, "room_view", "", "v-cb0000e1"), ev(6, 11.1, "content_view", "", "v-cb0000e1", content_id="proposal"),
+              ev(7, 10, "room_view", champ, "v-cb0000a2"), ev(8, 10, "room_view", champ, "v-cb0000a1"),
+              ev(12, 10, "room_view", cfo, "v-cb0000c1")]
+    return Deal("casebook", START, [(champ, "champion"), (cfo, "economic_buyer"), (legal, "legal")], events,
+                won=False, closed_day=45)
+
+
+HOLIDAYS = "2026-01-12"
+
+
 def scenario():
-    deals = [scripted_deal(), *simulate(21, 4, START, days=50)]
+    deals = [scripted_deal(), casebook_deal(), *simulate(21, 4, START, days=50)]
     return deals, plan(deals, SITE, SECRET, 4_000_000_000, tick_ms=TICK_MS, until_ms=START + 50 * DAY_MS)
 
 
 def reference_alerts(deals, ops) -> list[list]:
     """The same records through the pure core in this process (what both modes must store)."""
     states, rows = {}, []
+    acfg = alert_config(Settings(holidays=HOLIDAYS))
     for recs in op_records(ops, SITE, deals):
-        changed, out = processors.process_rooms(recs, states.get, lambda s: [k for k in states if k.startswith(b"acme/")])
+        changed, out = processors.process_rooms(recs, states.get, lambda s: [k for k in states if k.startswith(b"acme/")],
+                                                acfg=acfg)
         states.update(changed)
         rows += out.get("alerts", [])
     return sorted([a["alert_id"], a["room_id"], a["kind"], a["severity"], a["at"], a["stakeholders"]] for a in rows)
@@ -84,6 +124,7 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
     want = reference_alerts(deals, ops)
     st = stack_factory()
     st.env["DEALBEACON_CLOCK"] = "external"
+    st.env["DEALBEACON_HOLIDAYS"] = HOLIDAYS
     st.start()
     counts = asyncio.run(replay(st.url, SITE, SECRET, ops, deadline_s=300))
     n_events = sum(len(d.events) for d in deals)
@@ -97,6 +138,17 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
     kinds = {(a[2], a[4]) for a in distributed if a[1] == "scripted"}
     assert ("proposal_read", deals[0].events[-2]["ts"]) in kinds  # page 12 of 12
     assert ("pricing_revisited", deals[0].events[-1]["ts"]) in kinds  # pricing again on another day
+    # the casebook week: one share is news once, and its recipient's first visit names who shared it; the
+    # champion's phone, the repeat share and the share to an invited colleague are not news; no "hot" on the
+    # first days (no baseline yet); the people who stop coming decay to Dark with no event at all
+    book = [(a[2], a[4]) for a in distributed if a[1] == "casebook"]
+    cb = deals[1].events
+    assert sorted(x for x in book if x[0] == "new_stakeholder") == [("new_stakeholder", cb[5]["ts"]), ("new_stakeholder", cb[8]["ts"])]
+    evidence = dict(st.sql("SELECT toUnixTimestamp64Milli(at), evidence FROM alerts FINAL WHERE room_id = 'casebook' "
+                           "AND kind = 'new_stakeholder'"))
+    assert "likely ext@partner.example, shared by cb-champion" in evidence[cb[8]["ts"]]
+    assert not [x for x in book if x[0] == "hot"]
+    assert {"champion_dark", "stakeholder_dark"} <= {k for k, _ in book}
     assert distributed == want
     assert len({a[2] for a in want}) >= 5, "the scenario should exercise several rules"
 
@@ -111,7 +163,7 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
     emb_dir = tmp_path / "embedded"
     emb_dir.mkdir()
     (emb_dir / "sites.json").write_text(pathlib.Path(st.sites_file).read_text())
-    emb = Server(emb_dir, "--no-demo", env={"DEALBEACON_CLOCK": "external"}).start()
+    emb = Server(emb_dir, "--no-demo", env={"DEALBEACON_CLOCK": "external", "DEALBEACON_HOLIDAYS": HOLIDAYS}).start()
     try:
         asyncio.run(replay(emb.url, SITE, SECRET, ops, deadline_s=300))
         q = f"SELECT {ALERT_COLS} FROM alerts FINAL ORDER BY 1 FORMAT JSONCompact"
@@ -126,7 +178,8 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
 
 def test_wall_clock_timer_ticks_rooms_through_the_keyed_agent(stack_factory):
     """Production time: the worker's Faust timer sends a tick per room to the events topic; the keyed agent
-    runs the time rules at the wall clock. A deal last seen 9 days ago in 'proposal' (cadence 5) is quiet."""
+    runs the time rules at the wall clock. A deal opened 40 days ago and last seen 35 days ago is quiet (one visit:
+    a young room, so some 20 silent working days are unusual for it; 25 have passed)."""
     import time
 
     st = stack_factory()
@@ -135,14 +188,69 @@ def test_wall_clock_timer_ticks_rooms_through_the_keyed_agent(stack_factory):
     now = int(time.time() * 1000)
     auth = {"Authorization": f"Bearer {SECRET}", "User-Agent": "crm-sync/1"}
     r = httpx.put(f"{st.url}/v1/sites/{SITE}/rooms/deal-wall", headers=auth,
-                  json={"stage": "proposal", "owner": "sam", "updated_at": now - 10 * DAY_MS,
+                  json={"stage": "proposal", "owner": "sam", "updated_at": now - 40 * DAY_MS,
                         "stakeholders": [{"id": "ops", "role": "champion"}, {"id": "cfo", "role": "economic_buyer"}]})
     assert r.status_code == 202, r.text
     old = {"event_id": "5f0c5c1e-0000-4000-8000-000000000001", "type": "content_view", "room_id": "deal-wall",
-           "visitor_id": "v-1", "session_id": "s-1", "ts": now - 9 * DAY_MS, "content_id": "pricing"}
+           "visitor_id": "v-1", "session_id": "s-1", "ts": now - 35 * DAY_MS, "content_id": "pricing"}
     r = httpx.post(f"{st.url}/v1/events", headers=auth, json={"site": SITE, "sent_at": now, "events": [old]})
     assert r.status_code == 202 and r.json()["accepted"] == 1
     st.wait_rows("SELECT kind, severity, owner FROM alerts FINAL WHERE room_id = 'deal-wall' AND kind = 'quiet'",
                  [["quiet", "low", "sam"]], timeout=90)
     (at,) = st.sql("SELECT toUnixTimestamp64Milli(at) FROM alerts FINAL WHERE kind = 'quiet'")[0]
     assert now <= int(at) <= int(time.time() * 1000)  # raised at the wall clock, by the timer's tick
+
+
+def test_a_refitted_model_reaches_every_partitions_rooms_through_kafka(stack_factory):
+    """The refit hands a model over as a site-wide record through the Kafka hand-off: rooms on every
+    partition score with it from their next event, and so does a room opened after it (from a room of its
+    partition, or from the next round's hand-over); each score row names it."""
+    from dealbeacon.core.records import room_key
+    from ingest.kafka import KafkaHandoff
+    from streams.winmodel import PRIOR, WinModel
+
+    st = stack_factory()
+    st.start()
+    rooms = [f"room-{c}" for c in "abcdefgh"]
+    settings = Settings.from_env(st.env)
+    parts = {zlib_partition(room_key({"site": SITE, "room_id": r}), settings.topic_partitions) for r in rooms[:-1]}
+    auth = {"Authorization": f"Bearer {SECRET}", "User-Agent": "crm-sync/1"}
+    n = [0]
+
+    def visit(room):
+        n[0] += 1
+        ev = {"event_id": f"5f0c5c1e-0000-4000-8000-{n[0]:012d}", "type": "room_view", "room_id": room,
+              "visitor_id": "v-1", "session_id": "s-1", "ts": START + n[0]}
+        r = httpx.post(f"{st.url}/v1/events", headers=auth, json={"site": SITE, "sent_at": START + n[0], "events": [ev]})
+        assert r.status_code == 202 and r.json()["accepted"] == 1
+
+    for room in rooms[:-1]:
+        visit(room)
+    st.wait_rows("SELECT uniqExact(room_id) FROM deal_scores FINAL WHERE model_version = 'prior-1'", [[len(rooms) - 1]],
+                 timeout=60)
+    model = WinModel("fit-integration", tuple(tuple([0.5] + list(PRIOR[1:])) for _ in range(3)), 60, 60)
+
+    async def hand_over():
+        h = KafkaHandoff(settings)
+        await h.start()
+        try:
+            await h.submit([model.record(SITE, START + 100)], [])
+        finally:
+            await h.stop()
+    asyncio.run(hand_over())
+    for room in rooms:  # the last one opens after the model was handed over
+        visit(room)
+    st.wait_rows("SELECT uniqExact(room_id) FROM deal_scores FINAL WHERE model_version = 'fit-integration' "
+                 "AND room_id != 'room-h'", [[len(rooms) - 1]], timeout=60)
+    assert len(parts) > 1, "the rooms should live on several partitions"
+    # the new room took it from a room of its partition if it has one, else from the next round's hand-over
+    asyncio.run(hand_over())
+    visit("room-h")
+    st.wait_rows("SELECT model_version FROM deal_scores FINAL WHERE room_id = 'room-h' ORDER BY at DESC LIMIT 1",
+                 [["fit-integration"]], timeout=60)
+
+
+def zlib_partition(key: bytes, n: int) -> int:
+    """Kafka's default partitioner (murmur2 of the key), as aiokafka applies it."""
+    from aiokafka.partitioner import murmur2
+    return (murmur2(key) & 0x7FFFFFFF) % n

@@ -1,5 +1,5 @@
 """Every alert rule with an explicit clock."""
-from streams.alerts import BandState, Room, RoomFacts, evaluate, observe
+from streams.alerts import ALERTS, BandState, Room, RoomFacts, evaluate, observe, unusual_after
 from streams.scoring import DAY_MS, StakeholderScore, apply_event
 
 T0 = 1_790_000_000_000
@@ -24,14 +24,32 @@ def kinds(alerts):
 
 
 def test_quiet_past_the_stage_cadence_with_severity_by_overshoot():
-    facts, _ = run([ev("content_view", T0, content_id="pricing", stakeholder_id="ops")])
-    # proposal cadence: 5 working days. T0 is a Monday: the first Sunday after is 4.4 working days later
-    assert kinds(evaluate(ROOM, facts, {}, BandState(), T0 + 6 * DAY_MS)[1]) == []
-    for days, sev in ((8, "low"), (15, "medium"), (22, "high")):  # 6, 11, 16 working days
+    # a busy room: two working weeks of daily visits (Monday T0 to Friday T0 + 11 days), then silence
+    facts, _ = run([ev("content_view", T0 + d * DAY_MS, content_id="pricing", stakeholder_id="ops")
+                    for d in (0, 1, 2, 3, 4, 7, 8, 9, 10, 11)])
+    # its own rhythm makes 2 silent working days unusual, so the proposal cadence (5 working days) decides
+    assert unusual_after(facts, ALERTS, {}, T0) < 5
+    # the last visit is on a Friday afternoon (14:13 UTC): Thu 4, Fri 5.0, Sat 5.4, Thu 9.0, Fri 10.0 (2x),
+    # Thu 14.0, Fri 15.0 (3x) working days
+    for days, want in ((17, None), (18, None), (19, "low"), (24, "low"), (25, "medium"), (31, "medium"), (32, "high")):
         alerts = evaluate(ROOM, facts, {}, BandState(), T0 + days * DAY_MS)[1]
-        assert [(a.kind, a.severity) for a in alerts] == [("quiet", sev)]
+        assert [(a.kind, a.severity) for a in alerts] == ([("quiet", want)] if want else []), days
     # no one scored: the suggestion names a person the room has, no content or role it does not
     assert alerts[0].suggestion.startswith("Reach out to cfo (economic_buyer)")
+
+
+def test_a_young_or_sparse_room_is_quiet_only_once_silence_is_unusual_for_it():
+    # one visit, then nothing: too little history to call 6 working days unusual (a young room counts as active
+    # on 0.3 of working days); (1 - 2/4.33)^g < 0.002 from g = 10.04 working days
+    facts, _ = run([ev("content_view", T0, content_id="pricing", stakeholder_id="ops")])
+    assert abs(unusual_after(facts, ALERTS, {}, T0) - 10.04) < 0.01
+    assert evaluate(ROOM, facts, {}, BandState(), T0 + 14 * DAY_MS)[1] == []  # 10 working days
+    (q,) = evaluate(ROOM, facts, {}, BandState(), T0 + 15 * DAY_MS)[1]  # 11
+    assert (q.kind, q.severity) == ("quiet", "low") and "unusual for this room after 10.0" in q.evidence
+    # a room nobody opened is not quiet (no buyer went silent): it is unopened, once
+    (u,) = evaluate(ROOM, RoomFacts(), {}, BandState(), T0 + 8 * DAY_MS)[1]
+    assert u.kind == "room_unopened" and u.episode == "room_unopened" and "cfo" in u.suggestion
+    assert evaluate(ROOM, RoomFacts(), {}, BandState(), T0 + 6 * DAY_MS)[1] == []  # 5 working days: not yet
 
 
 def test_closed_deals_raise_nothing():
@@ -118,16 +136,16 @@ def test_engagement_spike_is_hot():
 def test_each_rule_is_one_function_and_time_rules_carry_their_episode():
     from streams.alerts import EVENT_RULES, TIME_RULES
 
-    assert [r.__name__ for r in TIME_RULES] == ["quiet", "deal_went_dark", "stakeholder_dark", "single_threaded",
-                                                "proposal_unopened"]
+    assert [r.__name__ for r in TIME_RULES] == ["quiet", "room_unopened", "deal_went_dark", "stakeholder_dark",
+                                                "single_threaded", "proposal_unopened"]
     assert len(EVENT_RULES) == 6 and all(r.__doc__ for r in (*EVENT_RULES, *TIME_RULES))
     room = Room("deal-1", stage="proposal", created_ms=T0, invited=ROOM.invited, proposal_shared_ms=T0)
     facts, _ = run([ev("content_view", T0, content_id="pricing", stakeholder_id="ops")], room)
     scores = {"ops": apply_event(StakeholderScore(), {**ev("content_view", T0 + 9 * DAY_MS), "content_id": "x"})}
-    alerts = evaluate(room, facts, scores, BandState(), T0 + 11 * DAY_MS)[1]
+    alerts = evaluate(room, facts, scores, BandState(), T0 + 15 * DAY_MS)[1]
     assert {a.kind for a in alerts} == {"quiet", "single_threaded", "proposal_unopened"}
     assert all(a.episode for a in alerts)  # the deal core raises each once per episode
-    again = evaluate(room, facts, scores, BandState(), T0 + 11 * DAY_MS + 3_600_000)[1]
+    again = evaluate(room, facts, scores, BandState(), T0 + 15 * DAY_MS + 3_600_000)[1]
     assert {a.episode for a in again} == {a.episode for a in alerts}  # the same situation, the same keys
 
 

@@ -1,10 +1,10 @@
 """Alerts and scores a seller can trust (issue 12), one rule at a time with explicit time, written as a buyer
 committee behaves: Monday-to-Friday visits, holidays, repeat shares, a forwarded link opened by someone new, an
 anonymous visitor, a champion who stops coming."""
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from streams import processors
-from streams.alerts import AlertConfig, BandState, Room, RoomFacts, evaluate, observe
+from streams.alerts import AlertConfig, BandState, Room, RoomFacts, evaluate, observe, unusual_after
 from streams.calendar import WorkCalendar
 from streams.scoring import DAY_MS, StakeholderScore, apply_event, deal_score, stakeholder_band
 
@@ -83,26 +83,48 @@ def test_a_monday_to_friday_committee_is_not_quiet_over_a_weekend():
 
 def test_a_holiday_is_not_silence():
     acfg = AlertConfig(calendar=WorkCalendar(holidays=("2026-12-24", "2026-12-25", "2026-12-28")))
-    facts = RoomFacts(last_activity_ms=at("2026-12-22T12:00"))
     rm = Room("deal-1", stage="negotiation", created_ms=at("2026-12-01T00:00"))
+    facts = RoomFacts()
+    for d in (1, 2, 3, 4, 7, 8, 9, 10, 11, 14, 15, 16, 17, 18, 21, 22):  # a committee active every working day
+        facts, _ = observe(rm, facts, ev("room_view", at(f"2026-12-{d:02d}T12:00")))
     # Tue noon -> Wed (1) + Thu, Fri holidays + weekend + Mon holiday -> Tue noon: 2 working days, under 3
     assert evaluate(rm, facts, {}, BandState(), at("2026-12-29T12:00"), acfg=acfg)[1] == []
     assert [a.kind for a in evaluate(rm, facts, {}, BandState(), at("2026-12-29T12:00"))[1]] == ["quiet"]  # no holidays
 
 
-def test_a_room_with_a_slow_rhythm_is_quiet_only_when_unusually_silent():
-    rm = Room("deal-1", stage="negotiation", created_ms=at("2026-09-01T00:00"))
-    # a committee that comes back every 6 working days (Mondays and Tuesdays, alternating)
-    visits = [at("2026-09-07T10:00"), at("2026-09-15T10:00"), at("2026-09-23T10:00"), at("2026-10-01T10:00"),
-              at("2026-10-09T10:00")]
+def _working_days_after(start: str, step: int, n: int) -> list[int]:
+    day, out = datetime.fromisoformat(start), []
+    for _ in range(n):
+        out.append(at(day.isoformat()))
+        k = 0
+        while k < step:
+            day += timedelta(days=1)
+            k += day.weekday() < 5
+    return out
+
+
+def test_a_room_with_a_slow_steady_rhythm_is_quiet_only_when_unusually_silent():
+    rm = Room("deal-1", stage="negotiation", created_ms=at("2026-06-29T00:00"))
+    # a committee that comes back every 6 working days, like clockwork, for eleven visits
+    visits = _working_days_after("2026-07-06T10:00", 6, 11)
     facts = RoomFacts()
     for ts in visits:
         facts, _ = observe(rm, facts, ev("room_view", ts))
-    assert len(facts.active_days) == 5
-    # 7 working days after the last visit: past the 3-day stage norm but usual for this room (6 x 1.5 = 9)
-    assert evaluate(rm, facts, {}, BandState(), at("2026-10-20T10:00"))[1] == []
-    (q,) = evaluate(rm, facts, {}, BandState(), at("2026-10-23T12:00"))[1]  # 10 working days: unusual
+    # its rate alone (11 active of ~66 working days) would wait ~30 working days; its steadiness says 1.5 x 6 = 9
+    assert abs(unusual_after(facts, AlertConfig(), {}, rm.created_ms) - 9.0) < 1e-6
+    after = _working_days_after(datetime.fromtimestamp(visits[-1] / 1000, UTC).replace(tzinfo=None).isoformat(), 1, 12)
+    assert evaluate(rm, facts, {}, BandState(), after[7])[1] == []  # 7 working days: past the 3-day norm, usual here
+    assert evaluate(rm, facts, {}, BandState(), after[9])[1] == []  # 9: the edge
+    (q,) = evaluate(rm, facts, {}, BandState(), after[10])[1]  # 10 working days: unusual
     assert q.kind == "quiet" and "longest recent gap is 6.0" in q.evidence
+    # the same visits at irregular gaps (1 to 11 working days, the same mean): the steady rule does not apply
+    jumpy = RoomFacts()
+    day = visits[0]
+    for gap in (1, 11, 2, 10, 3, 9, 1, 11, 6, 6):
+        jumpy, _ = observe(rm, jumpy, ev("room_view", day))
+        day = _working_days_after(datetime.fromtimestamp(day / 1000, UTC).replace(tzinfo=None).isoformat(), gap, 2)[1]
+    # (its rate alone would wait longer still: however slow a room, 20 silent working days are unusual)
+    assert unusual_after(jumpy, AlertConfig(), {}, rm.created_ms) == AlertConfig().longest_usual_days == 20
 
 
 # ------------------------------------------------------------------ people and shares
@@ -132,6 +154,15 @@ def test_the_recipients_first_visit_is_news_and_names_who_shared():
     # a second new visitor has no unclaimed share left to be matched with
     r.feed([ev("room_view", t + 28 * HOUR, sid="", visitor="anon-2")])
     assert len(r.alerts("new_stakeholder")) == 2
+
+
+def test_a_share_to_an_invited_colleague_is_never_taken_for_a_strangers_first_visit():
+    r = Rooms()
+    t = at("2026-10-05T10:00")
+    r.feed([room(t), ev("share", t + HOUR, share_channel="email", share_to="legal@buyer.example"),
+            ev("share", t + 2 * HOUR, share_channel="email", share_to="ops@buyer.example")])  # invited (by email)
+    r.feed([ev("room_view", t + 26 * HOUR, sid="", visitor="anon-1")])
+    assert r.alerts("new_stakeholder")[-1]["evidence"].startswith("a new visitor opened the room: likely legal@buyer")
 
 
 def test_anonymous_visitors_never_count_as_engaged_committee_nor_get_dark_alerts():

@@ -8,10 +8,10 @@ import orjson
 import pytest
 
 from streams import deals, processors
-from streams.winmodel import FEATURES, MIN_LOST, MIN_WON, PRIOR, PRIOR_VERSION, WinModel, examples, fit
+from streams.winmodel import AGE_BANDS, FEATURES, MIN_LOST, MIN_WON, PRIOR, PRIOR_VERSION, WinModel, examples, fit
 
 DAY = 86_400_000
-TRUE = (-0.5, 0.0, 2.5, 0.0, 1.0, 0.0, 1.5, -1.0, 0.0)  # intercept + FEATURES, the weights outcomes come from
+TRUE = (-0.5, 0.0, 2.5, 0.0, 1.0, 0.0, 1.5, -1.0, 0.0, 0.5, 0.0, 0.0)  # intercept + FEATURES, the weights outcomes come from
 
 
 def history(n_deals: int, seed: int = 1, snapshots: int = 8):
@@ -32,20 +32,23 @@ def history(n_deals: int, seed: int = 1, snapshots: int = 8):
 def test_the_prior_stands_until_the_site_has_enough_won_and_lost_deals():
     few = [(f"d{i}", 0, {}, i % 2 == 0) for i in range(MIN_WON + MIN_LOST - 2)]
     m = fit(few)
-    assert m.version == PRIOR_VERSION and m.coef == PRIOR and (m.won, m.lost) == (MIN_WON - 1, MIN_LOST - 1)
+    assert m.version == PRIOR_VERSION and set(m.coef) == {PRIOR} and (m.won, m.lost) == (MIN_WON - 1, MIN_LOST - 1)
     lopsided = [(f"d{i}", 0, {}, True) for i in range(500)]  # 500 wins, no loss: still nothing to learn from
     assert fit(lopsided).version == PRIOR_VERSION
 
 
 def test_a_fit_finds_the_weights_the_outcomes_were_drawn_with_and_is_named_by_them():
-    rows = history(3000)
+    rows = history(6000)
     m = fit(rows)
-    assert m.version.startswith("fit-") and m.won + m.lost == 3000
-    assert all(abs(fitted - true) < 0.5 for fitted, true in zip(m.coef, TRUE)), m.coef
+    assert m.version.startswith("fit-") and m.won + m.lost == 6000
+    # one model per age band (the deals' ages spread over all three): each finds the weights
+    assert len(m.coef) == len(AGE_BANDS) + 1
+    for band in m.coef:
+        assert all(abs(fitted - true) < 0.6 for fitted, true in zip(band, TRUE)), band
     shuffled = rows[:]
     random.Random(5).shuffle(shuffled)
     assert fit(shuffled) == m  # the same data in another order: the same model, the same version
-    assert fit(history(3000, seed=2)).version != m.version
+    assert fit(history(6000, seed=2)).version != m.version
 
 
 def test_every_deal_weighs_one_however_many_snapshots_it_has():
@@ -60,8 +63,16 @@ def test_every_deal_weighs_one_however_many_snapshots_it_has():
 def test_a_model_record_round_trips_and_a_malformed_one_is_refused():
     m = fit(history(600))
     assert WinModel.from_record(orjson.loads(orjson.dumps(m.record("acme", 5)))) == m
-    with pytest.raises(ValueError, match="coefficients"):
-        WinModel.from_record({"version": "fit-x", "coef": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="coefficients expected"):
+        WinModel.from_record({"version": "fit-x", "coef": [[1.0, 2.0]] * (len(AGE_BANDS) + 1)})
+    with pytest.raises(ValueError, match="age bands"):
+        WinModel.from_record({"version": "fit-x", "coef": [list(PRIOR)]})
+
+
+def test_each_age_band_has_its_own_weights():
+    early = WinModel("fit-x", (tuple([5.0] + [0.0] * len(FEATURES)), PRIOR, tuple([-5.0] + [0.0] * len(FEATURES))))
+    assert early.predict({"age": 10 / 120}) > 0.99 and early.predict({"age": 50 / 120}) < 0.01
+    assert early.predict({"age": 30 / 120}) == WinModel().predict({"age": 30 / 120})
 
 
 def _room(room_id, t):
@@ -97,5 +108,5 @@ def test_a_model_reaches_every_room_of_its_site_and_rooms_opened_later_and_is_na
         assert 0 < r["win_probability"] < 1
     assert deals.loads(deals.dumps(states[b"acme/b"])) == states[b"acme/b"]
     # a malformed model record is ignored: the room keeps its model
-    feed([{"record": "model", "site": "acme", "version": "fit-bad", "coef": [1.0]}])
+    feed([{"record": "model", "site": "acme", "version": "fit-bad", "coef": [[1.0]]}])
     assert states[b"acme/a"].model == m
