@@ -9,10 +9,11 @@ snapshots of closed deals, as stored in ``deal_scores``); ``predict`` with a mod
   invited people of the committee), stage (position of the open stage in the site's stage list) and age
   (days since the room opened, up to 120), intensity (active days per member who took part, per day of the
   room's life, on a log scale: 1 is every day, 0 once in 150 days), reached (the share of the committee that
-  ever took part) and per_visit (points per member per active day, on a log scale).
+  ever took part), per_visit (points per member per active day, on a log scale), and the squares of the last
+  three (the best deals are better than a straight line says).
 - **Prior** (``PRIOR``): the documented model a site starts with, version ``prior-1``. It is used until the
   site has ``MIN_WON`` won and ``MIN_LOST`` lost deals (50 and 50); after that a fit replaces it.
-- **Fit**: one model per age band (``AGE_BANDS``: a deal's first three weeks, weeks three to six, after:
+- **Fit**: one model per age band (``AGE_BANDS``: a deal's first two weeks, weeks 2-4, 4-6, 6-9, after:
   early and late engagement do not mean the same), each an L2-regularised logistic regression (Newton
   steps) centred on the prior (a Gaussian prior of precision ``RIDGE`` per coefficient), each closed deal
   weighing 1 in a band however many snapshots it has there (one per ``EVERY_DAYS`` days of its life, before
@@ -31,17 +32,25 @@ from dataclasses import dataclass
 import numpy as np
 
 FEATURES = ("breadth", "depth", "recency", "momentum", "rhythm", "people", "stage", "age", "intensity", "reached",
-            "per_visit")
+            "per_visit", "intensity2", "per_visit2", "reached2")
 PRIOR_VERSION = "prior-1"
-# intercept first, then one weight per feature: a fit on the simulator's site history (bench/signal_quality.py,
-# seed 7), rounded. Not any real site's: it stands in until a site's own closed deals replace it.
-PRIOR: tuple[float, ...] = (-1.2, -0.6, 2.0, 0.2, 0.3, -0.3, 2.0, -1.3, 0.0, 0.0, 0.0, 0.0)
+# per age band, intercept first, then one weight per feature: a fit on the simulator's site history
+# (bench/signal_quality.py, seed 7), rounded. Not any real site's: it stands in until a site's own closed deals
+# replace it.
+PRIOR: tuple[tuple[float, ...], ...] = (  # per age band
+    (-1.3, -3.8, 2.3, 1.8, 0.4, -1.7, 3.4, 0.5, -13.4, -6.5, -0.7, -2.9, 7.0, 9.5, 0.7),
+    (-7.4, -1.4, 1.3, -1.7, 0.1, -0.5, 2.5, -0.2, 0.6, -0.6, 3.6, 3.9, 5.3, 7.0, -2.7),
+    (-10.3, -0.9, 1.0, -1.4, -0.6, -0.1, -1.9, 0.7, -0.2, 1.7, 7.2, 6.9, 3.7, 8.5, -2.4),
+    (-11.6, -0.5, 1.0, -0.5, -0.8, -0.8, -1.5, 0.5, 0.4, 1.7, 6.3, 8.8, 3.1, 9.8, -2.2),
+    (-10.1, -0.2, 1.3, 0.2, -1.0, -1.7, -1.4, 0.5, -1.4, 0.4, 5.1, 9.2, 3.4, 10.5, -1.8),
+)
 MIN_WON = 50
 MIN_LOST = 50
-RIDGE = 1.0
-AGE_BANDS = (21, 45)  # days: one model for a deal's first three weeks, one to week six, one after
+RIDGE = 0.1
+AGE_BANDS = (14, 28, 42, 63)  # days: one model per stretch of a deal's life (2, 4, 6 and 9 weeks, after)
 AGE_SCALE_DAYS = 120.0  # the age feature is days / this
 EVERY_DAYS = 7
+MIN_RATE_DAYS = 7.0  # rates of activity are over at least this many days
 MAX_DEALS = 2000  # the most recent closed deals a fit reads
 
 
@@ -54,7 +63,7 @@ def band_of(age_days: float) -> int:
 class WinModel:
     version: str = PRIOR_VERSION
     # per age band: intercept, then FEATURES in order
-    coef: tuple[tuple[float, ...], ...] = tuple(PRIOR for _ in range(len(AGE_BANDS) + 1))
+    coef: tuple[tuple[float, ...], ...] = PRIOR
     won: int = 0  # closed deals it was fitted on
     lost: int = 0
 
@@ -91,17 +100,20 @@ def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple
     pairs = {(p, d) for p, d, _ in person_days if today - max(1.0, age_days) < d <= today}
     points = sum(v for p, d, v in person_days if today - max(1.0, age_days) < d <= today)
     people = {p for p, _ in pairs}
-    return {"breadth": round(breadth, 4), "depth": round(depth, 4), "recency": round(recency, 4),
+    out = {"breadth": round(breadth, 4), "depth": round(depth, 4), "recency": round(recency, 4),
             "momentum": round(math.log1p(sum(v for _, v in recent)) / 6, 4),
-            "rhythm": round(min(1.0, len(lived) / max(1.0, age_days)), 4),
+            # rates over at least a week: a room two days old with a visit on each is not yet "every day"
+            "rhythm": round(min(1.0, len(lived) / max(MIN_RATE_DAYS, age_days)), 4),
             "people": round(min(1.0, engaged / max(1, invited)), 4), "stage": round(stage_pos, 4),
             "age": round(min(age_days, AGE_SCALE_DAYS) / AGE_SCALE_DAYS, 4),
             # how often each member who took part comes back, and how much of the committee ever did
             "intensity": round(1 + math.log(max(0.01, min(1.0, len(pairs) / max(1, len(people))
-                                                          / max(1.0, min(age_days, 60.0))))) / 5, 4),
+                                                          / max(MIN_RATE_DAYS, min(age_days, 60.0))))) / 5, 4),
             "reached": round(min(1.0, len(people) / max(1, invited)), 4),
             # how much a member takes in on a day they come (pages, minutes, content), on a log scale
             "per_visit": round(math.log1p(points / max(1, len(pairs))) / 4, 4)}
+    out.update({f"{k}2": round(out[k] ** 2, 4) for k in ("intensity", "per_visit", "reached")})  # the curve at the top
+    return out
 
 
 def examples(rows: Iterable[tuple[str, int, dict[str, float], bool]], every_days: int = EVERY_DAYS,
@@ -126,7 +138,8 @@ def examples(rows: Iterable[tuple[str, int, dict[str, float], bool]], every_days
 
 
 def fit(rows: Iterable[tuple[str, int, dict[str, float], bool]], *, min_won: int = MIN_WON,
-        min_lost: int = MIN_LOST, ridge: float = RIDGE, prior: Sequence[float] = PRIOR) -> WinModel:
+        min_lost: int = MIN_LOST, ridge: float = RIDGE,
+        prior: Sequence[Sequence[float]] = PRIOR) -> WinModel:
     """The site's model from its closed deals' snapshots, or the prior while it has too few of either outcome.
     One logistic model per age band, each from the snapshots taken at that age."""
     rows = list(rows)
@@ -138,23 +151,37 @@ def fit(rows: Iterable[tuple[str, int, dict[str, float], bool]], *, min_won: int
     bands: list[list] = [[] for _ in range(len(AGE_BANDS) + 1)]
     for row in rows:
         bands[band_of(row[2].get("age", 0.0) * AGE_SCALE_DAYS)].append(row)
-    coef = tuple(_fit_band(band, ridge, prior) if band else tuple(prior) for band in bands)
+    coef = tuple(_fit_band(band, ridge, centre) if band else tuple(centre) for band, centre in zip(bands, prior))
     digest = hashlib.sha1(repr(coef).encode()).hexdigest()[:10]
     return WinModel(f"fit-{digest}", coef, won, lost)
 
 
 def _fit_band(rows: list, ridge: float, prior: Sequence[float]) -> tuple[float, ...]:
+    """Penalised maximum likelihood by Newton steps, each halved until the objective improves (no divergence
+    on separable or collinear data)."""
     x, y, w = examples(rows)
     beta0 = np.array(prior, dtype=float)
-    beta = beta0.copy()
-    reg = np.full(len(beta), ridge)
+    reg = np.full(len(beta0), ridge)
     reg[0] = ridge / 100  # the intercept is barely held: the site's base rate is its own
-    for _ in range(50):
+
+    def objective(b):
+        z = np.clip(x @ b, -40, 40)
+        return float(np.sum(w * (y * z - np.logaddexp(0, z))) - 0.5 * np.sum(reg * (b - beta0) ** 2))
+
+    beta, best = beta0.copy(), objective(beta0)
+    for _ in range(100):
         p = 1 / (1 + np.exp(-np.clip(x @ beta, -40, 40)))
         grad = x.T @ (w * (y - p)) - reg * (beta - beta0)
         hess = (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(reg)
         step = np.linalg.solve(hess, grad)
-        beta = beta + step
-        if float(np.max(np.abs(step))) < 1e-8:
+        for _ in range(30):
+            value = objective(beta + step)
+            if value >= best:
+                break
+            step = step / 2
+        else:
+            break
+        beta, gain, best = beta + step, value - best, value
+        if gain < 1e-10 or float(np.max(np.abs(step))) < 1e-8:
             break
     return tuple(round(float(b), 6) for b in beta)

@@ -1,6 +1,7 @@
 """The only place that reads the wall clock. Domain logic takes ``now`` as an argument; edges pass a Clock."""
 from __future__ import annotations
 
+import re
 import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,9 +49,16 @@ class SiteClocks:
 
 
 def check_zone(name: str) -> str:
-    """``name`` if it is an IANA time zone (``Europe/Berlin``), else ValueError (for validators)."""
+    """``name`` if it is an IANA time zone (``Europe/Berlin``), else ValueError (for validators). Judged by
+    shape first (a name is looked up as a file: no long, dotted or odd names reach the file system)."""
+    if len(name) > 64 or not _ZONE_NAME.fullmatch(name):
+        raise ValueError("not an IANA time zone (e.g. Europe/Berlin)")
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError("not an IANA time zone (e.g. Europe/Berlin)") from None
     return name
+
+
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
+

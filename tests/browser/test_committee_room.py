@@ -31,16 +31,17 @@ def test_a_committee_reads_shares_and_the_seller_sees_it_page_by_page(built_snip
                 {"id": "sec-pack", "title": "Security overview", "kind": "security", "pages": 3}],
             "stakeholders": [{"id": "cfo", "role": "economic_buyer", "email": "cfo@initech.example"},
                              {"id": "it-lead", "role": "technical", "email": "it@initech.example"}]}).status_code == 202
-        # another deal of the same seller, silent for three weeks in negotiation: a high-severity quiet alert
+        # another deal of the same seller, busy for two weeks then silent for a month in negotiation: a
+        # high-severity quiet alert
         now = int(time.time() * 1000)
         assert httpx.put(f"{srv.url}/v1/sites/acme/rooms/deal-stalled", headers=auth, json={
-            "stage": "negotiation", "owner": "sam", "name": "Stalled", "updated_at": now - 30 * DAY,
+            "stage": "negotiation", "owner": "sam", "name": "Stalled", "updated_at": now - 45 * DAY,
             "stakeholders": [{"id": "ceo", "role": "economic_buyer"}]}).status_code == 202
-        old = {"event_id": "9f0a3c1e-0000-4000-8000-000000000001", "type": "room_view", "room_id": "deal-stalled",
-               "visitor_id": "v-ceo", "session_id": "s-old", "ts": now - 21 * DAY,
-               "token": tokens.mint(secret, "deal-stalled", "ceo", now // 1000 + 3600)}
+        token = tokens.mint(secret, "deal-stalled", "ceo", now // 1000 + 3600)
+        old = [{"event_id": f"9f0a3c1e-0000-4000-8000-{d:012d}", "type": "room_view", "room_id": "deal-stalled",
+                "visitor_id": "v-ceo", "session_id": f"s-old-{d}", "ts": now - d * DAY, "token": token} for d in range(30, 45)]
         assert httpx.post(f"{srv.url}/v1/events", headers=auth,
-                          json={"site": "acme", "sent_at": now, "events": [old]}).status_code == 202
+                          json={"site": "acme", "sent_at": now, "events": old}).status_code == 202
 
         exp = now // 1000 + 3600
         people = [

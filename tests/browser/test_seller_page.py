@@ -46,7 +46,9 @@ def test_seller_page_live_alerts_snooze_and_isolation(tmp_path):
         assert httpx.get(f"{srv.url}/v1/sites/acme/sellers/sam/alerts").status_code == 403
         cfg = {"page": pages["sam"], "otherPage": pages["kim"],
                "trigger": {"url": f"{srv.url}/v1/sites/acme/clock", "headers": {**auth, "Content-Type": "application/json"},
-                           "body": {"now": START + 8 * DAY}}}  # 8 quiet days in 'proposal' (cadence 5): quiet
+                           # 20 quiet days after one visit: past the proposal cadence (5 working days) and past what
+                           # is unusual for a room with one visit (10 working days): quiet
+                           "body": {"now": START + 20 * DAY}}}
         run = subprocess.run(["node", "e2e/seller.mjs", orjson.dumps(cfg).decode()], cwd=ROOT / "js-snippet",
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr[-3000:]

@@ -107,6 +107,33 @@ def test_an_unset_proposal_date_reads_back_as_null(client, store):
         ("r-new", None), ("r-sent", NOW_MS - DAY)]
 
 
+def test_a_rooms_time_zone_is_an_iana_name_and_counts_silence_in_the_buyers_week(store):
+    s = Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000, clock="external", timezone="America/Los_Angeles")
+    with make_client(store, s) as c:
+        for tz in ("Mars/Olympus", "+05:00", "../../etc/passwd", "", "x" * 300):
+            r = c.put("/v1/sites/test/rooms/r-tz", headers=AUTH, json={"stage": "negotiation", "timezone": tz,
+                                                                      "updated_at": NOW_MS})
+            assert r.status_code == 400 and r.json()["field"] == "timezone", (tz, r.text)
+        # a Singapore committee, a seller's calendar in Los Angeles: silence is counted in the buyer's week
+        monday = NOW_MS - NOW_MS % DAY  # NOW_MS is a Monday afternoon: its midnight (UTC)
+        busy = [monday - d * DAY + 20 * 3_600_000 for d in (14, 13, 12, 11, 10, 7, 6, 5, 4, 3)]  # 20:00 UTC
+        c.put("/v1/sites/test/rooms/r-sg", headers=AUTH, json={"stage": "negotiation", "timezone": "Asia/Singapore",
+                                                               "updated_at": NOW_MS - 15 * DAY})
+        c.put("/v1/sites/test/rooms/r-la", headers=AUTH, json={"stage": "negotiation", "updated_at": NOW_MS - 15 * DAY})
+        for room in ("r-sg", "r-la"):
+            visits = [event("room_view", room=room, ts=t) for t in busy]
+            assert c.post("/v1/events", headers=AUTH, json=batch(*visits, sent_at=NOW_MS)).status_code == 202
+        # the last visit, Friday 20:00 UTC, was Saturday 04:00 in Singapore (their weekend) and Friday noon in
+        # Los Angeles; at Thursday 20:00 UTC (Friday 04:00 / Thursday noon) Singapore has had 4 + 4/24 working
+        # days of silence, Los Angeles 0.5 + 3 + 0.5
+        assert c.post("/v1/sites/test/clock", headers=AUTH, json={"now": monday + 3 * DAY + 20 * 3_600_000}).status_code == 202
+    quiet = store.query("SELECT room_id, evidence FROM alerts FINAL WHERE kind = 'quiet' ORDER BY room_id")
+    assert [(r, e.split(";")[0]) for r, e in quiet] == [("r-la", "no buyer activity for 4.0 working days"),
+                                                        ("r-sg", "no buyer activity for 4.2 working days")]
+    assert store.query("SELECT room_id, timezone FROM rooms FINAL ORDER BY room_id") == [
+        ("r-la", ""), ("r-sg", "Asia/Singapore")]  # r-tz was never stored
+
+
 def test_with_an_external_clock_room_updates_take_the_sites_clock_not_the_wall(store):
     s = Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000, clock="external")
     past = NOW_MS - 400 * DAY  # a replay of last year's CRM history

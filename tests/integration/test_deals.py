@@ -228,7 +228,7 @@ def test_a_refitted_model_reaches_every_partitions_rooms_through_kafka(stack_fac
         visit(room)
     st.wait_rows("SELECT uniqExact(room_id) FROM deal_scores FINAL WHERE model_version = 'prior-1'", [[len(rooms) - 1]],
                  timeout=60)
-    model = WinModel("fit-integration", tuple(tuple([0.5] + list(PRIOR[1:])) for _ in range(3)), 60, 60)
+    model = WinModel("fit-integration", tuple(tuple([0.5] + list(band[1:])) for band in PRIOR), 60, 60)
 
     async def hand_over():
         h = KafkaHandoff(settings)
