@@ -29,6 +29,11 @@ def test_deliver_consumer_sends_every_alert_once_through_retries_and_a_restart(s
         signing = r.json()["signing_secret"]
         assert httpx.put(f"{st.url}/v1/sites/acme/channels/crm", headers=auth, json={
             "kind": "webhook", "target": crm.url, "min_severity": "high", "events": ["room_opened", "shared"]}).status_code == 202
+        # the subscriptions are in effect once their rows are out of the stream processor (the sink stored them:
+        # its metrics say so; the table is not served on the SQL port, it holds credentials): the consumer reads
+        # them at start. Started earlier, it could see a buyer action before the subscription
+        # that covers it (another topic, no order between them) and rightly not send it
+        wait_until(lambda: _sink_rows(st, "channels") >= 2, timeout=60, what="the subscriptions' rows")
         st.proc("deliver", "deliver")
         ops = plan(simulate(8, 3, START, days=50), "acme", "secret", 4_000_000_000, tick_ms=12 * 3_600_000)
         half = len(ops) // 2
@@ -61,5 +66,21 @@ def test_deliver_consumer_sends_every_alert_once_through_retries_and_a_restart(s
 
         def crm_ids():
             return [a["activity_id"] for _, b in crm.received for a in orjson.loads(b).get("activities", [])]
-        wait_until(lambda: len(crm_ids()) >= len(want), timeout=120, every=1, what="every subscribed buyer action")
+        seen: dict = {}
+
+        def every_action():
+            seen.update(sent=len(crm_ids()), stored=len(want), kinds=sorted({a["kind"] for _, b in crm.received
+                                                                             for a in orjson.loads(b).get("activities", [])}))
+            return seen["sent"] >= seen["stored"]
+        try:
+            wait_until(every_action, timeout=120, every=1, what="every subscribed buyer action")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {seen}") from None
         assert sorted(crm_ids()) == want and len(want) > 20, (len(crm_ids()), len(want))
+
+
+def _sink_rows(st, table: str) -> float:
+    """Rows the sink inserted into ``table``, from its Prometheus metrics."""
+    text = httpx.get(f"http://127.0.0.1:{st.metrics_port}/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(f'dealbeacon_sink_rows_total{{table="{table}"}}'))
