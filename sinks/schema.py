@@ -11,6 +11,8 @@ replays cut at other boundaries collapse on the id.
 """
 from __future__ import annotations
 
+from . import kpi_sql
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "events", """
 CREATE TABLE IF NOT EXISTS events (
@@ -251,6 +253,7 @@ DROP VIEW IF EXISTS deal_scores_latest;
 CREATE VIEW deal_scores_latest AS
 SELECT * FROM deal_scores FINAL ORDER BY at DESC LIMIT 1 BY site, room_id
 """),
+    (10, "analyst_layer", kpi_sql.TABLES + ";\n" + kpi_sql.VIEWS),
 ]
 
 MIGRATIONS_TABLE = """
@@ -319,6 +322,12 @@ COLUMNS: dict[str, dict[str, str]] = {
                    "attempts": "UInt16", "http_status": "UInt16", "error": "String", "at": "DateTime64(3, 'UTC')"},
     "alert_actions": {"site": "LowCardinality(String)", "alert_id": "String", "seller_id": "String",
                       "action": "LowCardinality(String)", "until": "DateTime64(3, 'UTC')", "at": "DateTime64(3, 'UTC')"},
+    "deal_field_history": {"site": "LowCardinality(String)", "room_id": "String", "field": "LowCardinality(String)",
+                           "old_value": "String", "new_value": "String", "changed_at": "DateTime64(3, 'UTC')",
+                           "owner": "String"},
+    "quotas": {"site": "LowCardinality(String)", "owner": "String", "period": "String", "period_start": "Date",
+               "period_end": "Date", "amount": "Float64", "updated_at": "DateTime64(3, 'UTC')"},
+    "deal_stages": {"stage": "String", "position": "UInt16", "closed": "UInt8", "won": "UInt8", "version": "UInt64"},
     "erasures": {"erasure_id": "UUID", "site": "LowCardinality(String)", "stakeholder": "String", "room_id": "String",
                  "requested_at": "DateTime64(3, 'UTC')"},
 }

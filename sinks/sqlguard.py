@@ -17,12 +17,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from . import kpi_sql
+
 # analyst-visible tables and views (default database). Not here: channels (webhook and Slack URLs are
 # credentials), room_state (internal snapshots), schema_migrations.
 ANALYST_TABLES = frozenset({
     "events", "dead_letters", "rooms", "room_stage_history", "stakeholder_scores", "deal_scores", "alerts",
     "deal_scores_latest", "stakeholder_scores_latest", "alert_actions", "deliveries", "sellers", "erasures",
-    "activities",
+    "activities", "deal_field_history", "quotas", *kpi_sql.ANALYST_VIEWS,
 })
 # harmless catalogue tables that clients (clickhouse-connect, Grafana) read
 SYSTEM_TABLES = frozenset({"one", "functions", "table_functions", "formats", "data_type_families", "time_zones",

@@ -205,11 +205,13 @@ def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
     room = state.room
     at = int(rec["updated_at"])
     changes: dict = {}
-    if rec.get("stage") and rec["stage"] != room.stage:
+    owner_now = rec.get("owner") or dict(state.meta).get("owner", "")
+    if (rec.get("stage") and rec["stage"] != room.stage) or not state.meta:  # a deal's history starts when described
         out.setdefault("room_stage_history", []).append(
             {"site": state.site, "room_id": room.room_id, "from_stage": room.stage if state.meta else "",
-             "to_stage": rec["stage"], "changed_at": at, "owner": rec.get("owner") or dict(state.meta).get("owner", "")})
-        changes["stage"] = rec["stage"]
+             "to_stage": rec.get("stage") or room.stage, "changed_at": at, "owner": owner_now})
+        changes["stage"] = rec.get("stage") or room.stage
+    _field_history(state, rec, at, owner_now, out)
     if "stakeholders" in rec:
         changes["invited"] = tuple((s["id"], s.get("role", "other")) for s in rec["stakeholders"])
         changes["emails"] = tuple(s["email"].lower() for s in rec["stakeholders"] if s.get("email"))
@@ -238,6 +240,33 @@ def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
     state = replace(state, room=room, meta=tuple(sorted(meta.items())))
     out.setdefault("rooms", []).append(room_row(state))
     return state
+
+
+HISTORY_FIELDS = ("stage", "owner", "amount", "expected_close")  # the deal fields KPIs follow over time
+
+
+def _field_value(name: str, value) -> str:
+    if value is None or value == "":
+        return ""
+    return repr(float(value)) if name == "amount" else str(value)
+
+
+def _field_history(state: RoomState, rec: dict, at: int, owner: str, out: dict) -> None:
+    """One ``deal_field_history`` row per tracked field this update changes (old -> new, at the CRM's
+    ``updated_at``); the first description of a deal records every field it gives (old value '')."""
+    meta = dict(state.meta)
+    before = {"stage": state.room.stage if state.meta else "", "owner": meta.get("owner", ""),
+              "amount": meta.get("amount"), "expected_close": meta.get("expected_close")}
+    after = dict(before, stage=rec.get("stage") or (state.room.stage if not state.meta else before["stage"]))
+    for name in ("owner", "amount", "expected_close"):
+        if rec.get(name) is not None:
+            after[name] = rec[name]
+    for name in HISTORY_FIELDS:
+        old, new = _field_value(name, before[name]), _field_value(name, after[name])
+        if new != old:
+            out.setdefault("deal_field_history", []).append(
+                {"site": state.site, "room_id": state.room.room_id, "field": name, "old_value": old, "new_value": new,
+                 "changed_at": at, "owner": owner})
 
 
 def forget(state: RoomState, who: str, at_ms: int, out: dict) -> RoomState:

@@ -50,7 +50,8 @@ def process(events: list[dict], dead_letters: list[dict]) -> dict[str, list[dict
     return out
 
 
-CONFIG_RECORDS = {"channel": "channels", "seller": "sellers", "alert_action": "alert_actions", "erase": "erasures"}
+CONFIG_RECORDS = {"channel": "channels", "seller": "sellers", "alert_action": "alert_actions", "erase": "erasures",
+                  "quota": "quotas"}
 # records that reach every room of the site: a clock tick, a win model, an erase without a room_id
 SITE_WIDE = ("clock", "model", "erase")
 

@@ -129,6 +129,8 @@ async def run_sink(s: Settings) -> None:
 
     from ingest.metrics import ASGIEndpoint
     from sinks.sqlport import create_sql_app
+    from dealbeacon.core.clock import Clock
+    from sinks.kpi_sql import sync_stages
     from sinks.store import ChdbStore, open_store
     from sinks.worker import SinkMetrics, SinkWorker
 
@@ -137,6 +139,7 @@ async def run_sink(s: Settings) -> None:
         os.makedirs(s.data_dir, exist_ok=True)
     store = open_store(target)
     await asyncio.to_thread(store.migrate)
+    await asyncio.to_thread(sync_stages, store, s.stage_list, s.closed_stage_list, s.won_stage_list, Clock().wall_ms())
     await ensure_topics(s)
     metrics = SinkMetrics()
     worker = SinkWorker(s, store, metrics)

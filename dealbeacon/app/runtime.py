@@ -16,13 +16,14 @@ from dealbeacon.app import serving
 from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor
 from dealbeacon.app.modelfit import refit_loop
 from dealbeacon.core.analysts import AnalystRegistry
-from dealbeacon.core.clock import SiteClocks
+from dealbeacon.core.clock import Clock, SiteClocks
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import DEMO_SITE_KEY, SiteRegistry
 from ingest.app import SNIPPET_PATH, create_app
 from ingest.metrics import Metrics
 from ingest.sellers import AlertHub
 from sinks.delivery import Deliverer
+from sinks.kpi_sql import sync_stages
 from sinks.notify import NotifyConfig
 from sinks.schema import COLUMNS
 from sinks.sqlengine import AnalystEngine, Limits
@@ -135,6 +136,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
         log.warning("no sites configured: add one with `dealbeacon site add KEY --origin https://...`")
     store = ChdbStore(settings.chdb_path)
     await asyncio.to_thread(store.migrate)
+    await asyncio.to_thread(sync_stages, store, settings.stage_list, settings.closed_stage_list, settings.won_stage_list, Clock().wall_ms())
     hub = AlertHub()
     async def record(rows):
         await asyncio.to_thread(store.insert, "deliveries", rows)

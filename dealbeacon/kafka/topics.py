@@ -12,7 +12,7 @@ from dealbeacon.core.settings import Settings
 
 log = logging.getLogger("dealbeacon.kafka")
 TABLES = ("events", "dead_letters", "rooms", "room_stage_history", "stakeholder_scores", "deal_scores", "alerts",
-          "activities", "channels", "sellers", "alert_actions", "erasures")
+          "activities", "channels", "sellers", "alert_actions", "erasures", "deal_field_history", "quotas")
 # ^ tables the streams emit rows for (the sink stores each from its own topic)
 SINK_TABLES = (*TABLES, "deliveries")  # + what the delivery consumer records
 
