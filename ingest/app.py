@@ -16,6 +16,7 @@ from dealbeacon.core.handoff import Handoff, HandoffUnavailable
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import SiteRegistry
 
+from .analytics import AnalyticsAPI
 from .body import read_capped
 from .metrics import Metrics
 from .netinfo import client_ip, truncate_ip
@@ -145,6 +146,13 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
                    Route(base + "/alerts", sellers.alerts), Route(base + "/stream", sellers.stream),
                    Route(base + "/alerts/{alert_id}/ack", sellers.act, methods=["POST"]),
                    Route(base + "/alerts/{alert_id}/snooze", sellers.act, methods=["POST"])]
+    if reader is not None:  # the analyst layer reads the store: quotas are checked against its owners
+        analytics = AnalyticsAPI(sites, submit, reader, settings.resolved_analysts_file, clock.wall_ms)
+        routes += [Route("/v1/sites/{site}/quotas/{owner}", analytics.put_quotas, methods=["PUT"]),
+                   Route("/v1/sites/{site}/quotas", analytics.get_quotas),
+                   Route("/analytics", analytics.page), Route("/static/chart.umd.min.js", analytics.chart_js),
+                   Route("/v1/sites/{site}/analytics", analytics.index),
+                   Route("/v1/sites/{site}/analytics/{chart}", analytics.chart)]
     if demo_page:  # embedded demo only: a sales room to click through as a buyer
         routes.append(Route("/demo", demo))
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from dealbeacon.core.clock import check_zone
+from dealbeacon.core.periods import period_bounds
 from dealbeacon.core.contract import ACTIVITY_KINDS, ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, SEVERITIES, Rejected
 
 MAX_SNOOZE_HOURS = 24 * 90
@@ -177,6 +178,62 @@ class Seller(Body):
         return check_zone(v)
 
 
+class QuotaPeriod(Body):
+    period: Annotated[str, Field(max_length=16, description="2026 (year), 2026-Q3 (quarter) or 2026-07 (month)")] = ""
+    start: str = Field("", description="first day, YYYY-MM-DD (instead of period)")
+    end: str = Field("", description="last day, YYYY-MM-DD (with start)")
+    amount: Annotated[Number, Field(ge=0, le=1e15, description="the quota, in the rooms' currency")]
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        if v:
+            period_bounds(v)  # ValueError says what is accepted
+        return v
+
+    @field_validator("start", "end")
+    @classmethod
+    def _day(cls, v: str) -> str:
+        if v:
+            try:
+                day = dt.date.fromisoformat(v).isoformat()
+            except ValueError:
+                raise ValueError("a date, YYYY-MM-DD") from None
+            if not MIN_DATE <= day <= MAX_DATE:
+                raise ValueError(f"a date within {MIN_DATE} .. {MAX_DATE}")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> QuotaPeriod:
+        if bool(self.period) == bool(self.start or self.end) or (self.start and not self.end) or (self.end and not self.start):
+            raise ValueError("give either period (2026-Q3) or start and end (YYYY-MM-DD)")
+        if self.end < self.start:
+            raise ValueError("end must be on or after start")
+        return self
+
+    def bounds(self) -> tuple[str, str, str]:
+        """(label, first day, last day)."""
+        if self.period:
+            a, b = period_bounds(self.period)
+            return self.period, a.isoformat(), b.isoformat()
+        return f"{self.start}..{self.end}", self.start, self.end
+
+
+class Quotas(Body):
+    """An owner's quota plan: every period it has (a PUT replaces the plan); periods may not overlap."""
+    periods: Annotated[list[QuotaPeriod], Field(max_length=240)]
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> Quotas:
+        spans = [p.bounds() for p in self.periods]
+        for i, (label, a, b) in enumerate(spans):
+            for j, (other, c, d) in enumerate(spans[:i]):
+                if a <= d and c <= b:
+                    raise Rejected("overlap", f"periods[{i}]", f"{label} ({a} .. {b}) overlaps periods[{j}], {other} "
+                                   f"({c} .. {d})")
+        return self
+
+
 class Snooze(Body):
     hours: Annotated[Number, Field(gt=0, le=MAX_SNOOZE_HOURS)] = 24
 
@@ -205,7 +262,7 @@ def parse(model: type[Body], body: object, **context: Any) -> Any:
 def schemas(stages: tuple[str, ...], kinds: tuple[str, ...]) -> dict[str, dict]:
     """OpenAPI component schemas of every body, with this deployment's stages and content kinds."""
     out: dict[str, dict] = {}
-    for model in (RoomUpdate, Clock, Erase, Channel, Seller, Snooze):
+    for model in (RoomUpdate, Clock, Erase, Channel, Seller, Snooze, Quotas):
         doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
         out.update(doc.pop("$defs", {}))
         out[model.__name__] = doc

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dealbeacon.core.analysts import Analyst, AnalystRegistry
+from dealbeacon.core.analysts import Analyst, AnalystsFile
 
 from .sqlengine import AnalystEngine, QueryFailed, TooManyQueries
 from .sqlguard import Refused
@@ -83,26 +83,8 @@ async def _read_capped(request: Request, cap: int) -> bytes | None:
     return b"".join(chunks)
 
 
-class _Analysts:
-    """The analysts file, re-read when it changes (``dealbeacon analyst add`` while the server runs)."""
-
-    def __init__(self, path: str):
-        self.path, self.reg = path, AnalystRegistry()
-        self._mtime: int | None = None
-
-    def current(self) -> AnalystRegistry:
-        try:
-            mtime = os.stat(self.path).st_mtime_ns
-        except FileNotFoundError:
-            mtime = None
-        if mtime != self._mtime:
-            self.reg = AnalystRegistry.load(self.path) if mtime is not None else AnalystRegistry()
-            self._mtime = mtime
-        return self.reg
-
-
 def create_sql_app(engine: AnalystEngine, analysts_file: str, *, server_name: str = "dealbeacon") -> Starlette:
-    analysts = _Analysts(analysts_file)
+    analysts = AnalystsFile(analysts_file)
     cap = engine.limits.max_query_bytes
     auth_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sql-auth")
 

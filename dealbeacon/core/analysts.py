@@ -108,3 +108,22 @@ class AnalystRegistry:
             return None
         self._verified[name] = tag
         return analyst
+
+
+class AnalystsFile:
+    """The analysts file, re-read when it changes (``dealbeacon analyst add`` while the server runs): the SQL
+    port and the analytics dashboard authenticate against it."""
+
+    def __init__(self, path: str):
+        self.path, self.reg = path, AnalystRegistry()
+        self._mtime: int | None = None
+
+    def current(self) -> AnalystRegistry:
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime != self._mtime:
+            self.reg = AnalystRegistry.load(self.path) if mtime is not None else AnalystRegistry()
+            self._mtime = mtime
+        return self.reg

@@ -60,11 +60,12 @@ def store(chdb_store):
 
 
 def make_app(store, settings: Settings | None = None, clock=None, started=True, origins=(ORIGIN,),
-             internal_domains=(), **app_kwargs):
+             internal_domains=(), extra_sites=(), **app_kwargs):
     """The real ingest app over the real store and an embedded hand-off started by the app's lifespan.
     ``app_kwargs`` go to create_app (reader, hub, snippet_file, demo_page)."""
     settings = settings or Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000)
-    sites = SiteRegistry({"test": Site("test", SECRET, tuple(origins), internal_domains=tuple(internal_domains))})
+    sites = SiteRegistry({"test": Site("test", SECRET, tuple(origins), internal_domains=tuple(internal_domains)),
+                          **{key: Site(key, SECRET + "-" + key, tuple(origins)) for key in extra_sites}})
     handoff = EmbeddedHandoff(store, EmbeddedProcessor(store, acfg=alert_config(settings)), linger_ms=0)
 
     @contextlib.asynccontextmanager
