@@ -78,7 +78,7 @@ SELECT toUInt32(intDiv(toUInt32(floor(cycle_days)), 15) * 15) AS from_day, count
 FROM kpi_deals
 WHERE site = {site} AND won = 1 AND close_month BETWEEN {from} AND {to}{owner}
 GROUP BY from_day ORDER BY from_day"""),
-    "outcomes": ("Win rate, deal size and cycle by close month", "close month", """
+    "outcomes": ("Win rate by close month, by count and by amount", "close month", """
 SELECT toString(close_month) AS month, sum(closed_deals) AS closed, sum(won_deals) AS won,
        round(sum(won_deals) / sum(closed_deals), 3) AS win_rate,
        round(if(sum(closed_amount) > 0, sum(won_amount) / sum(closed_amount), NULL), 3) AS win_rate_amount,
@@ -86,12 +86,12 @@ SELECT toString(close_month) AS month, sum(closed_deals) AS closed, sum(won_deal
 FROM kpi_outcomes
 WHERE site = {site} AND close_month BETWEEN {from} AND {to}{owner}
 GROUP BY close_month ORDER BY close_month"""),
-    "win_by_band": ("Win rate by engagement band at day 14", "close month", """
-SELECT band, count() AS deals, sum(won) AS won_deals, round(sum(won) / count(), 3) AS win_rate
+    "win_by_band": ("Win rate by engagement at day 14 (deal score: low < 50, medium, high >= 80)", "close month", """
+SELECT engagement, count() AS deals, sum(won) AS won_deals, round(sum(won) / count(), 3) AS win_rate
 FROM kpi_engagement_at_age
 WHERE site = {site} AND age_days = 14{owner}
   AND room_id IN (SELECT room_id FROM kpi_deals WHERE site = {site} AND close_month BETWEEN {from} AND {to})
-GROUP BY band ORDER BY win_rate DESC, band"""),
+GROUP BY engagement ORDER BY indexOf(['low', 'medium', 'high'], engagement)"""),
     "slippage": ("Slippage by due month", "due month (expected close)", """
 SELECT toString(due_month) AS month, sum(due_deals) AS due, sum(slipped_deals) AS slipped,
        round(sum(slipped_deals) / sum(due_deals), 3) AS slippage_rate,
@@ -112,10 +112,12 @@ SELECT kind, sumIf(round(minutes_per_deal, 2), outcome = 'won') AS won_minutes_p
 FROM kpi_content_effectiveness
 WHERE site = {site}
 GROUP BY kind ORDER BY kind"""),
-    "dropoff": ("Where readers stop: readers per page (all owners, all time)", "not filtered", """
-SELECT content_id, page, readers, stopped_here
+    "dropoff": ("Where readers stop: share of readers reaching each page, the 6 most read documents (all owners, "
+                "all time)", "not filtered", """
+SELECT content_id, page, readers, stopped_here, round(share_of_readers, 3) AS share_of_readers
 FROM kpi_page_dropoff
-WHERE site = {site}
+WHERE site = {site} AND content_id IN (SELECT content_id FROM kpi_page_dropoff WHERE site = {site} AND page = 1
+                                       ORDER BY readers DESC, content_id LIMIT 6)
 ORDER BY content_id, page"""),
 }
 

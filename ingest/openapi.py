@@ -151,6 +151,37 @@ def openapi_document(settings: Settings) -> dict:
                     "$ref": "#/components/schemas/Snooze"}}}},
                 "responses": {"202": _ok("ConfigAccepted"), "400": _error("invalid_value (hours)"),
                               "403": _error("forbidden"), "404": _error("not_found"), "503": _unavailable}}},
+            "/v1/sites/{site}/quotas/{owner}": {"put": {
+                "summary": "Set an owner's whole quota plan (a PUT replaces it): periods by label (2026, 2026-Q3, "
+                           "2026-07) or start and end days; periods may not overlap; the owner must be a configured "
+                           "seller or own a room",
+                "security": [{"siteSecret": []}], "parameters": [_path("site"), _path("owner")],
+                "requestBody": _json_body("Quotas"),
+                "responses": {"202": _ok("ConfigAccepted"), "400": _error("out_of_range (amount), overlap, invalid_value"),
+                              "401": _error("unauthorized"), "413": _error("body_too_large"),
+                              "422": _error("unknown_owner"), "503": _unavailable}}},
+            "/v1/sites/{site}/quotas": {"get": {
+                "summary": "The current quota plans of the site's owners", "security": [{"siteSecret": []}],
+                "parameters": [_path("site")],
+                "responses": {"200": {"description": "quotas"}, "401": _error("unauthorized")}}},
+            "/analytics": {"get": {"summary": "The KPI dashboard (HTML); ?site=KEY; HTTP Basic as an analyst of that site",
+                                   "security": [{"analyst": []}],
+                                   "responses": {"200": {"description": "HTML", "content": {"text/html": {}}},
+                                                 "401": _error("unauthorized"), "403": _error("forbidden")}}},
+            "/static/chart.umd.min.js": {"get": {"summary": "Chart.js 4.6.1 (MIT), for the dashboard",
+                                                 "responses": {"200": {"description": "JavaScript"}}}},
+            "/v1/sites/{site}/analytics": {"get": {
+                "summary": "The dashboard's filter choices (owners, months) and chart list", "security": [{"analyst": []}],
+                "parameters": [_path("site")],
+                "responses": {"200": {"description": "index"}, "401": _error("unauthorized"), "403": _error("forbidden")}}},
+            "/v1/sites/{site}/analytics/{chart}": {"get": {
+                "summary": "One chart's data from the KPI views (funnel, cycle, outcomes, win_by_band, slippage, "
+                           "coverage, content, dropoff); ?from=YYYY-MM&to=YYYY-MM&owner=O&format=json|csv",
+                "security": [{"analyst": []}], "parameters": [_path("site"), _path("chart")] + [
+                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                    for n in ("from", "to", "owner", "format")],
+                "responses": {"200": {"description": "columns and rows, or CSV"}, "400": _error("invalid_value"),
+                              "401": _error("unauthorized"), "403": _error("forbidden"), "404": _error("unknown_chart")}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Readiness (hand-off available)",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
@@ -166,6 +197,7 @@ def openapi_document(settings: Settings) -> dict:
             "siteSecret": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <site secret>"},
             "sellerBearer": {"type": "http", "scheme": "bearer", "description": "the seller's page token"},
             "sellerToken": {"type": "apiKey", "in": "query", "name": "token"},
+            "analyst": {"type": "http", "scheme": "basic", "description": "an analyst of the SQL port"},
         }, "schemas": {
             **_schemas(settings),
             "Batch": schema,

@@ -168,6 +168,7 @@ GROUP BY q.site, q.owner, q.period, q.period_start, q.period_end;
 CREATE VIEW IF NOT EXISTS kpi_engagement_at_age AS
 SELECT d.site AS site, d.room_id AS room_id, any(d.owner) AS owner, any(d.won) AS won, d.age_days AS age_days,
        argMax(s.score, s.at) AS score, argMax(s.band, s.at) AS band,
+       multiIf(score >= 80, 'high', score >= 50, 'medium', 'low') AS engagement,
        argMax(s.win_probability, s.at) AS win_probability, argMax(s.engaged, s.at) AS engaged
 FROM (SELECT site, room_id, owner, won, created_at, closed_at, arrayJoin([14, 30]) AS age_days
       FROM kpi_deals WHERE closed = 1) AS d
@@ -180,6 +181,11 @@ SELECT site, age_days, band, count() AS deals, sum(won) AS won_deals, won_deals 
        avg(win_probability) AS mean_win_probability
 FROM kpi_engagement_at_age
 GROUP BY site, age_days, band;
+CREATE VIEW IF NOT EXISTS kpi_win_by_engagement AS
+SELECT site, age_days, engagement, count() AS deals, sum(won) AS won_deals, won_deals / deals AS win_rate,
+       avg(win_probability) AS mean_win_probability
+FROM kpi_engagement_at_age
+GROUP BY site, age_days, engagement;
 CREATE VIEW IF NOT EXISTS kpi_win_by_decile AS
 SELECT site, age_days, decile, count() AS deals, sum(won) AS won_deals, won_deals / deals AS win_rate,
        avg(win_probability) AS mean_win_probability, min(score) AS min_score, max(score) AS max_score
@@ -240,7 +246,7 @@ GROUP BY site, owner, cohort_month
 # the views an analyst may read on the SQL port (each has a ``site`` column)
 ANALYST_VIEWS = ("kpi_deals", "kpi_stage_stays", "kpi_stage_funnel", "kpi_outcomes", "kpi_lead_to_close",
                  "kpi_close_date_changes", "kpi_slippage_deals", "kpi_slippage", "kpi_quotas", "kpi_coverage",
-                 "kpi_engagement_at_age", "kpi_win_by_band", "kpi_win_by_decile", "kpi_threading",
+                 "kpi_engagement_at_age", "kpi_win_by_band", "kpi_win_by_engagement", "kpi_win_by_decile", "kpi_threading",
                  "kpi_content_effectiveness", "kpi_content_before_advance", "kpi_page_dropoff",
                  "kpi_first_engagement", "kpi_buyer_events", "kpi_content_catalogue", "kpi_team")
 
@@ -260,3 +266,70 @@ def sync_stages(store, stages, closed, won, version: int) -> bool:
         return False
     store.insert("deal_stages", stage_rows(stages, closed, won, version))
     return True
+
+
+def report_sql(site_literal: str, start: str, end: str, by_owner: bool) -> str:
+    """The headline KPIs of one period (``start``..``end``, ISO days) per owner, or for the whole team: the
+    `dealbeacon kpi` report. Deals closed in the period for outcomes; open deals expected to close in it for
+    pipeline; quotas pro rata to their overlap with the period; deals due in it for slippage; deals created
+    in it for lead-to-close. ``site_literal`` is an SQL string literal."""
+    a, b = f"toDate('{start}')", f"toDate('{end}')"
+    group = "owner" if by_owner else "'(team)'"
+    closed_in = f"toDate(closed_at) BETWEEN {a} AND {b}"
+    return f"""
+SELECT d.owner AS owner, d.closed_deals, d.won_deals, d.won_amount, d.win_rate, d.win_rate_amount, d.avg_deal_size,
+       d.median_cycle_days, d.open_pipeline, q.quota AS quota,
+       if(q.quota > 0, d.won_amount / q.quota, NULL) AS attainment,
+       if(q.quota > d.won_amount, d.open_pipeline / (q.quota - d.won_amount), NULL) AS coverage,
+       s.slippage_rate AS slippage_rate, d.lead_to_close
+FROM (SELECT {group} AS owner,
+             countIf(closed = 1 AND {closed_in}) AS closed_deals, countIf(won = 1 AND {closed_in}) AS won_deals,
+             sumIf(amount, won = 1 AND {closed_in}) AS won_amount,
+             if(closed_deals > 0, won_deals / closed_deals, NULL) AS win_rate,
+             if(sumIf(amount, closed = 1 AND {closed_in}) > 0, won_amount / sumIf(amount, closed = 1 AND {closed_in}), NULL)
+                 AS win_rate_amount,
+             if(won_deals > 0, won_amount / won_deals, NULL) AS avg_deal_size,
+             quantileExactInclusiveIf(0.5)(cycle_days, won = 1 AND {closed_in}) AS median_cycle_days,
+             sumIf(amount, closed = 0 AND expected_close BETWEEN {a} AND {b}) AS open_pipeline,
+             if(countIf(toDate(created_at) BETWEEN {a} AND {b}) > 0,
+                countIf(won = 1 AND toDate(created_at) BETWEEN {a} AND {b}) / countIf(toDate(created_at) BETWEEN {a} AND {b}),
+                NULL) AS lead_to_close
+      FROM kpi_deals WHERE site = {site_literal} GROUP BY {group}) AS d
+LEFT JOIN (SELECT {group} AS owner,
+                  sum(quota * greatest(0, dateDiff('day', greatest(period_start, {a}), least(period_end, {b})) + 1)
+                      / (dateDiff('day', period_start, period_end) + 1)) AS quota
+           FROM kpi_quotas WHERE site = {site_literal} GROUP BY {group}) AS q ON q.owner = d.owner
+LEFT JOIN (SELECT {group} AS owner, if(count() > 0, sum(slipped) / count(), NULL) AS slippage_rate
+           FROM kpi_slippage_deals WHERE site = {site_literal} AND due_month BETWEEN toStartOfMonth({a}) AND {b}
+           GROUP BY {group}) AS s ON s.owner = d.owner
+ORDER BY owner"""
+
+
+REPORT_COLUMNS = ("owner", "closed", "won", "won amount", "win rate", "win rate (amount)", "avg deal", "median cycle (d)",
+                  "open pipeline", "quota", "attainment", "coverage", "slippage", "lead to close")
+
+
+def report_table(rows: list, columns=REPORT_COLUMNS) -> str:
+    """Rows of ``report_sql`` (owners, then the team) as an aligned text table: ratios as percentages, money
+    and days rounded, '-' where a figure does not exist (no closed deal, no quota)."""
+    pct = {"win rate", "win rate (amount)", "attainment", "slippage", "lead to close"}
+    money = {"won amount", "avg deal", "open pipeline", "quota"}
+
+    def cell(col: str, v) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return "-"
+        if col in pct:
+            return f"{100 * float(v):.0f}%"
+        if col == "coverage":
+            return f"{float(v):.2f}x"
+        if col == "median cycle (d)":
+            return f"{float(v):.1f}"
+        if col in money:
+            return f"{float(v):,.0f}"
+        return str(v)
+
+    cells = [list(columns)] + [[cell(c, v) for c, v in zip(columns, r)] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import secrets
 import sys
 import time
@@ -201,6 +202,65 @@ def erase(settings: Settings, site: str, stakeholder: str, room: str | None, url
                    headers={"Authorization": f"Bearer {s.secret}"}, timeout=30)
     click.echo(r.text)
     sys.exit(0 if r.status_code == 202 else 1)
+
+
+@cli.command()
+@settings_options(sql=True)
+@click.option("--site", required=True, help="the site's key")
+@click.option("--period", default=None, help="2026 (year), 2026-Q3 (quarter) or 2026-07 (month); default: this quarter")
+@click.option("--user", default=None, help="an analyst of the SQL port (default: the demo analyst on a demo data dir)")
+@click.option("--password", default=None, envvar="DEALBEACON_KPI_PASSWORD", help="or DEALBEACON_KPI_PASSWORD")
+@click.option("--url", default=None, help="the SQL port (default http://127.0.0.1:<sql port>); with "
+              "DEALBEACON_CLICKHOUSE_URL set, that server is read directly")
+def kpi(settings: Settings, site: str, period: str | None, user: str | None, password: str | None, url: str | None) -> None:
+    """Print the headline KPIs of a period per owner and for the team (what a manager asks for on Monday)."""
+    import datetime as dt
+
+    from dealbeacon.core.clock import Clock
+    from dealbeacon.core.periods import period_bounds, period_of
+    from dealbeacon.core.sqltext import sql_string
+    from sinks.kpi_sql import report_sql, report_table
+
+    label = period or period_of(dt.datetime.fromtimestamp(Clock().wall_ms() / 1000, dt.UTC).date())
+    try:
+        start, end = period_bounds(label)
+    except ValueError as e:
+        _fail(f"--period {label!r}: {e}")
+    texts = [report_sql(sql_string(site), start.isoformat(), end.isoformat(), by) for by in (True, False)]
+    if settings.clickhouse_url and not url:
+        from sinks.store import ServerStore
+
+        store = ServerStore(settings.clickhouse_url)
+        rows = [list(r) for sql in texts for r in store.query(sql)]
+    else:
+        import httpx
+
+        if user is None and os.path.exists(os.path.join(settings.data_dir, "demo-analyst.txt")) and site == "demo":
+            user = "demo"
+            with open(os.path.join(settings.data_dir, "demo-analyst.txt")) as fh:
+                password = password or fh.read().strip()
+        if not user:
+            _fail("--user and --password (an analyst of the SQL port: dealbeacon analyst add NAME --site KEY)")
+        base = url or f"http://127.0.0.1:{settings.sql_port}/"
+        rows = []
+        for sql in texts:
+            try:
+                r = httpx.post(base, auth=(user, password or ""), content=sql + " FORMAT JSONCompact", timeout=60)
+            except httpx.HTTPError as e:
+                _fail(f"the SQL port at {base} did not answer ({e}); is `dealbeacon up` running?")
+            if r.status_code != 200:
+                _fail(f"the SQL port answered {r.status_code}: {r.text.strip()[:500]}")
+            rows += orjson.loads(r.content)["data"]
+    click.echo(f"dealbeacon KPIs · site {site} · {label} ({start} .. {end})")
+    click.echo(report_table([[None if isinstance(v, str) and v == "nan" else v for v in r] for r in rows]))
+
+
+@cli.command(name="grafana-dashboard")
+def grafana_dashboard() -> None:
+    """Print the Grafana dashboard of the KPI views (deploy/grafana/dashboards/dealbeacon-kpis.json)."""
+    from dealbeacon.app.grafana import dashboard_json
+
+    sys.stdout.buffer.write(dashboard_json())
 
 
 def _distributed(name: str, help_text: str) -> None:

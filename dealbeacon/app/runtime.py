@@ -73,13 +73,18 @@ def _banner(s: Settings, demo: bool, demo_password: str = "") -> str:
         f"  SQL (read-only, ClickHouse HTTP, analysts only)  http://{s.host}:{s.sql_port}/",
         f"     curl {auth}'http://{s.host}:{s.sql_port}/?query=SELECT+type,count()+FROM+events+FINAL+GROUP+BY+type'",
         "     (add analysts with: dealbeacon analyst add NAME --site KEY)",
+        f"  analytics  http://{s.host}:{s.port}/analytics?site=KEY   (KPI dashboard, the same analyst login; "
+        "report: dealbeacon kpi --site KEY)",
         f"  data       {os.path.abspath(s.data_dir)}",
     ]
     if demo:
-        lines.append(f"  demo       site key '{DEMO_SITE_KEY}': 45 days of simulated deals, and buyers visiting 3 rooms now")
+        lines.append(f"  demo       site key '{DEMO_SITE_KEY}': {s.demo_deals} deals simulated over 210 days "
+                     "(closing and open), and buyers visiting 3 rooms now")
         lines.append(f"             alerts: curl {auth}'http://{s.host}:{s.sql_port}/?query=SELECT+room_id,kind,severity,"
                      "suggestion+FROM+alerts+FINAL+ORDER+BY+at+DESC+LIMIT+10'")
         lines.append(f"             be a buyer yourself: open http://{s.host}:{s.port}/demo in a browser")
+        lines.append(f"             KPIs: open http://{s.host}:{s.port}/analytics?site={DEMO_SITE_KEY} "
+                     f"(user {DEMO_ANALYST}, password {demo_password})")
     lines.append("  stop with Ctrl-C")
     return "\n".join(lines)
 
@@ -111,8 +116,8 @@ async def _demo(settings: Settings, site) -> None:
 
     base = f"http://{settings.host}:{settings.port}"
     try:
-        counts = await seed_demo(base, site.key, site.secret)
-        log.info("demo history: %d simulated deals, %d events", counts["room"], counts["accepted"])
+        counts = await seed_demo(base, site.key, site.secret, deals=settings.demo_deals)
+        log.info("demo history: %d room updates, %d events", counts["room"], counts["accepted"])
     except Exception as e:  # the live traffic still runs
         log.warning("demo history failed: %s", e)
     await run_demo_traffic(base + "/v1/events", site.key, site.secret, max_events=settings.demo_max_events)

@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     notify_cooldown_s: Annotated[int, Field(ge=0)] = 3600  # at most one notice per room per this
     # -- demo
     demo: bool = True
-    demo_max_events: Positive = 200_000
+    demo_max_events: Annotated[int, Field(ge=0)] = 200_000  # live demo visits (0: none)
+    demo_deals: Annotated[int, Field(ge=0, le=1000)] = 40  # simulated history: deals opened over 120 days, 90 days each
 
     @field_validator("clock", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ output through the real ingest endpoint, bounded in count.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 import uuid
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from dealbeacon.core import tokens
+from dealbeacon.core.periods import period_of
 
 log = logging.getLogger("dealbeacon.sim.demo")
 
@@ -94,11 +96,18 @@ def visit_events(v: Visit, rng: random.Random, now_ms: int, site_url: str = "htt
     return events
 
 
-async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 12, days: int = 45, seed: int = 7,
-                    now_ms: int | None = None) -> dict:
-    """Give the demo a history: the three live rooms with their committees (rooms API), and ``deals``
-    simulated buying committees over the past ``days`` (dealbeacon/sim/simulator.py), replayed as a server-side
-    sender so their timestamps are kept. The wall-clock ticker then scores them and raises alerts."""
+DAY_MS = 86_400_000
+QUOTA_PER_QUARTER = 150_000.0  # each simulated seller's target
+
+
+async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 40, days: int = 90, seed: int = 7,
+                    now_ms: int | None = None, spread_days: int = 120) -> dict:
+    """Give the demo a history: the three live rooms with their committees (rooms API), ``deals`` simulated
+    buying committees whose rooms opened one after another over ``spread_days`` and live ``days`` each
+    (dealbeacon/sim/simulator.py; the last ones still open today), replayed as a server-side sender so their
+    timestamps are kept, and a quarterly quota per simulated seller. The wall-clock ticker then scores them
+    and raises alerts; the analytics dashboard has closed won and lost deals, slipped close dates and
+    pipeline to show."""
     import time
 
     from dealbeacon.sim.simulate import build, replay
@@ -110,11 +119,24 @@ async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 1
             body = {"name": room_id.split("-", 1)[1].title(), "owner": f"seller-{n % 2 + 1}", "stage": "proposal",
                     "amount": 25_000.0 * (n + 1), "stakeholders": [
                         {"id": sid, "role": role, "email": f"{sid}@buyer.example"} for sid, role in committee],
-                    "proposal_shared_at": now_ms - 86_400_000}  # yesterday: the live visits open it
+                    "proposal_shared_at": now_ms - 86_400_000,  # yesterday: the live visits open it
+                    "expected_close": dt.datetime.fromtimestamp(now_ms / 1000 + 30 * 86_400, dt.UTC).date().isoformat()}
             r = await client.put(f"/v1/sites/{site_key}/rooms/{room_id}", json=body)
             r.raise_for_status()
-    ops = build(site_key, secret, deals=deals, seed=seed, days=days, start_ms=None, tick_hours=0, now_ms=now_ms)
-    return await replay(base_url, site_key, secret, ops, deadline_s=300)
+    start = now_ms - (spread_days + days // 2) * DAY_MS  # the rooms opened last are still open today
+    ops = build(site_key, secret, deals=deals, seed=seed, days=days, start_ms=start, tick_hours=0, now_ms=now_ms,
+                spread_days=spread_days)
+    counts = await replay(base_url, site_key, secret, ops, deadline_s=600, lanes=8)
+    # quotas per seller and quarter over the simulated period, so coverage and attainment have a target
+    first = dt.datetime.fromtimestamp(start / 1000, dt.UTC).date()
+    last = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).date() + dt.timedelta(days=92)
+    quarters = sorted({period_of(first + dt.timedelta(days=d)) for d in range(0, (last - first).days + 1, 30)})
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10) as client:
+        for n in range(1, 4):
+            r = await client.put(f"/v1/sites/{site_key}/quotas/seller-{n}", json={
+                "periods": [{"period": q, "amount": QUOTA_PER_QUARTER} for q in quarters]})
+            r.raise_for_status()
+    return counts
 
 
 async def run_demo_traffic(endpoint: str, site_key: str, secret: str, *, max_events: int, seed: int = 7,

@@ -13,7 +13,7 @@ import math
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -182,6 +182,13 @@ def simulate(seed: int, n: int, start_ms: int, days: int = 90, *, spread_days: i
                           hol) for i in range(n)]
 
 
+EXPECTED_CLOSE_DAYS = 60  # the close date a simulated seller first records, after the room opens
+
+
+def _day(at_ms: int) -> str:
+    return datetime.fromtimestamp(at_ms / 1000, UTC).date().isoformat()
+
+
 def stage_for(day: int, deal: Deal) -> str:
     """The stage a simulated seller records: qualification, proposal from day 15, negotiation from day 40,
     closed at the close day."""
@@ -222,7 +229,13 @@ def plan(deals: list[Deal], site: str, secret: str, token_expiry_s: int, *, tick
                     body["timezone"] = deal.tz
             if stage == "proposal":
                 body["proposal_shared_at"] = deal.created_ms + day * DAY_MS
+            if i == 0:
+                body["expected_close"] = _day(deal.created_ms + EXPECTED_CLOSE_DAYS * DAY_MS)
             ops.append(Op(body["updated_at"], "room", deal.room_id, body))
+        if deal.closed_day > EXPECTED_CLOSE_DAYS:  # the seller pushes the close date out when it is near (slippage)
+            at = deal.created_ms + (EXPECTED_CLOSE_DAYS - 5) * DAY_MS
+            ops.append(Op(at, "room", deal.room_id, {"expected_close": _day(deal.created_ms + (deal.closed_day + 7) * DAY_MS),
+                                                     "updated_at": at}))
         toks = {sid: tokens.mint(secret, deal.room_id, sid, token_expiry_s) for sid, _ in deal.committee}
         wire = []
         for n, e in enumerate(deal.events):

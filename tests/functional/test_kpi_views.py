@@ -407,6 +407,13 @@ def check_engagement_at_age(store, rows: dict[str, list[dict]]):
     for key, items in want.items():
         assert got[key][:2] == (len(items), sum(w for w, _ in items))
         assert approx(got[key][2], statistics.fmean(wp for _, wp in items))
+    got = {(r[0], r[1]): r[2:] for r in rows_of(store, "SELECT age_days, engagement, deals, won_deals "
+                                                       f"FROM kpi_win_by_engagement WHERE site = '{SITE}'")}
+    tiers: dict = {}
+    for age, items in snaps.items():
+        for room, score, band, wp, w in items:
+            tiers.setdefault((age, "high" if score >= 80 else "medium" if score >= 50 else "low"), []).append(w)
+    assert got == {k: (len(v), sum(v)) for k, v in tiers.items()}
     got = {(r[0], r[1]): r[2:] for r in rows_of(store, "SELECT age_days, decile, deals, won_deals, min_score "
                                                        f"FROM kpi_win_by_decile WHERE site = '{SITE}'")}
     want = {}
@@ -464,3 +471,37 @@ def test_another_sites_deal_is_in_no_acme_figure(kpi_store):
         assert sites <= {"acme", "other"}, v
     assert rows_of(store, "SELECT closed_deals, won_amount FROM kpi_outcomes WHERE site = 'other'") == [(1, 99_000.0)]
     assert rows_of(store, "SELECT sum(won_amount) FROM kpi_outcomes WHERE site = 'acme'") == [(47_000.0,)]
+
+
+def test_the_grafana_dashboard_is_generated_from_the_chart_queries_and_runs_on_the_views(kpi_store):
+    """deploy/grafana: the committed dashboard is the generated one, its data source is the provisioned one,
+    and every panel's SQL (Grafana's variables and time macros filled in as Grafana would) runs on the views
+    and gives the dashboard's numbers."""
+    import pathlib
+
+    import orjson
+    import yaml
+
+    from dealbeacon.app import grafana
+    from ingest.analytics import CHARTS, chart_sql
+
+    store, _ = kpi_store
+    root = pathlib.Path(__file__).parents[2]
+    committed = (root / "deploy/grafana/dashboards/dealbeacon-kpis.json").read_bytes()
+    assert committed == grafana.dashboard_json(), "regenerate: dealbeacon grafana-dashboard > deploy/grafana/dashboards/dealbeacon-kpis.json"
+    source = yaml.safe_load((root / "deploy/grafana/provisioning/datasources/clickhouse.yaml").read_text())["datasources"][0]
+    board = orjson.loads(committed)
+    assert {p["datasource"]["uid"] for p in board["panels"]} == {source["uid"]}
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    mounts = " ".join(compose["grafana"]["volumes"] + compose["clickhouse"]["volumes"])
+    for path in ("deploy/grafana/provisioning", "deploy/grafana/dashboards", "deploy/clickhouse/users.d/grafana.xml"):
+        assert (root / path).exists() and f"./{path}" in mounts, path
+    for panel in board["panels"]:
+        sql = panel["targets"][0]["rawSql"]
+        for owner in ("", "ben"):
+            filled = (sql.replace("${site}", "acme").replace("${owner}", owner)
+                      .replace("$__fromTime", "toDateTime('2025-01-01 00:00:00')").replace("$__toTime", "toDateTime('2025-12-31 00:00:00')"))
+            chart = next(c for c, (title, *_rest) in CHARTS.items() if title == panel["title"])
+            params = {"from": "2025-01", "to": "2025-12", **({"owner": owner} if owner else {})}
+            got, want = store.query(filled), store.query(chart_sql(chart, "acme", params))
+            assert got == want and (want or chart == "win_by_band"), (panel["title"], owner)
