@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from dealbeacon.core.clock import check_zone
-from dealbeacon.core.periods import period_bounds
 from dealbeacon.core.contract import ACTIVITY_KINDS, ID_RE, MAX_DATE, MAX_TS_MS, MIN_DATE, MIN_TS_MS, ROOM_ROLES, SEVERITIES, Rejected
+from dealbeacon.core.periods import period_bounds
 
 MAX_SNOOZE_HOURS = 24 * 90
 

@@ -15,7 +15,6 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
-import os
 import re
 import uuid
 

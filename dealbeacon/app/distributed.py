@@ -127,10 +127,10 @@ async def _lag_monitor(s: Settings, metrics, every_s: float = 5.0) -> None:
 async def run_sink(s: Settings) -> None:
     from prometheus_client import make_asgi_app
 
-    from ingest.metrics import ASGIEndpoint
-    from sinks.sqlport import create_sql_app
     from dealbeacon.core.clock import Clock
+    from ingest.metrics import ASGIEndpoint
     from sinks.kpi_sql import sync_stages
+    from sinks.sqlport import create_sql_app
     from sinks.store import ChdbStore, open_store
     from sinks.worker import SinkMetrics, SinkWorker
 

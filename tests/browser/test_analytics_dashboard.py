@@ -131,5 +131,22 @@ def test_dashboard_draws_the_views_numbers_filters_and_exports(tmp_path):
                 assert all(_approx(v, x) if isinstance(v, (int, float)) and not isinstance(v, bool) else
                            (x == "" if v is None else x == str(v)) for v, x in zip(values, line)), (chart, line, row)
         print("analytics dashboard screenshot:", ARTIFACTS / "analytics-dashboard.png")
+
+        # the Monday report on the command line, through the SQL port as the demo's analyst
+        import sys
+        year = str(today.year)
+        report = subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "kpi", "--site", "demo", "--period", year,
+                                 "--data-dir", str(data), "--sql-port", str(srv.sql_port)],
+                                capture_output=True, text=True, timeout=60)
+        assert report.returncode == 0, report.stderr
+        print(report.stdout)
+        lines = report.stdout.splitlines()
+        assert lines[0] == f"dealbeacon KPIs · site demo · {year} ({year}-01-01 .. {year}-12-31)"
+        team = lines[-1].split()
+        won = sql(f"SELECT countIf(won = 1), countIf(closed = 1) FROM kpi_deals WHERE site = 'demo' AND toYear(closed_at) = {year}")[0]
+        assert team[0] == "(team)" and [int(team[1]), int(team[2])] == [won[1], won[0]]
+        bad = subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "kpi", "--site", "demo", "--period", "2026-Q9",
+                              "--data-dir", str(data), "--sql-port", str(srv.sql_port)], capture_output=True, text=True)
+        assert bad.returncode == 2 and "--period '2026-Q9'" in bad.stderr
     finally:
         srv.stop()

@@ -99,7 +99,7 @@ def fixture_records() -> list[tuple[int, dict]]:
         for day, change in d["updates"]:
             out.append((ms(day, 9), {"record": "room", "rv": 1, "site": SITE, "room_id": room,
                                      "updated_at": ms(day, 9), **change}))
-    for n, (room, day, who, content, page, seconds) in enumerate(READS + TEAM_READS):
+    for room, day, who, content, page, seconds in READS + TEAM_READS:
         for k, etype in enumerate(("content_view", "content_progress", "engagement")):
             if etype == "content_progress" and page is None:
                 continue
@@ -505,3 +505,60 @@ def test_the_grafana_dashboard_is_generated_from_the_chart_queries_and_runs_on_t
             params = {"from": "2025-01", "to": "2025-12", **({"owner": owner} if owner else {})}
             got, want = store.query(filled), store.query(chart_sql(chart, "acme", params))
             assert got == want and (want or chart == "win_by_band"), (panel["title"], owner)
+
+
+def test_the_kpi_report_of_a_quarter_by_hand(kpi_store):
+    """`dealbeacon kpi --period 2025-Q1`: per owner and for the team, every figure computed by hand from the
+    fixture's timeline (current owners: d4 moved from ben to ana)."""
+    store, _ = kpi_store
+    rows = [list(r) for by in (True, False) for r in store.query(kpi_sql.report_sql("'acme'", "2025-01-01", "2025-03-31", by))]
+    d1_cycle, d3_cycle = days_between("2025-01-06", "2025-03-10"), days_between("2025-02-03", "2025-03-20")
+    want = [
+        # owner, closed, won, won amount, win rate, by amount, avg deal, median cycle, pipeline, quota, attainment,
+        # coverage, slippage, lead to close
+        ["ana", 2, 1, 12_000.0, 0.5, 12_000 / 27_000, 12_000.0, d1_cycle, 0.0, 40_000.0, 0.3, 0.0, 0.5, 0.25],
+        ["ben", 1, 1, 5_000.0, 1.0, 1.0, 5_000.0, d3_cycle, 0.0, 0.0, None, None, 0.0, 1.0],
+        ["(team)", 3, 2, 17_000.0, 2 / 3, 17_000 / 32_000, 8_500.0, (d1_cycle + d3_cycle) / 2, 0.0, 40_000.0, 0.425, 0.0,
+         1 / 3, 0.5],
+    ]
+    assert [r[0] for r in rows] == [w[0] for w in want]
+    for got, exp in zip(rows, want):
+        assert all(approx(g, e) or (e is None and g != g) for g, e in zip(got[1:], exp[1:])), (got, exp)
+    table = kpi_sql.report_table(rows)
+    assert table.splitlines()[0].split()[:3] == ["owner", "closed", "won"]
+    assert "(team)" in table and "17,000" in table and "42%" in table and "33%" in table
+    assert table.splitlines()[3].split()[10:12] == ["-", "-"]  # ben: no quota in Q1, so no attainment or coverage
+
+
+def test_an_analyst_reads_every_kpi_view_of_its_own_sites_only(kpi_store, tmp_path):
+    """On the SQL port each KPI view is an analyst table: an analyst of site ``other`` sees other's rows and
+    nothing of acme's, in every view, however the query reaches it."""
+    from starlette.testclient import TestClient
+
+    from dealbeacon.core.analysts import AnalystRegistry
+    from sinks.sqlengine import AnalystEngine, Limits
+    from sinks.sqlport import create_sql_app
+
+    store, _ = kpi_store
+    reg = AnalystRegistry()
+    reg.add("bob", ["other"], "bob-pw")
+    reg.add("ann", ["acme"], "ann-pw")
+    path = str(tmp_path / "analysts.json")
+    reg.save(path)
+    engine = AnalystEngine(store.open_session, Limits(max_execution_s=20, max_memory_bytes=300_000_000))
+    try:
+        client = TestClient(create_sql_app(engine, path))
+        for view in kpi_sql.ANALYST_VIEWS:
+            for user, site in (("bob", "other"), ("ann", "acme")):
+                for q in (f"SELECT DISTINCT site FROM {view}", f"SELECT DISTINCT site FROM (SELECT * FROM {view}) AS v",
+                          f"WITH x AS (SELECT site FROM default.{view}) SELECT DISTINCT site FROM x"):
+                    r = client.get("/", params={"query": q}, auth=(user, f"{user}-pw"))
+                    assert r.status_code == 200 and r.text in ("", f"{site}\n"), (view, user, q, r.text)
+            r = client.get("/", params={"query": f"SELECT count() FROM {view} WHERE site = 'acme'"}, auth=("bob", "bob-pw"))
+            assert r.text == "0\n", view
+        r = client.get("/", params={"query": "SELECT won_amount FROM kpi_outcomes"}, auth=("bob", "bob-pw"))
+        assert r.text == "99000\n"
+        r = client.get("/", params={"query": "SELECT * FROM deal_stages"}, auth=("bob", "bob-pw"))
+        assert r.status_code == 403  # configuration, not an analyst table
+    finally:
+        engine.close()
