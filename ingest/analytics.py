@@ -1,7 +1,8 @@
 """The analyst layer over HTTP: quotas (site secret) and the KPI dashboard (analyst credentials).
 
     PUT  /v1/sites/{site}/quotas/{owner}     {"periods": [{"period": "2026-Q3", "amount": 120000}, ...]}
-                                             an owner's whole quota plan (a PUT replaces it); site secret
+                                             an owner's whole quota plan (a PUT replaces it); owner ``_team``:
+                                             the team's total; site secret
     GET  /v1/sites/{site}/quotas             the current plans; site secret
     GET  /analytics?site=S                   the dashboard page (HTTP Basic: an analyst of the SQL port)
     GET  /v1/sites/{site}/analytics          the filters' choices (owners, months) and the chart list
@@ -41,6 +42,7 @@ CHART_JS = os.path.join(HERE, "static", "chart.umd.min.js")  # Chart.js 4.6.1 (M
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _ID = re.compile(bodies.ID_PATTERN)
 MAX_ROWS = 10_000
+TEAM = "_team"  # the quota owner that stands for the whole team (its quota measured against every owner's deals)
 
 
 def _filters(site: str, params) -> dict[str, str]:
@@ -174,7 +176,7 @@ class AnalyticsAPI:
         except Rejected as e:
             return JSONResponse({"error": e.reason, **e.as_dict()}, status_code=400)
         known, last = await asyncio.to_thread(self._owner, site.key, owner)
-        if not known:
+        if not known and owner != TEAM:
             return JSONResponse({"error": "unknown_owner", "reason": "unknown_owner", "field": "owner",
                                  "detail": f"{owner!r} owns no room of this site and is no configured seller "
                                            "(PUT /v1/sites/{site}/sellers/{id} first)"}, status_code=422)

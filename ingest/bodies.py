@@ -29,6 +29,17 @@ EpochMs = Annotated[int, Field(ge=MIN_TS_MS, le=MAX_TS_MS, description="epoch mi
 Number = Annotated[float, Field(allow_inf_nan=False)]  # strict: an int is taken, a bool or a string is not
 
 
+def iso_day(v: str) -> str:
+    """A day as YYYY-MM-DD (normalised: 20261231 is taken as 2026-12-31), within what ClickHouse's Date holds."""
+    try:
+        day = dt.date.fromisoformat(v).isoformat()
+    except ValueError:
+        raise ValueError("a date, YYYY-MM-DD") from None
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise ValueError(f"a date within {MIN_DATE} .. {MAX_DATE}")
+    return day
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -95,15 +106,7 @@ class RoomUpdate(Body):
     @field_validator("expected_close")
     @classmethod
     def _date(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        try:
-            day = dt.date.fromisoformat(v).isoformat()
-        except ValueError:
-            raise ValueError("a date, YYYY-MM-DD") from None
-        if not MIN_DATE <= day <= MAX_DATE:
-            raise ValueError(f"a date within {MIN_DATE} .. {MAX_DATE}")
-        return day
+        return v if v is None else iso_day(v)
 
     @model_validator(mode="after")
     def _unique(self) -> RoomUpdate:
@@ -194,14 +197,7 @@ class QuotaPeriod(Body):
     @field_validator("start", "end")
     @classmethod
     def _day(cls, v: str) -> str:
-        if v:
-            try:
-                day = dt.date.fromisoformat(v).isoformat()
-            except ValueError:
-                raise ValueError("a date, YYYY-MM-DD") from None
-            if not MIN_DATE <= day <= MAX_DATE:
-                raise ValueError(f"a date within {MIN_DATE} .. {MAX_DATE}")
-        return v
+        return iso_day(v) if v else v
 
     @model_validator(mode="after")
     def _bounds(self) -> QuotaPeriod:

@@ -161,7 +161,10 @@ SELECT q.site AS site, q.owner AS owner, q.period AS period, q.period_start AS p
        if(quota > won_amount, open_pipeline / (quota - won_amount), NULL) AS coverage,
        if(quota > won_amount, weighted_pipeline / (quota - won_amount), NULL) AS weighted_coverage
 FROM kpi_quotas AS q
-LEFT JOIN kpi_deals AS d ON d.site = q.site AND d.owner = q.owner
+LEFT JOIN (SELECT site, owner, room_id, amount, won, closed, closed_at, expected_close FROM kpi_deals
+           UNION ALL  -- the team's quota (owner '_team') is measured against every owner's deals
+           SELECT site, '_team' AS owner, room_id, amount, won, closed, closed_at, expected_close FROM kpi_deals) AS d
+       ON d.site = q.site AND d.owner = q.owner
 LEFT JOIN (SELECT site, room_id, argMax(win_probability, at) AS win_probability FROM deal_scores FINAL GROUP BY site, room_id) AS w
        ON w.site = d.site AND w.room_id = d.room_id
 GROUP BY q.site, q.owner, q.period, q.period_start, q.period_end;
@@ -271,10 +274,15 @@ def sync_stages(store, stages, closed, won, version: int) -> bool:
 def report_sql(site_literal: str, start: str, end: str, by_owner: bool) -> str:
     """The headline KPIs of one period (``start``..``end``, ISO days) per owner, or for the whole team: the
     `dealbeacon kpi` report. Deals closed in the period for outcomes; open deals expected to close in it for
-    pipeline; quotas pro rata to their overlap with the period; deals due in it for slippage; deals created
+    pipeline; quotas pro rata to their overlap with the period (the team's own quota, owner ``_team``, when set,
+    else the sum of the owners'); deals due in it for slippage; deals created
     in it for lead-to-close. ``site_literal`` is an SQL string literal."""
     a, b = f"toDate('{start}')", f"toDate('{end}')"
     group = "owner" if by_owner else "'(team)'"
+    # an owner's quota pro rata to its overlap with the period; the team's is its own ('_team') where one is
+    # set for the period, else the sum of its owners'
+    quota = "sum(share)" if by_owner else "if(sumIf(share, owner = '_team') > 0, sumIf(share, owner = '_team'), sumIf(share, owner != '_team'))"
+    where_quota = " WHERE owner != '_team'" if by_owner else ""
     closed_in = f"toDate(closed_at) BETWEEN {a} AND {b}"
     return f"""
 SELECT d.owner AS owner, d.closed_deals, d.won_deals, d.won_amount, d.win_rate, d.win_rate_amount, d.avg_deal_size,
@@ -295,10 +303,11 @@ FROM (SELECT {group} AS owner,
                 countIf(won = 1 AND toDate(created_at) BETWEEN {a} AND {b}) / countIf(toDate(created_at) BETWEEN {a} AND {b}),
                 NULL) AS lead_to_close
       FROM kpi_deals WHERE site = {site_literal} GROUP BY {group}) AS d
-LEFT JOIN (SELECT {group} AS owner,
-                  sum(quota * greatest(0, dateDiff('day', greatest(period_start, {a}), least(period_end, {b})) + 1)
-                      / (dateDiff('day', period_start, period_end) + 1)) AS quota
-           FROM kpi_quotas WHERE site = {site_literal} GROUP BY {group}) AS q ON q.owner = d.owner
+LEFT JOIN (SELECT {group} AS quota_owner, {quota} AS quota
+           FROM (SELECT owner, quota * greatest(0, dateDiff('day', greatest(period_start, {a}), least(period_end, {b})) + 1)
+                               / (dateDiff('day', period_start, period_end) + 1) AS share
+                 FROM kpi_quotas WHERE site = {site_literal}){where_quota}
+           GROUP BY {group}) AS q ON q.quota_owner = d.owner
 LEFT JOIN (SELECT {group} AS owner, if(count() > 0, sum(slipped) / count(), NULL) AS slippage_rate
            FROM kpi_slippage_deals WHERE site = {site_literal} AND due_month BETWEEN toStartOfMonth({a}) AND {b}
            GROUP BY {group}) AS s ON s.owner = d.owner

@@ -127,14 +127,16 @@ async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 4
     ops = build(site_key, secret, deals=deals, seed=seed, days=days, start_ms=start, tick_hours=0, now_ms=now_ms,
                 spread_days=spread_days)
     counts = await replay(base_url, site_key, secret, ops, deadline_s=600, lanes=8)
-    # quotas per seller and quarter over the simulated period, so coverage and attainment have a target
+    # quotas per seller and quarter over the simulated period, and the team's (above the sum, as managers set
+    # it), so coverage and attainment have a target
     first = dt.datetime.fromtimestamp(start / 1000, dt.UTC).date()
     last = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).date() + dt.timedelta(days=92)
     quarters = sorted({period_of(first + dt.timedelta(days=d)) for d in range(0, (last - first).days + 1, 30)})
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10) as client:
-        for n in range(1, 4):
-            r = await client.put(f"/v1/sites/{site_key}/quotas/seller-{n}", json={
-                "periods": [{"period": q, "amount": QUOTA_PER_QUARTER} for q in quarters]})
+        for owner, amount in (("seller-1", QUOTA_PER_QUARTER), ("seller-2", QUOTA_PER_QUARTER),
+                              ("seller-3", QUOTA_PER_QUARTER), ("_team", 3.5 * QUOTA_PER_QUARTER)):
+            r = await client.put(f"/v1/sites/{site_key}/quotas/{owner}", json={
+                "periods": [{"period": q, "amount": amount} for q in quarters]})
             r.raise_for_status()
     return counts
 

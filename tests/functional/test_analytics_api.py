@@ -59,9 +59,13 @@ def test_quotas_replace_an_owners_plan_and_refuse_bad_input_naming_the_field(api
     assert api.put("/v1/sites/test/rooms/r1", headers=AUTH, json={"owner": "ben", "stage": "proposal"}).status_code == 202
     assert api.put("/v1/sites/test/quotas/ben", headers=AUTH, json={"periods": [{"period": "2026", "amount": 500_000}]}).status_code == 202
     assert api.put("/v1/sites/test/quotas/ana", headers=AUTH, json={"periods": [{"period": "2027-01", "amount": 9}]}).status_code == 202
+    # the team's own total: '_team' needs no seller of that name
+    assert api.put("/v1/sites/test/quotas/_team", headers=AUTH, json={"periods": [{"period": "2026", "amount": 2e6}]}).status_code == 202
     assert [(q["owner"], q["period"]) for q in api.get("/v1/sites/test/quotas", headers=AUTH).json()["quotas"]] == [
-        ("ana", "2027-01"), ("ben", "2026")]
-    assert store.query("SELECT count() FROM quotas WHERE site = 'test'") == [(4,)]  # the history is kept
+        ("_team", "2026"), ("ana", "2027-01"), ("ben", "2026")]
+    assert store.query("SELECT count() FROM quotas WHERE site = 'test'") == [(5,)]  # the history is kept
+    r = api.put("/v1/sites/test/quotas/ana", headers=AUTH, json={"periods": [{"start": "20270201", "end": "20270228", "amount": 1}]})
+    assert r.json()["periods"][0]["period_start"] == "2027-02-01"  # a basic-format date is stored as a date
 
 
 @pytest.fixture
@@ -104,7 +108,8 @@ def test_chart_data_is_the_views_numbers_and_filters_and_csv_follow(loaded, stor
     feb = _get(loaded, "/v1/sites/acme/analytics/funnel", **{"from": "2025-02", "to": "2025-02"}).json()["rows"]
     assert {r[0]: r[2] for r in feb} == {"prospecting": 1, "qualification": 2, "proposal": 2, "negotiation": 1, "closed_won": 1}
     cov = _get(loaded, "/v1/sites/acme/analytics/coverage", **{"from": "2025-04", "to": "2025-06"}).json()
-    assert [(r[0], r[1], r[2], r[3], r[4]) for r in cov["rows"]] == [("ana", "2025-Q2", 30000, 0, 8000), ("ben", "2025-Q2", 50000, 30000, 0)]
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in cov["rows"]] == [("_team", "2025-Q2", 100000, 30000, 8000), ("ana", "2025-Q2", 30000, 0, 8000),
+                                                           ("ben", "2025-Q2", 50000, 30000, 0)]
     for chart in idx["charts"]:
         body = _get(loaded, f"/v1/sites/acme/analytics/{chart['id']}", owner="ben").json()
         text = _get(loaded, f"/v1/sites/acme/analytics/{chart['id']}", owner="ben", format="csv").text

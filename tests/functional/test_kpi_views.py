@@ -67,7 +67,7 @@ READS = [
 ]
 TEAM_READS = [("d1", "2025-01-10", "rep-ana", "price-2025", 2, 900), ("d6", "2025-03-13", "rep-ben", "prop-v3", 5, 700)]
 QUOTAS = [("ana", "2025-Q1", "2025-01-01", "2025-03-31", 40_000.0), ("ana", "2025-Q2", "2025-04-01", "2025-06-30", 30_000.0),
-          ("ben", "2025-Q2", "2025-04-01", "2025-06-30", 50_000.0)]
+          ("ben", "2025-Q2", "2025-04-01", "2025-06-30", 50_000.0), ("_team", "2025-Q2", "2025-04-01", "2025-06-30", 100_000.0)]
 
 
 def _event(room: str, day: str, who: str, content: str, page, seconds: int, n: int, etype: str, site: str = SITE) -> dict:
@@ -304,7 +304,7 @@ def check_all(store):
                                                        f"FROM kpi_coverage WHERE site = '{SITE}'")}
     assert set(got) == {(o, p) for o, p, *_ in QUOTAS}
     for owner, period, start, end, quota in QUOTAS:
-        mine = [r for r in DEALS if current(r, "owner") == owner]
+        mine = [r for r in DEALS if current(r, "owner") == owner or owner == "_team"]  # the team: every owner's deals
         won_amount = sum(current(r, "amount") for r in mine if won(r) and start <= closed_at(r) <= end)
         pipeline = sum(current(r, "amount") for r in mine if not closed_at(r) and start <= current(r, "expected_close") <= end)
         want_row = (quota, won_amount, pipeline, won_amount / quota, pipeline / (quota - won_amount) if quota > won_amount else None)
@@ -524,6 +524,11 @@ def test_the_kpi_report_of_a_quarter_by_hand(kpi_store):
     assert [r[0] for r in rows] == [w[0] for w in want]
     for got, exp in zip(rows, want):
         assert all(approx(g, e) or (e is None and g != g) for g, e in zip(got[1:], exp[1:])), (got, exp)
+    # 2025-Q2: the team has a quota of its own (100,000), not the sum of its owners' (80,000)
+    q2 = {r[0]: r for by in (True, False) for r in store.query(kpi_sql.report_sql("'acme'", "2025-04-01", "2025-06-30", by))}
+    assert set(q2) == {"ana", "ben", "(team)"}
+    assert (q2["ana"][9], q2["ben"][9], q2["(team)"][9]) == (30_000.0, 50_000.0, 100_000.0)
+    assert approx(q2["(team)"][10], 30_000 / 100_000) and approx(q2["(team)"][11], 8_000 / 70_000)
     table = kpi_sql.report_table(rows)
     assert table.splitlines()[0].split()[:3] == ["owner", "closed", "won"]
     assert "(team)" in table and "17,000" in table and "42%" in table and "33%" in table
