@@ -25,10 +25,10 @@ from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFact
 from streams.scoring import (
     DAY_MS,
     DEFAULT,
+    DealScore,
     ScoringConfig,
     StakeholderScore,
     apply_event,
-    deal_band,
     deal_score,
     engaged_ids,
     event_points,
@@ -321,11 +321,13 @@ def _stakeholder_row(state: RoomState, sid: str, s: StakeholderScore, at: int, c
             "reasons": orjson.dumps([[r, round(v, 3)] for r, v in top_reasons(s, at, 3, cfg)]).decode()}
 
 
-def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS) -> dict[str, float]:
-    """The win model's inputs for this room at ``at`` (streams/winmodel.py)."""
+def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS,
+                  whole: DealScore | None = None) -> dict[str, float]:
+    """The win model's inputs for this room at ``at`` (streams/winmodel.py): scored on its people only.
+    ``whole``: the room's deal score at ``at`` (visitors included), reused when the room has no visitor."""
     roles = dict(state.room.invited)
     scores = {sid: s for sid, s in state.scores if is_person(sid)}
-    d = deal_score(scores, roles, max(1, len(roles)), at, cfg)
+    d = whole if whole is not None and len(scores) == len(state.scores) else deal_score(scores, roles, max(1, len(roles)), at, cfg)
     daily: dict[int, float] = {}
     for s in scores.values():
         for day, v in s.daily:
@@ -343,10 +345,10 @@ def _deal_row(state: RoomState, at: int, cfg: ScoringConfig, acfg: AlertConfig) 
     scores = dict(state.scores)
     d = deal_score(scores, roles, max(1, len(roles)), at, cfg)
     engaged = len(engaged_ids(scores, at, cfg))
-    feats = deal_features(state, at, cfg, acfg)
+    feats = deal_features(state, at, cfg, acfg, whole=d)
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,
             "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,
-            "velocity": stored_velocity(d.velocity), "band": deal_band(scores, at, cfg), "engaged": engaged,
+            "velocity": stored_velocity(d.velocity), "band": d.band, "engaged": engaged,
             "invited": len(roles), "reasons": orjson.dumps(list(d.reasons)).decode(),
             "win_probability": round(state.model.predict(feats), 4), "model_version": state.model.version,
             "features": orjson.dumps(feats).decode()}

@@ -211,6 +211,7 @@ class DealScore:
     recency: float  # 0..1
     velocity: float | None
     reasons: tuple[str, ...] = field(default=())
+    band: str = ""  # deal_band at the same instant
 
 
 def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str], invited: int, now_ms: int,
@@ -243,8 +244,9 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     missing = set(cfg.key_roles) & set(roles.values()) - covered
     if missing:
         reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
-    reasons.append(f"deal {deal_band(stakeholders, now_ms, cfg)}")
-    return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons))
+    band = deal_band(stakeholders, now_ms, cfg)
+    reasons.append(f"deal {band}")
+    return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons), band)
 
 
 def deal_velocity(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:

@@ -1,0 +1,95 @@
+"""The pure core's ceiling: ``process_batch`` (records -> rows, every room's state machine) on simulated
+committees, no I/O. Reported as events/s, and against a same-run baseline: decoding the same records from
+their wire encoding (what every mode does before the core), so the ratio travels between machines.
+
+    python bench/core_bench.py [--deals 400] [--days 90] [--batch 180] [--repeat 3]
+
+Records come from the committee simulator (dealbeacon/sim/simulator.py, ``op_records``): room updates,
+events with stakeholder ids as tokens verify them, in simulated-time order, folded in batches of about
+``--batch`` records as the embedded group commit does. Rows are counted, and a digest of them printed, so a
+faster core can be checked for the same output (``--digest``).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import orjson  # noqa: E402
+
+from dealbeacon.core import records  # noqa: E402
+from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate  # noqa: E402
+from streams.processors import is_event, process_batch  # noqa: E402
+
+
+def simulated_records(deals: int, days: int, seed: int = 11) -> list[dict]:
+    start = 1_767_225_600_000  # 2026-01-01
+    sim = simulate(seed, deals, start, days, spread_days=days)
+    ops = plan(sim, "bench", "bench-secret", start // 1000 + 400 * 86_400, tick_ms=DAY_MS)
+    out: list[dict] = []
+    for batch in op_records(ops, "bench", sim):
+        for r in batch:  # as ingest hands events off: receive time, client time, truncated IP, user agent
+            if "record" not in r:
+                r.update(rv=records.RECORD_VERSION, client_ts=r["ts"], received_at=r["ts"] + 400, ip="203.0.113.0",
+                         user_agent="Mozilla/5.0 Chrome/126")
+        out.extend(batch)
+    return out
+
+
+def batches(recs: list[dict], size: int) -> list[list[dict]]:
+    return [recs[i:i + size] for i in range(0, len(recs), size)]
+
+
+def run_core(groups: list[list[dict]]) -> tuple[float, int, str]:
+    """Seconds, rows, digest of every row in order."""
+    states: dict = {}
+    by_site: dict[str, set] = {}
+    digest = hashlib.sha256()
+    rows = 0
+    t0 = time.perf_counter()
+    for group in groups:
+        changed, tables = process_batch(group, [], states.get, lambda site: by_site.get(site, ()))
+        states.update(changed)
+        for key in changed:
+            by_site.setdefault(key.split(b"/", 1)[0].decode(), set()).add(key)
+        for table in sorted(tables):
+            rows += len(tables[table])
+            digest.update(table.encode())
+            digest.update(orjson.dumps(tables[table], option=orjson.OPT_SORT_KEYS))
+    return time.perf_counter() - t0, rows, digest.hexdigest()[:16]
+
+
+def run_decode(groups: list[list[dict]]) -> float:
+    wire = [records.encode_many(g) for g in groups]
+    t0 = time.perf_counter()
+    for w in wire:
+        records.decode_many(w)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deals", type=int, default=400)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--batch", type=int, default=180)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    recs = simulated_records(a.deals, a.days)
+    events = sum(1 for r in recs if is_event(r))
+    groups = batches(recs, a.batch)
+    print(f"records: {len(recs)} ({events} events, {len(recs) - events} room updates and ticks) in {len(groups)} batches")
+    best, rows, digest = min(run_core(groups) for _ in range(max(1, a.repeat)))
+    decode = min(run_decode(groups) for _ in range(max(1, a.repeat)))
+    print(f"core:   {events / best:,.0f} events/s ({len(recs) / best:,.0f} records/s, {1e6 * best / events:.1f} us/event), "
+          f"{rows} rows, digest {digest}")
+    print(f"decode: {len(recs) / decode:,.0f} records/s (baseline)")
+    print(f"ratio core/decode (records/s): {decode / best:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Working days (streams/calendar.py) against a plain day-by-day reference, written apart from the fast path:
+random spans in zones with DST changes, weekends that differ, holidays, same-day and long spans."""
+import random
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from streams.calendar import WorkCalendar
+
+DAY = 86_400_000
+
+
+def reference(cal: WorkCalendar, start_ms: int, end_ms: int) -> float:
+    if end_ms <= start_ms:
+        return 0.0
+    zone = ZoneInfo(cal.tz)
+    start, end = datetime.fromtimestamp(start_ms / 1000, zone), datetime.fromtimestamp(end_ms / 1000, zone)
+    total, day = 0.0, start.date()
+    while day <= end.date():
+        if day.weekday() not in cal.weekend and day.isoformat() not in cal.holidays:
+            d0 = datetime.combine(day, time(), zone)
+            d1 = datetime.combine(day + timedelta(days=1), time(), zone)
+            lo, hi = max(start, d0), min(end, d1)
+            if hi > lo:
+                total += (hi - lo).total_seconds() / (d1 - d0).total_seconds()
+        day += timedelta(days=1)
+    return total
+
+
+def test_working_days_equal_the_day_by_day_reference_exactly():
+    rng = random.Random(5)
+    cals = [WorkCalendar(), WorkCalendar("Europe/Berlin", holidays=("2026-03-30", "2026-04-03", "2026-12-25")),
+            WorkCalendar("America/New_York", holidays=("2026-11-26",)), WorkCalendar("Asia/Dubai", weekend=(4, 5)),
+            WorkCalendar("Australia/Sydney", weekend=(6,), holidays=("2026-10-05",))]
+    base = int(datetime(2026, 1, 1).timestamp() * 1000)
+    for _ in range(3000):
+        cal = rng.choice(cals)
+        start = base + rng.randrange(365 * DAY)
+        end = start + rng.choice([rng.randrange(DAY), rng.randrange(10 * DAY), rng.randrange(120 * DAY), -rng.randrange(DAY)])
+        assert cal.working_days(start, end) == reference(cal, start, end), (cal, start, end)
+        assert cal.working_days(start, end) == reference(cal, start, end)  # and again, from the cache
+    assert WorkCalendar("Europe/Berlin").is_working(date(2026, 12, 25))
+    assert not WorkCalendar("Europe/Berlin", holidays=("2026-12-25",)).is_working(date(2026, 12, 25))
