@@ -159,6 +159,17 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
     assert st.sql("SELECT count() > 0, min(score) >= 0 FROM stakeholder_scores") == [[1, 1]]
     stages = st.sql("SELECT to_stage FROM room_stage_history FINAL WHERE room_id = 'scripted' ORDER BY changed_at")
     assert stages == [["qualification"], ["proposal"], ["negotiation"], ["closed_lost"]]
+    # the deal field history and the KPI views built on it, through Kafka and the sink as in embedded mode
+    q_fields = "SELECT room_id, field, old_value, new_value, toUnixTimestamp64Milli(changed_at) FROM deal_field_history FINAL ORDER BY ALL"
+    q_kpis = ("SELECT stage, entered, converted, conversion_pct, median_days FROM kpi_stage_funnel ORDER BY ALL",
+              "SELECT owner, closed_deals, won_deals, cycle_mean_days FROM kpi_outcomes ORDER BY ALL",
+              "SELECT due_month, due_deals, slipped_deals FROM kpi_slippage ORDER BY ALL")
+    fields = st.sql(q_fields)
+    assert [r[2:4] for r in sorted(fields, key=lambda r: r[4]) if r[0] == "scripted" and r[1] == "stage"] == [
+        ["", "qualification"], ["qualification", "proposal"], ["proposal", "negotiation"], ["negotiation", "closed_lost"]]
+    assert {r[1] for r in fields} == {"stage", "owner", "amount", "expected_close"}
+    dist_kpis = [st.sql(q) for q in q_kpis]
+    assert dist_kpis[0] and dist_kpis[1]
 
     emb_dir = tmp_path / "embedded"
     emb_dir.mkdir()
@@ -170,9 +181,12 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
         embedded = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", auth=SQL_AUTH, content=q).json()["data"]
         q = "SELECT room_id, toUnixTimestamp64Milli(at), score FROM deal_scores FINAL ORDER BY 1, 2 FORMAT JSONCompact"
         emb_scores = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", auth=SQL_AUTH, content=q).json()["data"]
+        emb_fields, *emb_kpis = [httpx.post(f"http://127.0.0.1:{emb.sql_port}/", auth=SQL_AUTH,
+                                            content=q + " FORMAT JSONCompact").json()["data"] for q in (q_fields, *q_kpis)]
     finally:
         emb.stop()
     assert embedded == distributed
+    assert emb_fields == fields and emb_kpis == dist_kpis
     assert emb_scores == st.sql(q.replace(" FORMAT JSONCompact", ""))
 
 
