@@ -148,6 +148,7 @@ class AnalyticsAPI:
     def __init__(self, sites, submit, reader, analysts_file: str, clock_ms):
         self.sites, self.submit, self.reader, self.clock_ms = sites, submit, reader, clock_ms
         self.analysts = AnalystsFile(analysts_file)
+        self._queries = asyncio.Semaphore(2)  # dashboards share the engine with ingest: two chart queries at a time
         self._auth_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="analytics-auth")
 
     # -- quotas (site secret)
@@ -264,7 +265,8 @@ class AnalyticsAPI:
         except Rejected as e:
             return JSONResponse({"error": e.reason, **e.as_dict()}, status_code=400)
         columns = _columns(CHARTS[chart][2])
-        rows = await asyncio.to_thread(self.reader, sql)
+        async with self._queries:
+            rows = await asyncio.to_thread(self.reader, sql)
         if fmt == "csv":
             out = io.StringIO()
             w = csv.writer(out, lineterminator="\n")

@@ -53,9 +53,11 @@ class ChdbStore:
         return session
 
     def readonly_session(self):
-        """The server's own read session (seller page queries): readonly=1, introspection off."""
+        """The server's own read session (seller page, analytics dashboard, model refit): readonly=1, introspection
+        off, each query bounded in time and memory."""
         if self._readonly is None:
-            self._readonly = self.open_session(["SET allow_introspection_functions = 0", "SET readonly = 1"])
+            self._readonly = self.open_session(["SET allow_introspection_functions = 0", "SET max_execution_time = 120",
+                                                "SET max_memory_usage = 2000000000", "SET readonly = 1"])
         return self._readonly
 
     def execute(self, sql: str) -> None:
