@@ -96,7 +96,7 @@ def run_site(deals, acfg: AlertConfig):
             scores[r["room_id"]].append(r)
         for rec in recs:
             key = f"{SITE}/{rec.get('room_id', '')}".encode()
-            if rec.get("record") == "room" and rec["stage"] in ("closed_won", "closed_lost"):
+            if rec.get("record") == "room" and rec.get("stage") in ("closed_won", "closed_lost"):
                 open_rooms.discard(key)
                 d = by_room[rec["room_id"]]
                 training += [(d.room_id, r["at"], _features(r), d.won) for r in scores[d.room_id] if r["at"] < at]
