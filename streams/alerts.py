@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from streams.model import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, alert_config  # noqa: F401
+from streams.model import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, alert_config, evolve  # noqa: F401
 from streams.scoring import (
     DAY_MS,
     DEFAULT,
@@ -402,7 +402,7 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
         opened = opened or ts
         max_pct = max(max_pct, rec.get("progress_pct") or 0.0)
     viewed = set(facts.viewed_kinds) | ({kind} if kind and etype == "content_view" else set())
-    return replace(facts, last_activity_ms=max(facts.last_activity_ms, ts), stakeholders=tuple(sorted(seen.items())),
+    return evolve(facts, last_activity_ms=max(facts.last_activity_ms, ts), stakeholders=tuple(sorted(seen.items())),
                    token_visitors=tuple(sorted(pairs)), pricing_days=tuple(sorted(pricing_days)),
                    proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=tuple(sorted(viewed)),
                    shared_to=tuple(shares), visitors=tuple(visitors), hot_ms=hot_ms, active_days=tuple(active))

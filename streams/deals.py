@@ -14,7 +14,7 @@ derived from their content, so a replayed batch yields the same ids and the tabl
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,6 +22,7 @@ import orjson
 from dealbeacon.core.contract import DEFAULT_STAGES
 from streams.activity import activity_kinds, activity_row
 from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe
+from streams.model import evolve
 from streams.scoring import (
     DAY_MS,
     DEFAULT,
@@ -91,7 +92,7 @@ def _remember_internal_device(state: RoomState, rec: dict) -> RoomState:
     if not vid or vid in state.facts.internal_visitors:
         return state
     devices = (state.facts.internal_visitors + (vid,))[-MAX_INTERNAL_VISITORS:]
-    return replace(state, facts=replace(state.facts, internal_visitors=devices))
+    return evolve(state, facts=evolve(state.facts, internal_visitors=devices))
 
 
 def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT,
@@ -134,7 +135,7 @@ def _take_model(state: RoomState, rec: dict) -> RoomState:
     """A site's refitted win model: kept for the scores that follow. One that does not fit FEATURES is ignored
     (the room keeps the model it has) rather than failing the partition."""
     try:
-        return replace(state, model=WinModel.from_record(rec))
+        return evolve(state, model=WinModel.from_record(rec))
     except (KeyError, TypeError, ValueError):
         return state
 
@@ -158,7 +159,7 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     daily = {d: v for d, v in daily.items() if d > day - 2 * acfg.spike_window_days}
     facts, alerts = observe(state.room, state.facts, rec, tuple(sorted(daily.items())), pts, cfg, acfg)
     fired = _fire(state, alerts, out)
-    return replace(state, scores=tuple(sorted(scores.items())), daily=tuple(sorted(daily.items())), facts=facts,
+    return evolve(state, scores=tuple(sorted(scores.items())), daily=tuple(sorted(daily.items())), facts=facts,
                    clock_ms=max(state.clock_ms, ts), fired=fired)
 
 
@@ -177,7 +178,7 @@ def _fire(state: RoomState, alerts: list[Alert], out: dict) -> tuple[str, ...]:
 def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
     before = state.bands
     bands, alerts = evaluate(state.room, state.facts, dict(state.scores), state.bands, now, cfg, acfg)
-    state = replace(state, bands=bands, fired=_fire(state, alerts, out), clock_ms=max(state.clock_ms, now))
+    state = evolve(state, bands=bands, fired=_fire(state, alerts, out), clock_ms=max(state.clock_ms, now))
     if state.room.stage in acfg.closed_stages:
         return state
     # time moves scores and bands without events: a row whenever a band changes, and a daily deal snapshot
@@ -188,7 +189,7 @@ def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: Alert
     day = now // DAY_MS
     if state.scores and (day > state.snapshot_day or (before.deal and before.deal != bands.deal)):
         out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg, acfg))
-        state = replace(state, snapshot_day=max(day, state.snapshot_day))
+        state = evolve(state, snapshot_day=max(day, state.snapshot_day))
     return state
 
 
@@ -236,8 +237,8 @@ def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
     if "stakeholders" in rec:
         meta["emails"] = [[s["id"], s.get("email", "")] for s in rec["stakeholders"]]
     meta["updated_at"] = max(at, int(meta.get("updated_at", 0)))
-    room = replace(room, owner=str(meta.get("owner", "")), **changes)
-    state = replace(state, room=room, meta=tuple(sorted(meta.items())))
+    room = evolve(room, owner=str(meta.get("owner", "")), **changes)
+    state = evolve(state, room=room, meta=tuple(sorted(meta.items())))
     out.setdefault("rooms", []).append(room_row(state))
     return state
 
@@ -273,7 +274,7 @@ def forget(state: RoomState, who: str, at_ms: int, out: dict) -> RoomState:
     """Erase a person from the room's state: score, band, facts, invitation and email (``visitor:<id>`` for an
     anonymous visitor). A described room gets a new rooms row without them (newer, so it replaces the old)."""
     visitor = who[len("visitor:"):] if who.startswith("visitor:") else None
-    facts = replace(state.facts, stakeholders=tuple(p for p in state.facts.stakeholders if p[0] != who),
+    facts = evolve(state.facts, stakeholders=tuple(p for p in state.facts.stakeholders if p[0] != who),
                     token_visitors=tuple(p for p in state.facts.token_visitors if p[0] != who and p[1] != visitor),
                     shared_to=tuple(x for x in state.facts.shared_to if who not in (x[0], x[1]) and x[3] != visitor),
                     visitors=tuple(x for x in state.facts.visitors if x != visitor))
@@ -282,9 +283,9 @@ def forget(state: RoomState, who: str, at_ms: int, out: dict) -> RoomState:
         meta["emails"] = [e for e in meta["emails"] if e[0] != who]
     if meta:
         meta["updated_at"] = max(at_ms, int(meta.get("updated_at", 0)) + 1)
-    state = replace(state, facts=facts, scores=tuple(p for p in state.scores if p[0] != who),
-                    bands=replace(state.bands, stakeholders=tuple(p for p in state.bands.stakeholders if p[0] != who)),
-                    room=replace(state.room, invited=tuple(p for p in state.room.invited if p[0] != who)),
+    state = evolve(state, facts=facts, scores=tuple(p for p in state.scores if p[0] != who),
+                    bands=evolve(state.bands, stakeholders=tuple(p for p in state.bands.stakeholders if p[0] != who)),
+                    room=evolve(state.room, invited=tuple(p for p in state.room.invited if p[0] != who)),
                     meta=tuple(sorted(meta.items())))
     if meta:
         out.setdefault("rooms", []).append(room_row(state))

@@ -114,3 +114,13 @@ class Alert:
 class BandState:
     deal: str = ""
     stakeholders: tuple[tuple[str, str], ...] = field(default=())
+
+
+def evolve(obj, **changes):
+    """``dataclasses.replace`` for the core's frozen value types, without re-running ``__init__``: a copy of the
+    fields with ``changes`` on top. Only for dataclasses without ``__post_init__``, slots or cached values
+    (Room, RoomFacts, BandState, RoomState, StakeholderScore); the state machine calls it for every event."""
+    new = object.__new__(obj.__class__)
+    new.__dict__.update(obj.__dict__)
+    new.__dict__.update(changes)
+    return new

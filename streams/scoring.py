@@ -10,7 +10,9 @@ All weights and windows live in ``ScoringConfig``. Wired through streams/deals.p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+
+from streams.model import evolve
 
 DAY_MS = 86_400_000
 
@@ -120,7 +122,7 @@ def apply_event(state: StakeholderScore, rec: dict, cfg: ScoringConfig = DEFAULT
         caps[(day, rec.get("type", ""))] = used + pts
     daily = dict(state.daily)
     daily[day] = daily.get(day, 0.0) + pts
-    return replace(
+    return evolve(
         state,
         value=decay(state.value, state.updated_ms, now, hl) + contribution,
         updated_ms=now,
