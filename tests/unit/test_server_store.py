@@ -37,3 +37,29 @@ def test_columnar_insert_in_schema_order_with_utc_datetimes_and_dedup_token():
 
 def test_open_store_picks_the_backend_by_url():
     assert isinstance(open_store("clickhouse://ch:9000/db"), ServerStore)
+
+
+def test_the_analyst_layers_rows_convert_for_a_server():
+    """Quota periods are Dates, field history times UTC datetimes, the configured stages plain integers: the rows
+    the state machine, the quotas API and ``sync_stages`` produce, as the server's driver receives them."""
+    from sinks.kpi_sql import stage_rows
+    from streams import deals
+
+    store = ServerStore("clickhouse://u:p@ch:9000/db")
+    store._local.client = client = RecordingClient()
+    _, out = deals.step(None, [{"record": "room", "site": "s", "room_id": "r", "updated_at": NOW_MS, "owner": "ana",
+                                "stage": "proposal", "amount": 1200.5, "expected_close": "2026-12-31"}])
+    store.insert("deal_field_history", out["deal_field_history"])
+    store.insert("quotas", [{"site": "s", "owner": "ana", "period": "2026-Q4", "period_start": "2026-10-01",
+                             "period_end": "2026-12-31", "amount": 9e4, "updated_at": NOW_MS}])
+    store.insert("deal_stages", stage_rows(("a", "won", "lost"), ("won", "lost"), ("won",), 7))
+    (fields_sql, fields, _), (_, quotas, _), (_, stages, _) = client.calls
+    assert fields_sql == f"INSERT INTO deal_field_history ({', '.join(COLUMNS['deal_field_history'])}) VALUES"
+    history = dict(zip(COLUMNS["deal_field_history"], fields))
+    assert sorted(zip(history["field"], history["new_value"])) == [
+        ("amount", "1200.5"), ("expected_close", "2026-12-31"), ("owner", "ana"), ("stage", "proposal")]
+    assert set(history["changed_at"]) == {dt.datetime.fromtimestamp(NOW_MS / 1000, dt.UTC)}
+    q = dict(zip(COLUMNS["quotas"], quotas))
+    assert q["period_start"] == [dt.date(2026, 10, 1)] and q["period_end"] == [dt.date(2026, 12, 31)]
+    s = dict(zip(COLUMNS["deal_stages"], stages))
+    assert s["stage"] == ["a", "won", "lost"] and s["position"] == [1, 2, 3] and s["won"] == [0, 1, 0] and s["closed"] == [0, 1, 1]
