@@ -29,6 +29,7 @@ from streams.scoring import (
     DealScore,
     ScoringConfig,
     StakeholderScore,
+    add_day,
     apply_event,
     deal_score,
     engaged_ids,
@@ -145,22 +146,21 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     sid = stakeholder_key(rec)
     scores = dict(state.scores)
     kinds = state.room.kinds
-    scores[sid] = apply_event(scores.get(sid, StakeholderScore()), rec, cfg, kinds)
+    points = event_points(rec, cfg, kinds)
+    scores[sid] = apply_event(scores.get(sid, StakeholderScore()), rec, cfg, kinds, points)
     anonymous = [k for k in scores if k.startswith("visitor:")]
     if len(anonymous) > MAX_ANONYMOUS:  # bounded state: a public link can draw many one-off visitors
         for k in sorted(anonymous, key=lambda k: (scores[k].last_seen_ms, k))[:len(anonymous) - MAX_ANONYMOUS]:
             del scores[k]
     for kind in activity_kinds(state.facts, rec):
         out.setdefault("activities", []).append(activity_row(state.site, state.room.room_id, state.room.owner, rec, kind))
-    pts, _ = event_points(rec, cfg, kinds)
-    daily = dict(state.daily)
+    pts = points[0]
     day = ts // DAY_MS
-    daily[day] = daily.get(day, 0.0) + pts
-    daily = {d: v for d, v in daily.items() if d > day - 2 * acfg.spike_window_days}
-    facts, alerts = observe(state.room, state.facts, rec, tuple(sorted(daily.items())), pts, cfg, acfg)
+    daily = add_day(state.daily, day, pts, day - 2 * acfg.spike_window_days + 1)
+    facts, alerts = observe(state.room, state.facts, rec, daily, pts, cfg, acfg)
     fired = _fire(state, alerts, out)
-    return evolve(state, scores=tuple(sorted(scores.items())), daily=tuple(sorted(daily.items())), facts=facts,
-                   clock_ms=max(state.clock_ms, ts), fired=fired)
+    return evolve(state, scores=tuple(sorted(scores.items())), daily=daily, facts=facts,
+                  clock_ms=max(state.clock_ms, ts), fired=fired)
 
 
 def _fire(state: RoomState, alerts: list[Alert], out: dict) -> tuple[str, ...]:

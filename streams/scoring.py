@@ -103,11 +103,12 @@ class StakeholderScore:
 
 
 def apply_event(state: StakeholderScore, rec: dict, cfg: ScoringConfig = DEFAULT,
-                kinds: dict[str, str] | None = None) -> StakeholderScore:
+                kinds: dict[str, str] | None = None, points: tuple[float, str] | None = None) -> StakeholderScore:
     """Fold one event into a stakeholder's score. Events may arrive out of order: an event older than the
-    state's clock is decayed to it; the state never moves back in time."""
+    state's clock is decayed to it; the state never moves back in time. ``points``: the event's
+    ``event_points``, when the caller has them."""
     ts = int(rec["ts"])
-    pts, reason = event_points(rec, cfg, kinds)
+    pts, reason = points if points is not None else event_points(rec, cfg, kinds)
     day = ts // DAY_MS
     caps = dict(state.day_type_points)
     used = caps.get((day, rec.get("type", "")), 0.0)
@@ -120,8 +121,7 @@ def apply_event(state: StakeholderScore, rec: dict, cfg: ScoringConfig = DEFAULT
     keep_from = day - 2 * cfg.velocity_window_days
     if pts > 0:
         caps[(day, rec.get("type", ""))] = used + pts
-    daily = dict(state.daily)
-    daily[day] = daily.get(day, 0.0) + pts
+    daily = add_day(state.daily, day, pts, keep_from)
     return evolve(
         state,
         value=decay(state.value, state.updated_ms, now, hl) + contribution,
@@ -130,8 +130,19 @@ def apply_event(state: StakeholderScore, rec: dict, cfg: ScoringConfig = DEFAULT
         last_seen_ms=max(state.last_seen_ms, ts),
         reasons=tuple(sorted((r, v) for r, v in reasons.items() if v > 1e-9)),
         day_type_points=tuple(sorted((k, v) for k, v in caps.items() if k[0] >= day - 1)),
-        daily=tuple(sorted((d, v) for d, v in daily.items() if d >= keep_from)),
+        daily=daily,
     )
+
+
+def add_day(daily: tuple[tuple[int, float], ...], day: int, pts: float, keep_from: int) -> tuple[tuple[int, float], ...]:
+    """``daily`` (sorted (day, points)) with ``pts`` added to ``day`` and days before ``keep_from`` dropped. The
+    usual case, an event on the latest day or a newer one with nothing to drop, touches only the end."""
+    if daily and daily[0][0] >= keep_from and daily[-1][0] <= day:
+        last_day, last = daily[-1]
+        return (*daily[:-1], (day, last + pts)) if last_day == day else (*daily, (day, 0.0 + pts))
+    merged = dict(daily)
+    merged[day] = merged.get(day, 0.0) + pts
+    return tuple(sorted((d, v) for d, v in merged.items() if d >= keep_from))
 
 
 def value_at(state: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -> float:
