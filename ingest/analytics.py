@@ -16,8 +16,6 @@ sees the sites its credentials list (403 for any other); the page and its data n
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import concurrent.futures
 import csv
 import io
@@ -28,7 +26,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from dealbeacon.core.analysts import Analyst, AnalystsFile
+from dealbeacon.core.analysts import Analyst, AnalystsFile, basic_credentials
 from dealbeacon.core.contract import Rejected
 from dealbeacon.core.sqltext import sql_string
 
@@ -130,17 +128,6 @@ def chart_sql(chart: str, site: str, params) -> str:
     return sql.format(**f).strip() + f"\nLIMIT {MAX_ROWS}"
 
 
-def _credentials(request: Request) -> tuple[str, str] | None:
-    auth = request.headers.get("authorization", "")
-    if auth[:6].lower() != "basic ":
-        return None
-    try:
-        user, _, password = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    return user, password
-
-
 class AnalyticsAPI:
     """``reader(sql)`` runs a read-only query (blocking) -> rows; ``submit(records)`` hands quota records off
     (a 503 response or None); ``analysts_file``: the SQL port's users."""
@@ -194,10 +181,11 @@ class AnalyticsAPI:
     def _owner(self, site: str, owner: str) -> tuple[bool, int]:
         """Whether ``owner`` is a configured seller or owns a room of the site; when its current plan was set."""
         s, o = sql_string(site), sql_string(owner)
-        known = self.reader(f"SELECT count() FROM (SELECT seller_id AS who FROM sellers WHERE site = {s} AND seller_id = {o} "
-                            f"UNION ALL SELECT owner AS who FROM rooms WHERE site = {s} AND owner = {o})")
-        last = self.reader(f"SELECT toUnixTimestamp64Milli(max(updated_at)) FROM quotas WHERE site = {s} AND owner = {o}")
-        return bool(known and known[0][0]), int(last[0][0] or 0) if last else 0
+        row = self.reader(f"SELECT (SELECT count() FROM sellers WHERE site = {s} AND seller_id = {o}) + "
+                          f"(SELECT count() FROM rooms WHERE site = {s} AND owner = {o}), "
+                          f"(SELECT toUnixTimestamp64Milli(max(updated_at)) FROM quotas WHERE site = {s} AND owner = {o})")
+        known, last = row[0] if row else (0, 0)
+        return bool(known), int(last or 0)
 
     async def get_quotas(self, request: Request) -> Response:
         site = self._site(request)
@@ -210,7 +198,7 @@ class AnalyticsAPI:
 
     # -- the dashboard (analyst credentials)
     async def _analyst(self, request: Request, site: str) -> Response | Analyst:
-        creds = _credentials(request)
+        creds = basic_credentials(request.headers.get("authorization", ""))
         analyst = None
         if creds:  # scrypt on a thread of its own, as on the SQL port
             analyst = await asyncio.wrap_future(self._auth_pool.submit(self.analysts.current().authenticate, *creds))

@@ -12,8 +12,6 @@ are never applied: one that would change a limit or the tenancy answers code 164
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import concurrent.futures
 import re
 import uuid
@@ -24,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dealbeacon.core.analysts import Analyst, AnalystsFile
+from dealbeacon.core.analysts import Analyst, AnalystsFile, basic_credentials
 
 from .sqlengine import AnalystEngine, QueryFailed, TooManyQueries
 from .sqlguard import Refused
@@ -59,11 +57,7 @@ def _credentials(request: Request) -> tuple[str, str] | None:
     h = request.headers
     auth = h.get("authorization", "")
     if auth[:6].lower() == "basic ":
-        try:
-            user, _, password = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return None
-        return user, password
+        return basic_credentials(auth)
     if "x-clickhouse-user" in h:
         return h["x-clickhouse-user"], h.get("x-clickhouse-key", "")
     if "user" in request.query_params:

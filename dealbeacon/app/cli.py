@@ -235,9 +235,13 @@ def kpi(settings: Settings, site: str, period: str | None, user: str | None, pas
     else:
         import httpx
 
-        if user is None and os.path.exists(os.path.join(settings.data_dir, "demo-analyst.txt")) and site == "demo":
-            user = "demo"
-            with open(os.path.join(settings.data_dir, "demo-analyst.txt")) as fh:
+        from dealbeacon.app.runtime import DEMO_ANALYST, DEMO_ANALYST_FILE
+        from dealbeacon.core.sites import DEMO_SITE_KEY
+
+        cred_file = os.path.join(settings.data_dir, DEMO_ANALYST_FILE)
+        if user is None and site == DEMO_SITE_KEY and os.path.exists(cred_file):
+            user = DEMO_ANALYST
+            with open(cred_file) as fh:
                 password = password or fh.read().strip()
         if not user:
             _fail("--user and --password (an analyst of the SQL port: dealbeacon analyst add NAME --site KEY)")

@@ -47,11 +47,12 @@ def analyst_engine(s: Settings, store) -> AnalystEngine:
 
 
 DEMO_ANALYST = "demo"
+DEMO_ANALYST_FILE = "demo-analyst.txt"  # its password, beside the data (0600)
 
 
 def ensure_demo_analyst(s: Settings) -> str:
     """The demo's analyst (site demo only); its password is kept beside the data (0600) so the banner can show it."""
-    cred_file = os.path.join(s.data_dir, "demo-analyst.txt")
+    cred_file = os.path.join(s.data_dir, DEMO_ANALYST_FILE)
     reg = AnalystRegistry.load(s.resolved_analysts_file)
     if DEMO_ANALYST in reg.analysts and os.path.exists(cred_file):
         with open(cred_file) as fh:

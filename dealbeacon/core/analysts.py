@@ -5,6 +5,8 @@ a query (the SQL port refuses every function and table that reads files).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -127,3 +129,15 @@ class AnalystsFile:
             self.reg = AnalystRegistry.load(self.path) if mtime is not None else AnalystRegistry()
             self._mtime = mtime
         return self.reg
+
+
+def basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """(user, password) of an ``Authorization: Basic ...`` header, or None (another scheme, or not decodable):
+    the SQL port and the analytics dashboard read analysts' credentials this way."""
+    if authorization[:6].lower() != "basic ":
+        return None
+    try:
+        user, _, password = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return user, password
