@@ -14,8 +14,10 @@ No business rules here: they live in streams/processors.py and streams/deals.py.
 import asyncio
 import logging
 import time
+import weakref
 
 import faust
+from faust.streams import _current_event
 from tenacity import AsyncRetrying, wait_exponential
 
 from dealbeacon.core import records
@@ -75,15 +77,16 @@ def create_faust_app(s: Settings) -> faust.App:
         # bounded: a send that never completes becomes a retry of the whole message (the sink dedups)
         await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
 
-    async def guarded(work, event) -> None:
-        """An exception would crash the agent and Faust would still ack the message: never raise while
-        holding one. Retry with backoff (0.2 s doubling to 10 s, for ever; cancellation still stops it); a
-        killed worker acks nothing and replays."""
+    async def guarded(work, batch: list, generation) -> bool:
+        """An exception would crash the agent: never raise while holding a batch. Retry with backoff (0.2 s
+        doubling to 10 s, for ever; cancellation still stops it); a killed worker commits nothing and replays."""
         def log_retry(state) -> None:
-            log.error("message at %s failed; retrying in %.1fs", event.message.offset, state.next_action.sleep,
-                      exc_info=state.outcome.exception())
+            first = batch[0].message
+            log.error("batch from %s@%s (%d messages) failed; retrying in %.1fs", first.tp, first.offset, len(batch),
+                      state.next_action.sleep, exc_info=state.outcome.exception())
 
-        await AsyncRetrying(wait=wait_exponential(multiplier=0.2, max=10.0), before_sleep=log_retry)(work, event)
+        return await AsyncRetrying(wait=wait_exponential(multiplier=0.2, max=10.0), before_sleep=log_retry)(
+            work, batch, generation)
 
     def decode(event) -> tuple[list[dict], list[dict]]:
         try:
@@ -115,37 +118,82 @@ def create_faust_app(s: Settings) -> faust.App:
             cache[key] = deals.loads(raw)
         return cache[key]
 
-    async def on_events(event) -> None:
-        recs, bad = decode(event)
-        msg = event.message
-        changed, tables = processors.process_batch(recs, bad, get_state, local_rooms(msg.partition),
-                                                   msg.partition, msg.offset, acfg)
-        # rows first, state after: a crash in between replays the message from the old state and emits the same
-        # rows (deterministic ids: the tables collapse them); a state saved with this offset skips the replay
-        await emit(tables)
+    def write_states(batch: list, changed: dict[bytes, deals.RoomState]) -> None:
+        """Save the batch's states in the table, each in the changelog partition of its source partition (a
+        table write takes its partition from the current event: here, the batch's last of that partition)."""
+        last_of = {ev.message.partition: ev for ev in batch}
         for key, state in changed.items():
-            room_state[key] = deals.dumps(state)
+            token = _current_event.set(weakref.ref(last_of[state.partition]))
+            try:
+                room_state[key] = deals.dumps(state)
+            finally:
+                _current_event.reset(token)
             cache[key] = state
 
-    async def on_dead_letters(event) -> None:
-        recs, bad = decode(event)
-        await emit(processors.process([], recs + bad))
+    async def on_events(batch: list, generation) -> bool:
+        """Fold a batch of messages (in offset order per partition; rooms live in one partition, so each
+        partition is one fold and a room born early in the batch is seen by a site-wide tick later in it).
+        Outputs are sent together and awaited once; then the states are saved. The new states stay
+        speculative until then: a rebalance meanwhile drops them (False: nothing is done)."""
+        by_partition: dict[int, list] = {}
+        for ev in batch:
+            by_partition.setdefault(ev.message.partition, []).append(ev)
+        changed: dict[bytes, deals.RoomState] = {}
+        tables: dict[str, list[dict]] = {}
+        for partition, evs in by_partition.items():
+            recs, bad, offsets = [], [], []
+            for ev in evs:
+                r, b = decode(ev)
+                recs += r
+                bad += b
+                offsets += [ev.message.offset] * len(r)
+            part_changed, part_tables = processors.process_batch(recs, bad, get_state, local_rooms(partition),
+                                                                 partition, offsets, acfg)
+            changed.update(part_changed)
+            for table, rows in part_tables.items():
+                tables.setdefault(table, []).extend(rows)
+        # rows first, states after: a crash in between replays the batch from the old states and emits the
+        # same rows (deterministic ids: the tables collapse them); a state saved with an offset skips its replay
+        await emit(tables)
+        if app.consumer_generation_id != generation:
+            return False
+        write_states(batch, changed)
+        return True
+
+    async def on_dead_letters(batch: list, generation) -> bool:
+        recs: list[dict] = []
+        for ev in batch:
+            r, b = decode(ev)
+            recs += r + b
+        await emit(processors.process([], recs))
+        return True
 
     seq = Sequencer()
 
     async def sequenced(stream, handle) -> None:
-        async for event in stream.events():
-            msg = event.message
-            seq.on_generation(app.consumer_generation_id)
-            verdict = seq.decide(msg.tp, msg.offset, app.consumer._committed_offset.get(msg.tp),  # type: ignore[attr-defined]
-                                time.monotonic())
-            if verdict == "seek":
-                log.warning("%s: offset %d arrived, %d expected: seeking back", msg.tp, msg.offset, seq.expected[msg.tp])
-                await app.consumer.seek(msg.tp, seq.expected[msg.tp])
-            if verdict != "process":
+        """Take messages in batches (size- and time-bounded), admit them in offset order, handle the batch,
+        and mark it done (committable) only once its outputs are acked."""
+        async for events in stream.take_events(s.worker_batch_messages, s.worker_batch_ms / 1000):
+            generation = app.consumer_generation_id
+            seq.on_generation(generation)
+            admitted = []
+            for event in events:
+                msg = event.message
+                verdict = seq.decide(msg.tp, msg.offset, app.consumer._committed_offset.get(msg.tp),  # type: ignore[attr-defined]
+                                    time.monotonic())
+                if verdict == "seek":
+                    log.warning("%s: offset %d arrived, %d expected: seeking back", msg.tp, msg.offset,
+                                seq.expected[msg.tp])
+                    await app.consumer.seek(msg.tp, seq.expected[msg.tp])
+                if verdict == "process":
+                    seq.accept(msg.tp, msg.offset)
+                    admitted.append(event)
+            if not admitted:
                 continue
-            await guarded(handle, event)
-            seq.done(msg.tp, msg.offset, time.monotonic())
+            if await guarded(handle, admitted, generation):
+                now = time.monotonic()
+                for event in admitted:
+                    seq.done(event.message.tp, event.message.offset, now)
 
     @app.agent(events_topic, concurrency=1)
     async def process_events(stream):

@@ -71,31 +71,42 @@ def is_event(rec: dict) -> bool:
 
 
 def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | None],
-                  local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int = -1,
+                  local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int | list[int] = -1,
                   acfg: AlertConfig = ALERTS) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
     """Fold records, in order, into their rooms' states. ``get(key)``: current state or None; ``local_rooms(site)``:
-    keys of that site's rooms held here (a site-wide ``clock`` record ticks each of them). Returns the
-    changed states by room key and the rows. With a source ``partition``/``offset`` (distributed mode), a
-    room that already folded this offset in (a replay after a crash) is skipped: its rows went out before
-    its state was saved."""
-    groups: dict[bytes, list[dict]] = {}
-    for rec in recs:
+    keys of that site's rooms held here (a site-wide ``clock`` record ticks each of them, and every room born
+    earlier in ``recs``). Returns the changed states by room key and the rows.
+
+    With a source ``partition`` and ``offset`` (distributed mode; one offset for all records, or one per record
+    when ``recs`` spans several messages of that partition), a record from a message the room already folded
+    in (``offset`` <= the state's, a replay after a crash) is skipped for that room: its rows went out before
+    its state was saved. A changed room's state records the highest offset here."""
+    offsets = offset if isinstance(offset, list) else None
+    if offsets is not None and len(offsets) != len(recs):
+        raise ValueError("one offset per record")
+    last = max(offsets, default=-1) if offsets is not None else offset
+    groups: dict[bytes, list[tuple[int, dict]]] = {}
+    for i, rec in enumerate(recs):
+        off = offsets[i] if offsets is not None else offset
         kind = rec.get("record")
         if kind in CONFIG_RECORDS and kind != "erase":
             continue
         if kind in ("clock", "model") or (kind == "erase" and not rec.get("room_id")):
             prefix = f"{rec['site']}/".encode()
             for key in {*local_rooms(rec["site"]), *(k for k in groups if k.startswith(prefix))}:
-                groups.setdefault(key, []).append(rec)
+                groups.setdefault(key, []).append((off, rec))
         else:
-            groups.setdefault(records.room_key(rec), []).append(rec)
+            groups.setdefault(records.room_key(rec), []).append((off, rec))
     changed: dict[bytes, deals.RoomState] = {}
     out: dict[str, list[dict]] = {}
     for key in sorted(groups):
-        batch = groups[key]
         state = get(key)
-        if state is not None and offset >= 0 and state.partition == partition and state.offset >= offset:
-            continue
+        if state is not None and last >= 0 and state.partition == partition:
+            batch = [r for off, r in groups[key] if off > state.offset]
+            if not batch:
+                continue
+        else:
+            batch = [r for _, r in groups[key]]
         if state is None:  # a room comes to life with its first event or room update, not with a tick or erase
             batch = _drop_leading_site_records(batch)
             if not batch:
@@ -103,7 +114,7 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
             state = _born_with_model(key, batch, get, local_rooms, changed)
         new, rows = deals.step(state, batch, acfg=acfg)
         if partition >= 0:
-            new = dataclasses.replace(new, partition=partition, offset=offset)
+            new = dataclasses.replace(new, partition=partition, offset=last)
         changed[key] = new
         for table, table_rows in rows.items():
             out.setdefault(table, []).extend(table_rows)
@@ -132,7 +143,7 @@ def _drop_leading_site_records(recs: list[dict]) -> list[dict]:
 
 
 def process_batch(recs: list[dict], dead_letters: list[dict], get: Callable[[bytes], deals.RoomState | None],
-                  local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int = -1,
+                  local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int | list[int] = -1,
                   acfg: AlertConfig = ALERTS) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
     """Everything one batch of the events stream yields, the same in both modes: event and dead-letter rows,
     configuration rows, and the rooms' state machines (changed states + their rows)."""

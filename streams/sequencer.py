@@ -11,6 +11,9 @@ So the agents' topics run with Faust acks off, and this sequencer decides for ea
 - ``skip``: already processed (a re-delivery after a seek or rebalance);
 - ``seek``: a gap; the caller seeks the partition back to ``expected`` and the missing messages come again.
 
+A worker that folds several messages per round trip ``accept``s each (the next one is then expected) and
+marks the batch ``done`` once its outputs are acked: only done offsets are committed.
+
 ``Sequencer`` is pure (no Faust, explicit ``now``); streams/faust_app.py does the seeking and committing.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ class Sequencer:
     stall_after_s: float = 5.0  # a partition behind its highwater without progress for this long is re-sought
     generation: int | None = None
     expected: dict = field(default_factory=dict)  # tp -> next offset to process
+    processed: dict = field(default_factory=dict)  # tp -> next offset after what is done (outputs acked)
     committed: dict = field(default_factory=dict)  # tp -> offset committed (next to read)
     sought: dict = field(default_factory=dict)  # tp -> time of the last seek we asked for
     progress: dict = field(default_factory=dict)  # tp -> time of the last processed message
@@ -33,6 +37,7 @@ class Sequencer:
         if generation != self.generation:
             self.generation = generation
             self.expected.clear()
+            self.processed.clear()
             self.committed.clear()
             self.sought.clear()
             self.progress.clear()
@@ -54,13 +59,19 @@ class Sequencer:
             return "seek"
         return "skip"  # a seek is on its way; buffered later messages are dropped and will come again
 
-    def done(self, tp, offset: int, now: float) -> None:
+    def accept(self, tp, offset: int) -> None:
+        """``offset`` was taken into a batch in flight: the next one is expected, nothing is committable yet."""
         self.expected[tp] = offset + 1
+
+    def done(self, tp, offset: int, now: float) -> None:
+        """Everything up to ``offset`` is processed and its outputs acked."""
+        self.expected[tp] = max(self.expected.get(tp, 0), offset + 1)
+        self.processed[tp] = offset + 1
         self.progress[tp] = now
 
     def to_commit(self) -> dict:
-        """Offsets (next to read) that moved since the last commit."""
-        return {tp: o for tp, o in self.expected.items() if self.committed.get(tp) != o}
+        """Offsets (next to read) that moved since the last commit: only what is done."""
+        return {tp: o for tp, o in self.processed.items() if self.committed.get(tp) != o}
 
     def committed_ok(self, offsets: dict) -> None:
         self.committed.update(offsets)

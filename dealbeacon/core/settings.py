@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     streams_group: str = "dealbeacon-streams"
     faust_store: str = "rocksdb://"  # memory:// in tests
     commit_interval_s: PositiveFloat = 1.0  # stream workers commit processed offsets this often
+    # a stream worker folds up to this many messages (or what came within the window) per round trip: their
+    # outputs are sent together and acked once, then the rooms' states are saved
+    worker_batch_messages: Positive = 500
+    worker_batch_ms: Positive = 50
     # -- ClickHouse sink
     clickhouse_url: str = ""  # clickhouse://host:9000/db for a server; empty -> chdb in <data_dir>/clickhouse
     sink_batch_rows: Positive = 10_000

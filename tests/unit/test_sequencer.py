@@ -50,3 +50,18 @@ def test_a_partition_with_waiting_messages_and_no_progress_is_sought():
     s.done(TP, 45, now=13)
     assert s.stalled({TP: 149}, {TP: 45}, now=20) == {}  # progressing
     assert s.stalled({TP: 46}, {TP: 45}, now=60) == {}  # caught up: nothing waiting
+
+
+def test_a_batch_in_flight_admits_the_next_offsets_but_commits_only_once_done():
+    s = Sequencer()
+    s.on_generation(1)
+    for off in (20, 21, 22):  # taken into one batch
+        assert s.decide(TP, off, committed=20, now=0) == "process"
+        s.accept(TP, off)
+    assert s.decide(TP, 22, committed=20, now=0) == "skip"  # a re-delivery of what the batch holds
+    assert s.to_commit() == {}  # outputs not acked yet: nothing committable
+    s.done(TP, 22, now=1)
+    assert s.to_commit() == {TP: 23}
+    s.accept(TP, 23)
+    s.on_generation(2)  # a rebalance drops the batch in flight: positions come again from the committed offset
+    assert s.to_commit() == {} and s.decide(TP, 23, committed=23, now=2) == "process"
