@@ -1,7 +1,7 @@
 """Distributed-mode benchmarks on a real local broker, each against a baseline measured in the same run.
 
 1. Faust worker events/s (decode + processors + produce rows, acked) vs a raw aiokafka consume+decode loop
-   over the same topic and data.
+   over the same topic and data, and vs the same work in a plain aiokafka loop (bench/plain_worker.py).
 2. Sink rows/s (Kafka -> batches -> chdb insert -> commit) vs a raw bulk insert of the same rows.
 3. Latency from POST /v1/events to the row being visible in ClickHouse (p50/p95), full stack.
 
@@ -110,6 +110,33 @@ def faust_run(s: Settings, env: dict, n: int, tmp: str) -> float:
         proc.wait(30)
 
 
+def plain_run(s: Settings, env: dict, n: int, tmp: str) -> float:
+    """The same work in a plain aiokafka loop (bench/plain_worker.py), timed the same way as ``faust_run``."""
+    plain = s.replace(topic_rows_prefix="plainbench.rows.", streams_group="plainbench")
+
+    async def topics():
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        await ensure_topics(plain)
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(plain.topic_rows_prefix + "room_state", s.topic_partitions, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(topics())
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "plain_worker.py")], cwd=ROOT,
+                            env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "p"),
+                                 "DEALBEACON_TOPIC_ROWS_PREFIX": plain.topic_rows_prefix,
+                                 "DEALBEACON_STREAMS_GROUP": plain.streams_group},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return asyncio.run(_count_rows(plain, row_topic(plain, "events"), n))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float]:
     from sinks.store import ChdbStore
     from sinks.worker import SinkWorker
@@ -146,6 +173,12 @@ def latency_run(env: dict, tmp: str, samples: int) -> list[float]:
            "DEALBEACON_STREAMS_GROUP": "lat-streams", "DEALBEACON_SINK_BATCH_MS": "200",
            "DEALBEACON_TOPIC_EVENTS": "lat.events", "DEALBEACON_TOPIC_DEAD_LETTERS": "lat.dead",
            "DEALBEACON_TOPIC_ROWS_PREFIX": "lat.rows."}  # fresh topics: nothing queued ahead of the samples
+    asyncio.run(ensure_topics(Settings.from_env(env)))  # before the processes subscribe
+    from dealbeacon.core.analysts import AnalystRegistry
+    env["DEALBEACON_ANALYSTS_FILE"] = os.path.join(tmp, "analysts.json")  # the SQL port reads for analysts only
+    reg = AnalystRegistry()
+    reg.add("bench", ["*"], "bench-password-1")
+    reg.save(env["DEALBEACON_ANALYSTS_FILE"])
     procs = [subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", cmd], cwd=ROOT,
                               env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, cmd),
                                    "DEALBEACON_PORTS_FILE": os.path.join(tmp, f"{cmd}.ports.json")},
@@ -153,7 +186,7 @@ def latency_run(env: dict, tmp: str, samples: int) -> list[float]:
     try:
         port = read_ports(os.path.join(tmp, "ingest.ports.json"), procs[0], 120)["http"]
         sql_port = read_ports(os.path.join(tmp, "sink.ports.json"), procs[2], 120)["sql"]
-        with httpx.Client(timeout=10) as c:
+        with httpx.Client(timeout=10, auth=("bench", "bench-password-1")) as c:
             deadline = time.time() + 120
             while True:
                 try:
@@ -204,8 +237,11 @@ def main() -> None:
         asyncio.run(_produce(s, s.topic_events, _event_messages(_records(a.events))))
         raw = asyncio.run(raw_consume(s, s.topic_events, a.events))
         fst = faust_run(s, env, a.events, tmp)
+        plain = plain_run(s, env, a.events, tmp)
         print(f"streams: raw aiokafka consume+decode {a.events / raw:9.0f} ev/s | faust worker (decode, process, "
               f"produce, acked) {a.events / fst:9.0f} ev/s | ratio faust/raw = {raw / fst:.3f}")
+        print(f"streams: plain aiokafka loop, same processors and outputs, acked {a.events / plain:9.0f} ev/s | "
+              f"ratio faust/plain = {plain / fst:.3f}")
         s2 = s.replace(topic_rows_prefix="sinkbench.rows.", sink_group="sinkbench")
         asyncio.run(ensure_topics(s2))
         raw_ins, sink_t = sink_run(s2, a.events, tmp)
