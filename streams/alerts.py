@@ -385,27 +385,34 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
     if etype == "share" and to and not known_to and to not in {s[0] for s in shares}:
         shares = (shares + [(to, sid or "an anonymous visitor", ts, "")])[-MAX_SHARES:]
     hot_ms = max([facts.hot_ms] + [a.at_ms for a in alerts if a.kind == "hot"])
-    active = list(facts.active_days)
-    if not active or ts // DAY_MS > active[-1] // DAY_MS:
-        active = (active + [ts])[-(acfg.rhythm_gaps + 1):]
-    elif ts // DAY_MS not in {d // DAY_MS for d in active}:  # a late event from an earlier day
-        active = sorted(active + [ts])[-(acfg.rhythm_gaps + 1):]
-    seen, pairs = dict(facts.stakeholders), set(facts.token_visitors)
+    day = ts // DAY_MS
+    active = facts.active_days
+    if not active or day > active[-1] // DAY_MS:
+        active = (*active, ts)[-(acfg.rhythm_gaps + 1):]
+    elif day not in {d // DAY_MS for d in active}:  # a late event from an earlier day
+        active = tuple(sorted((*active, ts))[-(acfg.rhythm_gaps + 1):])
+    # each fact is rebuilt only when this event adds to it (the usual event adds nothing new)
+    stakeholders, token_visitors = facts.stakeholders, facts.token_visitors
     if sid:
-        seen.setdefault(sid, ts)
-        pairs.add((sid, rec.get("visitor_id", "")))
-    pricing_days = set(facts.pricing_days)
-    if kind == "pricing" and etype in ("content_view", "engagement"):
-        pricing_days.add(ts // DAY_MS)
+        if not any(s == sid for s, _ in stakeholders):
+            stakeholders = tuple(sorted((*stakeholders, (sid, ts))))
+        pair = (sid, rec.get("visitor_id", ""))
+        if pair not in token_visitors:
+            token_visitors = tuple(sorted({*token_visitors, pair}))
+    pricing_days = facts.pricing_days
+    if kind == "pricing" and etype in ("content_view", "engagement") and day not in pricing_days:
+        pricing_days = tuple(sorted((*pricing_days, day)))
     opened, max_pct = facts.proposal_opened_ms, facts.proposal_max_pct
     if kind == "proposal":
         opened = opened or ts
         max_pct = max(max_pct, rec.get("progress_pct") or 0.0)
-    viewed = set(facts.viewed_kinds) | ({kind} if kind and etype == "content_view" else set())
-    return evolve(facts, last_activity_ms=max(facts.last_activity_ms, ts), stakeholders=tuple(sorted(seen.items())),
-                   token_visitors=tuple(sorted(pairs)), pricing_days=tuple(sorted(pricing_days)),
-                   proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=tuple(sorted(viewed)),
-                   shared_to=tuple(shares), visitors=tuple(visitors), hot_ms=hot_ms, active_days=tuple(active))
+    viewed = facts.viewed_kinds
+    if kind and etype == "content_view" and kind not in viewed:
+        viewed = tuple(sorted((*viewed, kind)))
+    return evolve(facts, last_activity_ms=max(facts.last_activity_ms, ts), stakeholders=stakeholders,
+                  token_visitors=token_visitors, pricing_days=pricing_days,
+                  proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=viewed,
+                  shared_to=tuple(shares), visitors=tuple(visitors), hot_ms=hot_ms, active_days=tuple(active))
 
 
 def bands_at(scores: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> BandState:

@@ -13,6 +13,7 @@ derived from their content, so a replayed batch yields the same ids and the tabl
 """
 from __future__ import annotations
 
+import heapq
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -106,8 +107,17 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         first = recs[0]
         t0 = int(first.get("ts") or first.get("updated_at") or first.get("now") or 0)
         state = new_state(first["site"], first["room_id"], t0)
+    work: dict[str, StakeholderScore] | None = None  # the scores, mutable while a run of events folds in
     for rec in recs:
         kind = rec.get("record", "event")
+        if kind == "event" and not is_internal(state, rec):
+            if work is None:
+                work = dict(state.scores)
+            state = _event(state, rec, out, cfg, acfg, work)
+            touched.add(stakeholder_key(rec))
+            continue
+        if work is not None:
+            state, work = evolve(state, scores=tuple(sorted(work.items()))), None
         if kind == "room":
             state = _room_update(state, rec, out)
         elif kind == "model":
@@ -118,11 +128,10 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
             state = forget(state, str(rec["stakeholder"]), int(rec["requested_at"]), out)
             touched.discard(str(rec["stakeholder"]))
             erased = True
-        elif is_internal(state, rec):
-            state = _remember_internal_device(state, rec)  # stored with the events, never scored or alerted on
         else:
-            state = _event(state, rec, out, cfg, acfg)
-            touched.add(stakeholder_key(rec))
+            state = _remember_internal_device(state, rec)  # stored with the events, never scored or alerted on
+    if work is not None:
+        state = evolve(state, scores=tuple(sorted(work.items())))
     if touched or erased:
         at = state.clock_ms
         scores = dict(state.scores)
@@ -141,26 +150,28 @@ def _take_model(state: RoomState, rec: dict) -> RoomState:
         return state
 
 
-def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
+def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: AlertConfig,
+           scores: dict[str, StakeholderScore]) -> RoomState:
+    """Fold one buyer event in. ``scores``: the room's scores as a dict, updated in place (``step`` writes them
+    back into the state once the run of events ends)."""
     ts = int(rec["ts"])
     sid = stakeholder_key(rec)
-    scores = dict(state.scores)
     kinds = state.room.kinds
     points = event_points(rec, cfg, kinds)
     scores[sid] = apply_event(scores.get(sid, StakeholderScore()), rec, cfg, kinds, points)
-    anonymous = [k for k in scores if k.startswith("visitor:")]
-    if len(anonymous) > MAX_ANONYMOUS:  # bounded state: a public link can draw many one-off visitors
-        for k in sorted(anonymous, key=lambda k: (scores[k].last_seen_ms, k))[:len(anonymous) - MAX_ANONYMOUS]:
-            del scores[k]
+    if len(scores) > MAX_ANONYMOUS:  # bounded state: a public link can draw many one-off visitors
+        anonymous = [k for k in scores if k.startswith("visitor:")]
+        if len(anonymous) > MAX_ANONYMOUS:
+            for k in heapq.nsmallest(len(anonymous) - MAX_ANONYMOUS, anonymous, key=lambda k: (scores[k].last_seen_ms, k)):
+                del scores[k]
     for kind in activity_kinds(state.facts, rec):
         out.setdefault("activities", []).append(activity_row(state.site, state.room.room_id, state.room.owner, rec, kind))
     pts = points[0]
     day = ts // DAY_MS
     daily = add_day(state.daily, day, pts, day - 2 * acfg.spike_window_days + 1)
     facts, alerts = observe(state.room, state.facts, rec, daily, pts, cfg, acfg)
-    fired = _fire(state, alerts, out)
-    return evolve(state, scores=tuple(sorted(scores.items())), daily=daily, facts=facts,
-                  clock_ms=max(state.clock_ms, ts), fired=fired)
+    fired = _fire(state, alerts, out) if alerts else state.fired
+    return evolve(state, daily=daily, facts=facts, clock_ms=max(state.clock_ms, ts), fired=fired)
 
 
 def _fire(state: RoomState, alerts: list[Alert], out: dict) -> tuple[str, ...]:

@@ -196,11 +196,13 @@ def stakeholder_band(s: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFA
     return standing(s.daily, s.first_seen_ms, s.last_seen_ms, now_ms, cfg)
 
 
-def deal_band(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> str:
-    """The deal's band: everyone's activity together (anonymous visitors included: it is the room's)."""
+def deal_band(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT,
+              summed: list[tuple[int, float]] | None = None) -> str:
+    """The deal's band: everyone's activity together (anonymous visitors included: it is the room's).
+    ``summed``: their daily points already summed, when the caller has them."""
     if not stakeholders:
         return "Dark"
-    return standing(_sum_daily(s.daily for s in stakeholders.values()),
+    return standing(summed if summed is not None else _sum_daily(s.daily for s in stakeholders.values()),
                     min(s.first_seen_ms for s in stakeholders.values()),
                     max(s.last_seen_ms for s in stakeholders.values()), now_ms, cfg)
 
@@ -241,7 +243,8 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     depth = min(1.0, sum(values.values()) / cfg.depth_saturation)
     last = max((s.last_seen_ms for s in stakeholders.values()), default=0)
     recency = decay(1.0, last, now_ms, cfg.recency_half_life_days) if last else 0.0
-    vel = deal_velocity(stakeholders, now_ms, cfg)
+    summed = _sum_daily(s.daily for s in stakeholders.values()) if stakeholders else []
+    vel = velocity(StakeholderScore(daily=tuple(summed)), now_ms, cfg)
     vel_term = 0.5 if vel is None else min(1.0, vel / 2)
     wb, wd, wr, wv = cfg.deal_weights
     value = 100 * (wb * breadth + wd * depth + wr * recency + wv * vel_term)
@@ -257,7 +260,7 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     missing = set(cfg.key_roles) & set(roles.values()) - covered
     if missing:
         reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
-    band = deal_band(stakeholders, now_ms, cfg)
+    band = deal_band(stakeholders, now_ms, cfg, summed)
     reasons.append(f"deal {band}")
     return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons), band)
 
