@@ -34,10 +34,10 @@ from tests.support.ports import read_ports  # noqa: E402
 from tests.support.stack import start_kafka  # noqa: E402
 
 
-def _records(n: int) -> list[dict]:
+def _records(n: int, rooms: int = 200, per_room: int = 20) -> list[dict]:
     now = int(time.time() * 1000)
     return [records.accepted_event(
-        {"event_id": str(uuid.uuid4()), "type": "engagement", "room_id": f"room-{(i // 20) % 200}", "visitor_id": f"v{i % 900}",
+        {"event_id": str(uuid.uuid4()), "type": "engagement", "room_id": f"room-{(i // per_room) % rooms}", "visitor_id": f"v{i % 900}",
          "session_id": f"s{i % 3000}", "ts": now, "content_id": "proposal", "engaged_ms": 15000, "scroll_pct": 40.0,
          "url": "https://rooms.example.com/r/x"},
         site="bench", received_at=now, ts=now, token_status="none", stakeholder_id="", ip="203.0.113.0",
@@ -54,9 +54,9 @@ async def _produce(s: Settings, topic: str, messages: list[tuple[bytes | None, b
         await p.stop()
 
 
-def _event_messages(recs: list[dict]) -> list[tuple[bytes, bytes]]:
-    """As ingest publishes: one message per room per request of 20 events."""
-    return [(records.room_key(recs[i]), records.encode_many(recs[i:i + 20])) for i in range(0, len(recs), 20)]
+def _event_messages(recs: list[dict], per: int = 20) -> list[tuple[bytes, bytes]]:
+    """As ingest publishes: one message per room per request of ``per`` events."""
+    return [(records.room_key(recs[i]), records.encode_many(recs[i:i + per])) for i in range(0, len(recs), per)]
 
 
 def _row_messages(rows: list[dict], per_message: int = 500) -> list[tuple[None, bytes]]:
@@ -135,6 +135,37 @@ def plain_run(s: Settings, env: dict, n: int, tmp: str) -> float:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """Resident and peak resident memory of a process, MB."""
+    with open(f"/proc/{pid}/status") as fh:
+        kv = dict(line.split(":", 1) for line in fh if ":" in line)
+    return int(kv["VmRSS"].split()[0]) / 1024, int(kv["VmHWM"].split()[0]) / 1024
+
+
+def rss_run(s: Settings, env: dict, n: int, rooms: int, tmp: str) -> tuple[float, float, float]:
+    """One worker with its production store (rocksdb) folds n events over ``rooms`` rooms (10 per request):
+    seconds, then its RSS and peak RSS in MB once every row is out."""
+    tag = f"rss{rooms}"
+    r = s.replace(topic_events=f"{tag}.events", topic_dead_letters=f"{tag}.dead", topic_rows_prefix=f"{tag}.rows.",
+                  streams_group=f"{tag}-streams")
+    asyncio.run(ensure_topics(r))
+    per = max(1, n // rooms)
+    asyncio.run(_produce(r, r.topic_events, _event_messages(_records(n, rooms, per), per)))
+    proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", "worker"], cwd=ROOT,
+                            env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, tag), "DEALBEACON_FAUST_STORE": "rocksdb://",
+                                 "DEALBEACON_TOPIC_EVENTS": r.topic_events, "DEALBEACON_TOPIC_DEAD_LETTERS": r.topic_dead_letters,
+                                 "DEALBEACON_TOPIC_ROWS_PREFIX": r.topic_rows_prefix,
+                                 "DEALBEACON_STREAMS_GROUP": r.streams_group},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t = asyncio.run(_count_rows(r, row_topic(r, "events"), n, timeout_s=1800))
+        rss, peak = _rss_mb(proc.pid)
+        return t, rss, peak
+    finally:
+        proc.terminate()
+        proc.wait(60)
 
 
 def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float]:
@@ -223,6 +254,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--latency-samples", type=int, default=60)
+    ap.add_argument("--rss", default="", help="events:rooms,... e.g. 100000:5000,1000000:100000 (worker memory runs only)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dealbeacon-bench-")
     kafka = start_kafka(os.path.join(tmp, "kafka"))
@@ -234,6 +266,13 @@ def main() -> None:
                "DEALBEACON_FAUST_STORE": "memory://", "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1e9",
                "DEALBEACON_RATE_LIMIT_BURST": "1000000000"}
         asyncio.run(ensure_topics(s))
+        if a.rss:
+            for spec in a.rss.split(","):
+                n, rooms = (int(x) for x in spec.split(":"))
+                t, rss, peak = rss_run(s, env, n, rooms, tmp)
+                print(f"memory:  worker after {n} events over {rooms} rooms ({n / t:.0f} ev/s, rocksdb store): "
+                      f"RSS {rss:.0f} MB, peak {peak:.0f} MB")
+            return
         asyncio.run(_produce(s, s.topic_events, _event_messages(_records(a.events))))
         raw = asyncio.run(raw_consume(s, s.topic_events, a.events))
         fst = faust_run(s, env, a.events, tmp)

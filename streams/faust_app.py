@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 import weakref
+from collections import OrderedDict
 
 import faust
 from faust.streams import _current_event
@@ -22,7 +23,7 @@ from tenacity import AsyncRetrying, wait_exponential
 
 from dealbeacon.core import records
 from dealbeacon.core.settings import Settings
-from dealbeacon.kafka.topics import TABLES, row_topic
+from dealbeacon.kafka.topics import TABLES, partition_for_key, row_topic
 from streams import deals, processors
 from streams.alerts import alert_config
 from streams.sequencer import Sequencer
@@ -62,7 +63,13 @@ def create_faust_app(s: Settings) -> faust.App:
     # each room's state machine (scores, alert facts), keyed site/room and co-partitioned with the events
     # topic; values are streams.deals JSON. No standby replicas: the wall-clock timer iterates the table,
     # and must see only the rooms this worker owns.
-    room_state = app.Table("room_state", partitions=s.topic_partitions, key_type=bytes, value_type=bytes)
+    # RocksDB (the production store) sized for a bounded footprint: its defaults (64 MB write buffers x 3 and a
+    # 2 GB block cache per partition) let a worker's memory grow with the rooms it holds
+    store_options = {"write_buffer_size": 4 << 20, "max_write_buffer_number": 2, "block_cache_size": 8 << 20,
+                     "block_cache_compressed_size": 0, "target_file_size_base": 16 << 20} \
+        if s.faust_store.startswith("rocksdb") else None
+    room_state = app.Table("room_state", partitions=s.topic_partitions, key_type=bytes, value_type=bytes,
+                           options=store_options)
     async def emit(tables: dict[str, list[dict]]) -> None:
         # Sent now (force: not attached to the source message) and awaited until the broker acknowledged
         # them: only then is the source message done and its offset ackable. Faust's attachments publish
@@ -96,27 +103,52 @@ def create_faust_app(s: Settings) -> faust.App:
                 received_at=event.message.timestamp or 0, site="", stage="streams", reason="undecodable_record",
                 detail=str(err)[:200], payload=event.value or b"")]
 
+    # the room keys held here, per partition and site (a site-wide record reaches each of them): built from the
+    # table's keys once per rebalance (a room lives where its key's events land: no state to decode), then
+    # kept up to date as states are saved
+    held: dict[int, dict[str, set[bytes]]] = {}
+    held_generation: list[int | None] = [None]
+
     def local_rooms(partition: int):
+        if held_generation[0] != app.consumer_generation_id:
+            held.clear()
+            held_generation[0] = app.consumer_generation_id
+            for k in room_state:
+                hold(partition_for_key(k, s.topic_partitions), k)
+
         def keys(site: str):
-            prefix = f"{site}/".encode()
-            return [k for k in room_state if k.startswith(prefix) and get_state(k).partition == partition]
+            return held.get(partition, {}).get(site, ())
         return keys
 
-    # decoded states of the rooms this worker processes (the table holds the durable JSON); dropped on
-    # every rebalance, since a partition that moved away and back may have been changed elsewhere
-    cache: dict[bytes, deals.RoomState] = {}
+    def hold(partition: int, key: bytes) -> None:
+        held.setdefault(partition, {}).setdefault(key.split(b"/", 1)[0].decode(), set()).add(key)
+
+    # decoded states of the rooms this worker processed most recently, bounded (memory stays with the active
+    # rooms; the table holds every state, on disk with rocksdb); dropped on every rebalance, since a
+    # partition that moved away and back may have been changed elsewhere
+    cache: OrderedDict[bytes, deals.RoomState] = OrderedDict()
     cache_generation: list[int | None] = [None]
+
+    def remember(key: bytes, state: deals.RoomState) -> None:
+        cache[key] = state
+        cache.move_to_end(key)
+        while len(cache) > s.worker_state_cache_rooms:
+            cache.popitem(last=False)
 
     def get_state(key: bytes):
         if cache_generation[0] != app.consumer_generation_id:
             cache.clear()
             cache_generation[0] = app.consumer_generation_id
-        if key not in cache:
-            raw = room_state.get(key)
-            if not raw:
-                return None
-            cache[key] = deals.loads(raw)
-        return cache[key]
+        state = cache.get(key)
+        if state is not None:
+            cache.move_to_end(key)
+            return state
+        raw = room_state.get(key)
+        if not raw:
+            return None
+        state = deals.loads(raw)
+        remember(key, state)
+        return state
 
     def write_states(batch: list, changed: dict[bytes, deals.RoomState]) -> None:
         """Save the batch's states in the table, each in the changelog partition of its source partition (a
@@ -128,7 +160,9 @@ def create_faust_app(s: Settings) -> faust.App:
                 room_state[key] = deals.dumps(state)
             finally:
                 _current_event.reset(token)
-            cache[key] = state
+            remember(key, state)
+            if held_generation[0] == app.consumer_generation_id:
+                hold(state.partition, key)
 
     async def on_events(batch: list, generation) -> bool:
         """Fold a batch of messages (in offset order per partition; rooms live in one partition, so each

@@ -8,6 +8,7 @@ column names of sinks/schema.py (a test checks the two agree); times are integer
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable
 
 import orjson
@@ -81,19 +82,25 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
     when ``recs`` spans several messages of that partition), a record from a message the room already folded
     in (``offset`` <= the state's, a replay after a crash) is skipped for that room: its rows went out before
     its state was saved. A changed room's state records the highest offset here."""
-    offsets = offset if isinstance(offset, list) else None
-    if offsets is not None and len(offsets) != len(recs):
+    offsets = offset if isinstance(offset, list) else [offset] * len(recs)
+    if len(offsets) != len(recs):
         raise ValueError("one offset per record")
-    last = max(offsets, default=-1) if offsets is not None else offset
+    last = max(offsets, default=-1) if isinstance(offset, list) else offset
+    listed: dict[str, list[bytes]] = {}
+
+    def local(site: str) -> list[bytes]:  # asked once per site per call: the holder's rooms do not change meanwhile
+        if site not in listed:
+            listed[site] = list(local_rooms(site))
+        return listed[site]
+
     groups: dict[bytes, list[tuple[int, dict]]] = {}
-    for i, rec in enumerate(recs):
-        off = offsets[i] if offsets is not None else offset
+    for off, rec in zip(offsets, recs):
         kind = rec.get("record")
         if kind in CONFIG_RECORDS and kind != "erase":
             continue
         if kind in ("clock", "model") or (kind == "erase" and not rec.get("room_id")):
             prefix = f"{rec['site']}/".encode()
-            for key in {*local_rooms(rec["site"]), *(k for k in groups if k.startswith(prefix))}:
+            for key in {*local(rec["site"]), *(k for k in groups if k.startswith(prefix))}:
                 groups.setdefault(key, []).append((off, rec))
         else:
             groups.setdefault(records.room_key(rec), []).append((off, rec))
@@ -111,7 +118,7 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
             batch = _drop_leading_site_records(batch)
             if not batch:
                 continue
-            state = _born_with_model(key, batch, get, local_rooms, changed)
+            state = _born_with_model(key, batch, get, local, changed)
         new, rows = deals.step(state, batch, acfg=acfg)
         if partition >= 0:
             new = dataclasses.replace(new, partition=partition, offset=last)
@@ -126,8 +133,8 @@ def _born_with_model(key: bytes, batch: list[dict], get, local_rooms, changed) -
     room that exists, so any one sibling has the latest (a room opened later must not fall back to the prior)."""
     site = batch[0]["site"]
     prefix = f"{site}/".encode()
-    sibling = next((s for k in (*(k for k in changed if k.startswith(prefix)), *local_rooms(site)) if k != key
-                    and (s := changed.get(k) or get(k)) is not None), None)
+    candidates = itertools.chain((k for k in changed if k.startswith(prefix)), local_rooms(site))  # lazily: the first will do
+    sibling = next((s for k in candidates if k != key and (s := changed.get(k) or get(k)) is not None), None)
     if sibling is None or sibling.model == deals.PRIOR_MODEL:
         return None
     first = batch[0]

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     # outputs are sent together and acked once, then the rooms' states are saved
     worker_batch_messages: Positive = 500
     worker_batch_ms: Positive = 50
+    # decoded room states a stream worker keeps in memory (least recently used go; the table keeps them all)
+    worker_state_cache_rooms: Positive = 1_000
     # -- ClickHouse sink
     clickhouse_url: str = ""  # clickhouse://host:9000/db for a server; empty -> chdb in <data_dir>/clickhouse
     sink_batch_rows: Positive = 10_000

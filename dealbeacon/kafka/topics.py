@@ -6,6 +6,7 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from dealbeacon.core.settings import Settings
@@ -22,6 +23,12 @@ def row_topic(s: Settings, table: str) -> str:
 
 
 STATE_TABLES = ("room_state",)  # the stream workers' Faust tables (changelogs: compacted, co-partitioned)
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """The partition a keyed message lands in: Kafka's default partitioner (murmur2 of the key), which the
+    ingest producer, Faust's producer and the changelog all use."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def changelog_topic(s: Settings, table: str) -> str:

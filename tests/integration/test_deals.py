@@ -273,7 +273,8 @@ def test_a_refitted_model_reaches_every_partitions_rooms_through_kafka(stack_fac
 
 
 def zlib_partition(key: bytes, n: int) -> int:
-    """Kafka's default partitioner (murmur2 of the key), as aiokafka applies it."""
+    """Kafka's default partitioner (murmur2 of the key), as aiokafka applies it (written apart from
+    dealbeacon.kafka.topics.partition_for_key, which the worker uses)."""
     from aiokafka.partitioner import murmur2
     return (murmur2(key) & 0x7FFFFFFF) % n
 
