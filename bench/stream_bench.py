@@ -97,17 +97,28 @@ async def raw_consume(s: Settings, topic: str, n: int) -> float:
         await c.stop()
 
 
-def faust_run(s: Settings, env: dict, n: int, tmp: str) -> float:
-    """Seconds for one worker to turn n events into n acked rows, timed from its first output row
-    (so group join and recovery are not counted)."""
-    proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", "worker"], cwd=ROOT,
-                            env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "w")},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _timed_worker(cmd: list[str], s: Settings, env: dict, n: int, timeout_s: float = 600) -> tuple[float, subprocess.Popen]:
+    """Start a worker process (``cmd``), and time it from its first output row to n rows on ``s``'s events row
+    topic (so group join and recovery are not counted). Returns the seconds and the still running process."""
+    proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
-        return asyncio.run(_count_rows(s, row_topic(s, "events"), n))
-    finally:
-        proc.terminate()
-        proc.wait(30)
+        return asyncio.run(_count_rows(s, row_topic(s, "events"), n, timeout_s)), proc
+    except BaseException:
+        _stop(proc)
+        raise
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(60)
+
+
+def faust_run(s: Settings, env: dict, n: int, tmp: str) -> float:
+    """Seconds for one worker to turn n events into n acked rows."""
+    t, proc = _timed_worker(["-m", "dealbeacon.app.cli", "worker"], s, {**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "w")}, n)
+    _stop(proc)
+    return t
 
 
 def plain_run(s: Settings, env: dict, n: int, tmp: str) -> float:
@@ -125,16 +136,12 @@ def plain_run(s: Settings, env: dict, n: int, tmp: str) -> float:
             await admin.close()
 
     asyncio.run(topics())
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "plain_worker.py")], cwd=ROOT,
-                            env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "p"),
-                                 "DEALBEACON_TOPIC_ROWS_PREFIX": plain.topic_rows_prefix,
-                                 "DEALBEACON_STREAMS_GROUP": plain.streams_group},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        return asyncio.run(_count_rows(plain, row_topic(plain, "events"), n))
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    t, proc = _timed_worker([os.path.join(ROOT, "bench", "plain_worker.py")], plain,
+                            {**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "p"),
+                             "DEALBEACON_TOPIC_ROWS_PREFIX": plain.topic_rows_prefix,
+                             "DEALBEACON_STREAMS_GROUP": plain.streams_group}, n)
+    _stop(proc)
+    return t
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:
@@ -153,19 +160,16 @@ def rss_run(s: Settings, env: dict, n: int, rooms: int, tmp: str) -> tuple[float
     asyncio.run(ensure_topics(r))
     per = max(1, n // rooms)
     asyncio.run(_produce(r, r.topic_events, _event_messages(_records(n, rooms, per), per)))
-    proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", "worker"], cwd=ROOT,
-                            env={**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, tag), "DEALBEACON_FAUST_STORE": "rocksdb://",
-                                 "DEALBEACON_TOPIC_EVENTS": r.topic_events, "DEALBEACON_TOPIC_DEAD_LETTERS": r.topic_dead_letters,
-                                 "DEALBEACON_TOPIC_ROWS_PREFIX": r.topic_rows_prefix,
-                                 "DEALBEACON_STREAMS_GROUP": r.streams_group},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t, proc = _timed_worker(["-m", "dealbeacon.app.cli", "worker"], r,
+                            {**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, tag), "DEALBEACON_FAUST_STORE": "rocksdb://",
+                             "DEALBEACON_TOPIC_EVENTS": r.topic_events, "DEALBEACON_TOPIC_DEAD_LETTERS": r.topic_dead_letters,
+                             "DEALBEACON_TOPIC_ROWS_PREFIX": r.topic_rows_prefix, "DEALBEACON_STREAMS_GROUP": r.streams_group},
+                            n, timeout_s=1800)
     try:
-        t = asyncio.run(_count_rows(r, row_topic(r, "events"), n, timeout_s=1800))
         rss, peak = _rss_mb(proc.pid)
         return t, rss, peak
     finally:
-        proc.terminate()
-        proc.wait(60)
+        _stop(proc)
 
 
 def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float]:
