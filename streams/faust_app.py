@@ -1,13 +1,13 @@
 """Distributed mode's stream processors: a Faust app whose agents decode records, call the same pure
 processors as embedded mode, keep per-room state in tables and emit table rows for the sink.
 
-At-least-once, made explicit: agents iterate message by message (``stream.events()``); what they emit is
-sent at once and awaited until the broker acknowledged it, and only then is the message done. Offsets are
-not Faust's to commit: the topics run with acks off and streams/sequencer.py admits each partition's
-messages strictly in offset order from the committed position (re-seeking on a gap or a stall) and
-commits only what was processed (Faust's gap handling lost messages across kill -9 here).
-A killed worker replays from the last commit; the sink's dedup and the room state's offset absorb it.
-Each message already carries a whole request's events for one room, so per-message cost is amortised.
+At-least-once, made explicit: agents take messages in batches (``stream.take_events``, bounded by count and
+time); what a batch emits is sent at once and awaited until the broker acknowledged all of it, then the
+rooms' states are saved, and only then are the batch's messages done. Offsets are not Faust's to commit:
+the topics run with acks off and streams/sequencer.py admits each partition's messages strictly in offset
+order from the committed position (re-seeking on a gap or a stall) and commits only what is done (Faust's
+gap handling lost messages across kill -9 here). A killed worker replays from the last commit; the sink's
+dedup and the room state's offset (one per record: a room skips only what it folded in) absorb it.
 Agents run with concurrency 1 (faust #606: commits can pass an in-flight message with more).
 No business rules here: they live in streams/processors.py and streams/deals.py.
 """
