@@ -56,7 +56,7 @@ def run_core(groups: list[list[dict]]) -> tuple[float, int, str]:
         changed, tables = process_batch(group, [], states.get, lambda site: by_site.get(site, ()))
         states.update(changed)
         for key in changed:
-            by_site.setdefault(key.split(b"/", 1)[0].decode(), set()).add(key)
+            by_site.setdefault(records.room_site(key), set()).add(key)
         for table in sorted(tables):
             rows += len(tables[table])
             digest.update(table.encode())

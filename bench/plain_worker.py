@@ -64,7 +64,7 @@ async def run(s: Settings, batch: int) -> None:
             await asyncio.gather(*futures)
             states.update(changed_all)
             for key in changed_all:
-                by_site.setdefault(key.split(b"/", 1)[0].decode(), set()).add(key)
+                by_site.setdefault(records.room_site(key), set()).add(key)
             await consumer.commit()
     finally:
         await consumer.stop()

@@ -16,6 +16,7 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
+from typing import Any
 
 import faust
 from faust.streams import _current_event
@@ -103,31 +104,36 @@ def create_faust_app(s: Settings) -> faust.App:
                 received_at=event.message.timestamp or 0, site="", stage="streams", reason="undecodable_record",
                 detail=str(err)[:200], payload=event.value or b"")]
 
-    # the room keys held here, per partition and site (a site-wide record reaches each of them): built from the
-    # table's keys once per rebalance (a room lives where its key's events land: no state to decode), then
-    # kept up to date as states are saved
+    # What this worker derives from the table, dropped on every rebalance (a partition that moved away and
+    # back may have been changed elsewhere):
+    # - the room keys held here, per partition and site (a site-wide record reaches each of them), built from
+    #   the table's keys on first use (a room lives where its key's events land: no state to decode), then kept
+    #   up to date as states are saved;
+    # - the decoded states of the rooms processed most recently, bounded (memory stays with the active rooms;
+    #   the table holds every state, on disk with rocksdb).
     held: dict[int, dict[str, set[bytes]]] = {}
-    held_generation: list[int | None] = [None]
+    cache: OrderedDict[bytes, deals.RoomState] = OrderedDict()
+    derived: dict[str, Any] = {"generation": None, "held_built": False}
+
+    def fresh() -> None:
+        if derived["generation"] != app.consumer_generation_id:
+            derived.update(generation=app.consumer_generation_id, held_built=False)
+            held.clear()
+            cache.clear()
+
+    def hold(partition: int, key: bytes) -> None:
+        held.setdefault(partition, {}).setdefault(records.room_site(key), set()).add(key)
 
     def local_rooms(partition: int):
-        if held_generation[0] != app.consumer_generation_id:
-            held.clear()
-            held_generation[0] = app.consumer_generation_id
+        fresh()
+        if not derived["held_built"]:
             for k in room_state:
                 hold(partition_for_key(k, s.topic_partitions), k)
+            derived["held_built"] = True
 
         def keys(site: str):
             return held.get(partition, {}).get(site, ())
         return keys
-
-    def hold(partition: int, key: bytes) -> None:
-        held.setdefault(partition, {}).setdefault(key.split(b"/", 1)[0].decode(), set()).add(key)
-
-    # decoded states of the rooms this worker processed most recently, bounded (memory stays with the active
-    # rooms; the table holds every state, on disk with rocksdb); dropped on every rebalance, since a
-    # partition that moved away and back may have been changed elsewhere
-    cache: OrderedDict[bytes, deals.RoomState] = OrderedDict()
-    cache_generation: list[int | None] = [None]
 
     def remember(key: bytes, state: deals.RoomState) -> None:
         cache[key] = state
@@ -136,9 +142,7 @@ def create_faust_app(s: Settings) -> faust.App:
             cache.popitem(last=False)
 
     def get_state(key: bytes):
-        if cache_generation[0] != app.consumer_generation_id:
-            cache.clear()
-            cache_generation[0] = app.consumer_generation_id
+        fresh()
         state = cache.get(key)
         if state is not None:
             cache.move_to_end(key)
@@ -161,7 +165,7 @@ def create_faust_app(s: Settings) -> faust.App:
             finally:
                 _current_event.reset(token)
             remember(key, state)
-            if held_generation[0] == app.consumer_generation_id:
+            if derived["held_built"]:
                 hold(state.partition, key)
 
     async def on_events(batch: list, generation) -> bool:

@@ -93,3 +93,8 @@ def group_by_room(recs: list[dict]) -> dict[bytes, list[dict]]:
 def room_key(record: dict) -> bytes:
     """Partition key: a deal's events stay ordered on one partition."""
     return f"{record.get('site', '')}/{record.get('room_id', '')}".encode()
+
+
+def room_site(key: bytes) -> str:
+    """The site of a ``room_key``."""
+    return key.split(b"/", 1)[0].decode()
