@@ -50,3 +50,43 @@ async def _run(url: str, bodies: list[bytes], concurrency: int, time_cap_s: floa
 
 def run(url: str, bodies: list[bytes], concurrency: int, time_cap_s: float) -> dict:
     return asyncio.run(_run(url, bodies, concurrency, time_cap_s))
+
+
+async def _run_open(url: str, rate_rps: float, seconds: float, per_batch: int, site: str,
+                    max_in_flight: int = 1000) -> dict:
+    """Requests on a fixed schedule, whatever the answers (open loop). Latency counts from each request's
+    scheduled time, so a server that falls behind shows it (no coordinated omission). Bounded: at most
+    ``rate_rps * seconds`` requests, ``max_in_flight`` at once (the rest are counted as skipped)."""
+    bodies = make_bodies(max(1, int(rate_rps * seconds)), per_batch, site)
+    latencies, statuses, tasks = [], {}, set()
+    skipped = 0
+    conn = aiohttp.TCPConnector(limit=max_in_flight)
+    async with aiohttp.ClientSession(connector=conn, headers={"User-Agent": UA, "Content-Type": "text/plain"}) as s:
+        async def one(body: bytes, due: float) -> None:
+            try:
+                async with s.post(url, data=body) as resp:
+                    await resp.read()
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+            except aiohttp.ClientError as e:
+                statuses[type(e).__name__] = statuses.get(type(e).__name__, 0) + 1
+            latencies.append(time.perf_counter() - due)
+
+        t0 = time.perf_counter()
+        for i, body in enumerate(bodies):
+            due = t0 + i / rate_rps
+            if due > time.perf_counter():
+                await asyncio.sleep(due - time.perf_counter())
+            if len(tasks) >= max_in_flight:
+                skipped += 1
+                continue
+            t = asyncio.create_task(one(body, due))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    return {"answered": len(latencies), "skipped": skipped, "statuses": statuses,
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("inf")}
+
+
+def run_open(url: str, rate_rps: float, seconds: float, per_batch: int, site: str) -> dict:
+    return asyncio.run(_run_open(url, rate_rps, seconds, per_batch, site))

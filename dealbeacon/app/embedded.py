@@ -11,8 +11,13 @@ leaves the states untouched, so the client's retry is not counted twice.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import itertools
 import logging
 import time
+
+import orjson
 
 from dealbeacon.core import records
 from dealbeacon.core.handoff import HandoffUnavailable
@@ -40,10 +45,12 @@ class EmbeddedProcessor:
         prefix = f"{site}/".encode()
         return [k for k in self.states if k.startswith(prefix)]
 
-    def __call__(self, recs: list[dict], dead_letters: list[dict]):
-        """Rows for one batch, and a commit callback that makes the new room states current."""
+    def __call__(self, recs: list[dict], dead_letters: list[dict], partition: int = -1, offsets: list[int] | None = None):
+        """Rows for one batch, and a commit callback that makes the new room states current. With the local
+        log: ``partition`` is the log's id and ``offsets`` each record's log position, so a range written again
+        after a crash skips, room by room, what a saved state already holds."""
         changed, tables = processors.process_batch(recs, dead_letters, self.states.get, self.local_rooms,
-                                                   acfg=self.acfg)
+                                                   partition, offsets if offsets is not None else -1, acfg=self.acfg)
         if changed:
             self._version = max(self._version + 1, time.time_ns())  # snapshot order, not domain time
             tables["room_state"] = [{"site": st.site, "room_id": st.room.room_id, "version": self._version,
@@ -59,7 +66,17 @@ class EmbeddedProcessor:
         return tables, commit
 
 
+def write_tables(store, tables: dict[str, list[dict]], token: str | None = None) -> None:
+    """One insert per table (``room_state`` last: the processor adds it last), then erasures."""
+    for table, rows in tables.items():
+        store.insert(table, rows, dedup_token=token)
+    if tables.get("erasures"):  # after the batch's rows, so nothing of the person is written after it
+        apply_erasures(store.execute, tables["erasures"])
+
+
 class EmbeddedHandoff:
+    """The direct hand-off (``DEALBEACON_EMBEDDED_LOG=false``): the 202 waits until the rows are in chdb."""
+
     def __init__(self, store, process, *, linger_ms: int = 2, max_batch: int = 5000):
         self.store, self.process = store, process
         self.linger = linger_ms / 1000
@@ -113,10 +130,7 @@ class EmbeddedHandoff:
         return taken
 
     def _write(self, tables: dict[str, list[dict]]) -> None:
-        for table, rows in tables.items():
-            self.store.insert(table, rows)
-        if tables.get("erasures"):  # after the batch's rows, so nothing of the person is written after it
-            apply_erasures(self.store.execute, tables["erasures"])
+        write_tables(self.store, tables)
 
     def _process_and_write(self, events: list[dict], dead: list[dict]):
         tables = self.process(events, dead)
@@ -187,3 +201,248 @@ class EmbeddedHandoff:
                 for (*_, fut), (refused, err) in zip(batch, outcomes):
                     if not fut.done():
                         fut.set_exception(err) if err else fut.set_result(refused)
+
+
+def record_offset(position: int, index: int) -> int:
+    """A record's place in the local log, as the offset rooms keep: its entry's position and its index there
+    (a room skips, on a replay, exactly the records its saved state holds, also when an entry was written
+    record by record)."""
+    return (position << 20) | index
+
+
+class _Entry:
+    __slots__ = ("pos", "events", "dead", "size")
+
+    def __init__(self, pos: int, events: list[dict], dead: list[dict], size: int):
+        self.pos, self.events, self.dead, self.size = pos, events, dead, size
+
+
+class LoggedHandoff:
+    """The default embedded hand-off: a 202 means the request's records are appended to the local log
+    (dealbeacon/app/locallog.py) and fsync'd. Requests that arrive together share one write and one fdatasync.
+
+    One writer applies the log to chdb every ``apply_ms`` (sooner when ``apply_max_records`` wait): the range's
+    records go through the processors at once, one insert per table, every insert tokened by the log range, the
+    room states last; then the log's cursor moves past the range. Rows become queryable within about
+    ``apply_ms`` of the 202. After a crash, start() replays the log from the cursor, the interrupted range as
+    the same range (its tokens repeat, so the store drops what it already took), and rooms skip records their
+    saved state already holds (the state carries the log position).
+
+    A range the store refuses is written entry by entry, then record by record: what the store refuses
+    becomes a ``store_rejected`` dead letter. If the store takes nothing (not even those dead letters), it is
+    down: the writer retries the same range later, and requests keep being logged until the backlog (records
+    or bytes not yet applied) reaches its bound; then submit answers 503, before memory or disk run out.
+    """
+
+    def __init__(self, store, process, locallog, *, linger_ms: int = 2, apply_ms: int = 250,
+                 apply_max_records: int = 20_000, backlog_records: int = 100_000, backlog_bytes: int = 512 << 20):
+        self.store, self.process, self.log = store, process, locallog
+        self.linger, self.apply_s = linger_ms / 1000, apply_ms / 1000
+        self.apply_max_records = apply_max_records
+        self.max_backlog_records, self.max_backlog_bytes = backlog_records, backlog_bytes
+        self._pending: list[tuple[list, list, asyncio.Future]] = []
+        self._pending_records = 0
+        self._unapplied: collections.deque[_Entry] = collections.deque()
+        self.backlog_records = self.backlog_bytes = 0
+        self._append_wakeup, self._apply_wakeup = asyncio.Event(), asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._forced: tuple[int, int] | None = None  # a range to write again exactly as it was begun
+        self._log_ok = self.store_ok = True
+        self.appends = self.applied_ranges = 0
+
+    async def start(self) -> None:
+        for pos, payload in await asyncio.to_thread(self.log.open):
+            d = orjson.loads(payload)
+            self._push(_Entry(pos, d["e"], d["d"], len(payload)))
+        self._forced = self.log.applying
+        if self._unapplied:
+            log.info("local log: %d records not yet applied, replaying from position %d", self.backlog_records,
+                     self._unapplied[0].pos)
+        self._append_wakeup.clear()
+        self._apply_wakeup.set()  # replay at once
+        self._tasks = [asyncio.create_task(self._append_loop(), name="local-log-append"),
+                       asyncio.create_task(self._apply_loop(), name="local-log-apply")]
+
+    async def stop(self, drain_s: float = 30.0) -> None:
+        """Log what was promised, apply what the store takes within ``drain_s`` (the rest stays in the log)."""
+        if not self._tasks:
+            return
+        deadline = time.monotonic() + drain_s
+        while (self._pending or self._unapplied) and all(not t.done() for t in self._tasks) \
+                and time.monotonic() < deadline:
+            self._apply_wakeup.set()
+            await asyncio.sleep(0.01)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await asyncio.to_thread(self.log.close)
+
+    def ready(self) -> bool:
+        return bool(self._tasks) and all(not t.done() for t in self._tasks) and self._log_ok and not self._full(1)
+
+    def _full(self, adding: int) -> bool:
+        return (self.backlog_records + self._pending_records + adding > self.max_backlog_records
+                or self.backlog_bytes >= self.max_backlog_bytes)
+
+    def _push(self, entry: _Entry) -> None:
+        self._unapplied.append(entry)
+        self.backlog_records += len(entry.events) + len(entry.dead)
+        self.backlog_bytes += entry.size
+
+    async def submit(self, events: list[dict], dead_letters: list[dict]) -> dict[int, str]:
+        if not events and not dead_letters:
+            return {}
+        if not self._tasks or any(t.done() for t in self._tasks):
+            raise HandoffUnavailable("embedded pipeline is not running")
+        n = len(events) + len(dead_letters)
+        if self._full(n):
+            raise HandoffUnavailable(f"local log backlog full ({self.backlog_records} records, {self.backlog_bytes} "
+                                     "bytes not yet in the store)")
+        fut = asyncio.get_running_loop().create_future()
+        item = (events, dead_letters, fut)
+        self._pending.append(item)
+        self._pending_records += n
+        self._append_wakeup.set()
+        try:
+            return await asyncio.shield(fut)  # a timed-out caller must not cancel an append others wait on
+        except asyncio.CancelledError:
+            if item in self._pending:  # not taken yet: withdrawn, so the caller's 503 is true
+                self._pending.remove(item)
+                self._pending_records -= n
+                raise
+            return await asyncio.shield(fut)  # already being written: its outcome is the truth
+
+    def _encode_and_append(self, batch: list[tuple[list, list, asyncio.Future]]) -> tuple[int, list[int]]:
+        payloads = [orjson.dumps({"e": events, "d": dead}) for events, dead, _ in batch]
+        return self.log.append(payloads), [len(p) for p in payloads]
+
+    async def _append_loop(self) -> None:
+        while True:
+            await self._append_wakeup.wait()
+            if self.linger:
+                await asyncio.sleep(self.linger)
+            self._append_wakeup.clear()
+            while self._pending:
+                batch, self._pending = self._pending, []
+                taken = sum(len(e) + len(d) for e, d, _ in batch)
+                try:
+                    first, sizes = await asyncio.to_thread(self._encode_and_append, batch)
+                except Exception as e:  # nothing of this append stayed in the log: every caller answers 503
+                    self._log_ok = False
+                    self._pending_records -= taken
+                    log.error("local log append failed: %s", e)
+                    for *_, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(HandoffUnavailable(f"local log append failed: {e}"))
+                    continue
+                self._log_ok = True
+                self._pending_records -= taken
+                self.appends += 1
+                for i, ((events, dead, fut), size) in enumerate(zip(batch, sizes)):
+                    self._push(_Entry(first + i, events, dead, size))
+                    if not fut.done():
+                        fut.set_result({})
+                if self.backlog_records >= self.apply_max_records:
+                    self._apply_wakeup.set()
+
+    async def _apply_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._apply_wakeup.wait(), self.apply_s)
+            self._apply_wakeup.clear()
+            while self._unapplied:
+                if not await self._apply_next():
+                    await asyncio.sleep(min(5.0, max(self.apply_s, 1.0)))  # the store is down: the same range later
+                    break
+
+    def _next_range(self) -> list[_Entry]:
+        if self._forced:
+            last = self._forced[1]
+            return list(itertools.takewhile(lambda e: e.pos <= last, self._unapplied))
+        out: list[_Entry] = []
+        n = 0
+        for e in self._unapplied:
+            size = len(e.events) + len(e.dead)
+            if out and n + size > self.apply_max_records:
+                break
+            out.append(e)
+            n += size
+        return out
+
+    async def _apply_next(self) -> bool:
+        entries = self._next_range()
+        first, last = entries[0].pos, entries[-1].pos
+        if self.log.applying != (first, last):
+            await asyncio.to_thread(self.log.begin, first, last)
+        try:
+            await self._commit(entries, f"log{self.log.log_id}:{first}-{last}")
+        except Exception as e:  # one bad record must not hold the others: entry by entry, record by record
+            log.warning("applying log range %d-%d failed (%s); entry by entry", first, last, e)
+            for entry in entries:
+                if entry.pos > last or entry is not self._unapplied[0]:
+                    break
+                if not await self._apply_alone(entry):
+                    self.store_ok = False
+                    return False
+            self.store_ok, self._forced = True, None
+            return True
+        await asyncio.to_thread(self.log.applied_through, last)
+        self._pop_through(last)
+        self.store_ok, self._forced = True, None
+        self.applied_ranges += 1
+        return True
+
+    def _pop_through(self, last: int) -> None:
+        while self._unapplied and self._unapplied[0].pos <= last:
+            e = self._unapplied.popleft()
+            self.backlog_records -= len(e.events) + len(e.dead)
+            self.backlog_bytes -= e.size
+
+    async def _commit(self, entries: list[_Entry], token: str) -> None:
+        events = [r for e in entries for r in e.events]
+        offsets = [record_offset(e.pos, i) for e in entries for i in range(len(e.events))]
+        dead = [d for e in entries for d in e.dead]
+        await self._commit_records(events, dead, offsets, token)
+
+    async def _commit_records(self, events: list[dict], dead: list[dict], offsets: list[int], token: str) -> None:
+        commit = await asyncio.to_thread(self._process_and_write, events, dead, offsets, token)
+        commit()
+
+    def _process_and_write(self, events, dead, offsets, token):
+        tables, commit = self.process(events, dead, partition=self.log.log_id, offsets=offsets)
+        write_tables(self.store, tables, token)
+        return commit
+
+    async def _apply_alone(self, entry: _Entry) -> bool:
+        """One entry as its own range; if the store refuses it, record by record (refusals dead-lettered). False:
+        the store took nothing, it is down (the entry stays first in line, to be written again as this range)."""
+        pos, base = entry.pos, f"log{self.log.log_id}:{entry.pos}"
+        self._forced = (pos, pos)
+        await asyncio.to_thread(self.log.begin, pos, pos)
+        try:
+            await self._commit([entry], f"{base}-{pos}")
+        except Exception:
+            refused: dict[int, str] = {}
+            for i, rec in enumerate(entry.events):
+                try:
+                    await self._commit_records([rec], [], [record_offset(pos, i)], f"{base}.{i}")
+                except Exception as e:
+                    refused[i] = str(e).splitlines()[0][:300]
+            kept = [records.dead_letter(received_at=int(time.time() * 1000), site=str(entry.events[i].get("site", "")),
+                                        stage="store", reason="store_rejected", detail=why,
+                                        event_id=str(entry.events[i].get("event_id", "")),
+                                        payload=records.payload_of(entry.events[i]))
+                    for i, why in refused.items()]
+            try:  # the request's own dead letters, and the refused records as dead letters
+                await self._commit_records([], entry.dead + kept, [], f"{base}.dead")
+            except Exception as e:
+                log.error("the store takes nothing (log position %d): %s", pos, e)
+                return False
+            if refused:
+                log.warning("log position %d: the store refused %d of %d records (dead-lettered)", pos, len(refused),
+                            len(entry.events))
+        await asyncio.to_thread(self.log.applied_through, pos)
+        self._pop_through(pos)
+        self._forced = None
+        return True

@@ -13,7 +13,8 @@ import time
 from prometheus_client import Gauge
 
 from dealbeacon.app import serving
-from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor
+from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor, LoggedHandoff
+from dealbeacon.app.locallog import LocalLog
 from dealbeacon.app.modelfit import refit_loop
 from dealbeacon.core.analysts import AnalystRegistry
 from dealbeacon.core.clock import Clock, SiteClocks
@@ -100,7 +101,20 @@ def _delivery_config(store) -> dict[str, list[dict]]:
     return out
 
 
-async def _ticker(settings: Settings, sites: SiteRegistry, handoff: EmbeddedHandoff) -> None:
+def embedded_handoff(settings: Settings, store, processor) -> EmbeddedHandoff | LoggedHandoff:
+    if not settings.embedded_log:
+        return EmbeddedHandoff(store, processor, linger_ms=settings.embedded_linger_ms,
+                               max_batch=settings.embedded_max_batch)
+    log_dir = os.path.join(settings.data_dir, "log")
+    return LoggedHandoff(store, processor, LocalLog(log_dir, segment_bytes=settings.embedded_log_segment_bytes,
+                                                    min_free_bytes=settings.embedded_log_min_free_bytes),
+                         linger_ms=settings.embedded_linger_ms, apply_ms=settings.embedded_apply_ms,
+                         apply_max_records=settings.embedded_apply_max_records,
+                         backlog_records=settings.embedded_backlog_records,
+                         backlog_bytes=settings.embedded_backlog_bytes)
+
+
+async def _ticker(settings: Settings, sites: SiteRegistry, handoff) -> None:
     """Time rules on the wall clock: a site-wide tick through the same hand-off as events."""
     await asyncio.sleep(min(10.0, settings.tick_interval_s))  # first evaluation soon after start
     while True:
@@ -166,8 +180,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
                                   alert_config(settings))
     rooms = await asyncio.to_thread(processor.load)
     delivering = asyncio.create_task(deliverer.run())
-    handoff = EmbeddedHandoff(store, processor, linger_ms=settings.embedded_linger_ms,
-                              max_batch=settings.embedded_max_batch)
+    handoff = embedded_handoff(settings, store, processor)
     await handoff.start()
     ticker = asyncio.create_task(_ticker(settings, sites, handoff)) if settings.clock == "wall" else None
     refits = asyncio.create_task(refit_loop(
@@ -182,6 +195,9 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
     engine = await asyncio.to_thread(analyst_engine, settings, store)
     Gauge("dealbeacon_sql_queries_running", "Analyst queries running on the SQL port",
           registry=metrics.registry).set_function(engine.running)
+    if isinstance(handoff, LoggedHandoff):
+        Gauge("dealbeacon_local_log_backlog_records", "Records in the local log (answered 202) not yet in chdb",
+              registry=metrics.registry).set_function(lambda: handoff.backlog_records)
     sql_app = create_sql_app(engine, settings.resolved_analysts_file)
     servers = [serving.server(a, lifespan="off") for a in (app, sql_app)]
     loop = asyncio.get_running_loop()

@@ -1,7 +1,8 @@
 """The seam between ingest and whatever comes next.
 
-Ingest answers 2xx only after ``Handoff.submit`` returned: in embedded mode that means the rows are in
-chdb; in distributed mode, that Kafka acknowledged them (acks=all). Records are plain dicts (see
+Ingest answers 2xx only after ``Handoff.submit`` returned: in embedded mode that means the records are in
+the local log, fsync'd (or, without the log, that the rows are in chdb); in distributed mode, that Kafka
+acknowledged them (acks=all). Records are plain dicts (see
 ``dealbeacon.core.records``), so the same bytes go to Kafka or straight to the in-process processors.
 """
 from __future__ import annotations

@@ -68,9 +68,17 @@ class Settings(BaseSettings):
     max_inflight_requests: Positive = 256  # /v1/events requests being handled at once; beyond: 503 at once, body unread
     retry_after_s: Positive = 5
     dead_letter_payload_bytes: Positive = 4_096
-    # -- embedded pipeline (group commit into chdb)
-    embedded_linger_ms: Annotated[int, Field(ge=0)] = 5
-    embedded_max_batch: Positive = 5_000
+    # -- embedded pipeline. With the local log (default) a 202 means: appended to <data_dir>/log and fsync'd; one
+    # writer applies the log to chdb every embedded_apply_ms. Without it, the 202 waits for the chdb insert.
+    embedded_log: bool = True
+    embedded_linger_ms: Annotated[int, Field(ge=0)] = 5  # group commit: requests arriving within this share a write
+    embedded_max_batch: Positive = 5_000  # without the log: records per chdb group commit
+    embedded_apply_ms: Positive = 250  # rows are queryable about this long after their 202
+    embedded_apply_max_records: Positive = 20_000  # records per applied range (one insert per table)
+    embedded_backlog_records: Positive = 100_000  # logged, not yet applied (~10 s of the writer's work): beyond, 503
+    embedded_backlog_bytes: Positive = 512 << 20
+    embedded_log_segment_bytes: Positive = 64 << 20
+    embedded_log_min_free_bytes: Annotated[int, Field(ge=0)] = 100 << 20  # disk reserve: below it, appends answer 503
     # -- Kafka (distributed mode)
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_events: str = "dealbeacon.events"

@@ -1,6 +1,9 @@
 """Overload against a real `dealbeacon up`: first the sustained rate is measured, then twice that is offered
 (open loop) for 30 s. Only 202, 429 and 503 come back; every event answered 202 is stored exactly once; no
-event answered 503 (or 429) is stored, unless the 503 itself says it was kept."""
+event answered 503 (or 429) is stored, unless the 503 itself says it was kept.
+
+A 202 means "in the local log"; rows reach chdb behind it. So both rates are counted until the accepted events
+are stored (queryable), not at the answer: a log absorbing a burst is not throughput."""
 import asyncio
 import time
 import uuid
@@ -62,7 +65,7 @@ def _body(site: str) -> tuple[dict, list[str]]:
 
 
 async def _closed_loop(port, site, seconds, concurrency=8):
-    """The sustained rate: as fast as answers come back, with a fixed number in flight."""
+    """Events answered 202, as fast as answers come back, with a fixed number in flight."""
     done, t_end = 0, time.time() + seconds
 
     async def worker():
@@ -76,9 +79,24 @@ async def _closed_loop(port, site, seconds, concurrency=8):
         finally:
             conn.close()
 
-    t0 = time.time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.time() - t0)
+    return done
+
+
+def _stored(sql_port) -> int:
+    r = httpx.post(f"http://127.0.0.1:{sql_port}/", auth=SQL_AUTH, timeout=120,
+                   content="SELECT count() FROM events WHERE site = 'load'")
+    assert r.status_code == 200, r.text[:300]
+    return int(r.text)
+
+
+async def _stored_by(sql_port, n, timeout_s=180) -> float:
+    """When the events table first held ``n`` load events (bounded wait)."""
+    t_end = time.time() + timeout_s
+    while (have := await asyncio.to_thread(_stored, sql_port)) < n:
+        assert time.time() < t_end, f"only {have} of {n} accepted events stored after {timeout_s}s"
+        await asyncio.sleep(0.1)
+    return time.time()
 
 
 async def _open_loop(port, site, rate_ev_s, seconds, max_in_flight=1000):
@@ -124,11 +142,16 @@ def test_twice_the_sustained_rate_for_30s_answers_honestly(tmp_path):
     srv.start()
     try:
         async def run():
-            sustained = await _closed_loop(srv.port, "load", 5)
+            t0 = time.time()
+            accepted = await _closed_loop(srv.port, "load", 5)
+            sustained = accepted / (await _stored_by(srv.sql_port, accepted) - t0)
+            base, t1 = accepted, time.time()
             outcomes, sent, skipped = await _open_loop(srv.port, "load", 2 * sustained, 30)
-            return sustained, outcomes, sent, skipped
+            n_ok = sum(len(ids) for s, ids, _ in outcomes if s == 202)
+            t_stored = await _stored_by(srv.sql_port, base + n_ok)
+            return sustained, outcomes, sent, skipped, n_ok / (t_stored - t1)
 
-        sustained, outcomes, sent, skipped = asyncio.run(run())
+        sustained, outcomes, sent, skipped, goodput = asyncio.run(run())
         statuses = {}
         for status, _, _ in outcomes:
             statuses[status] = statuses.get(status, 0) + 1
@@ -144,15 +167,13 @@ def test_twice_the_sustained_rate_for_30s_answers_honestly(tmp_path):
                                    "GROUP BY event_id FORMAT JSONCompact")
             assert r.status_code == 200, r.text[:300]
             return {i: c for i, c in r.json()["data"]}
-        # 202 means durable before the answer: every accepted event must be readable now, not eventually
-        stored = read()
+        stored = read()  # the run waited until as many load events were stored as were answered 202
         load_ids = ok | refused
         assert ok <= set(stored), len(ok - set(stored))  # every 202'd event is there
         assert all(stored[i] == 1 for i in load_ids if i in stored), "an event stored twice"
         assert kept_503 == 0 and not (refused & set(stored)), len(refused & set(stored))
-        goodput = len(ok) / 30
         print(f"overload: {len(ok)} events answered 202, all stored once; {len(refused)} answered 429/503, none stored; "
-              f"goodput {goodput:.0f} ev/s = {goodput / sustained:.2f} of the sustained rate")
+              f"goodput (202'd events / time until stored) {goodput:.0f} ev/s = {goodput / sustained:.2f} of the sustained rate")
         assert statuses.get(202, 0) > 0 and skipped < sent * 0.01  # twice the rate was really offered
         assert goodput >= 0.8 * sustained, "overload cost more than a fifth of the sustained rate"
     finally:

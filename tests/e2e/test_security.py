@@ -43,6 +43,9 @@ def stack(tmp_path_factory):
         assert r.status_code == 202, r.text
     httpx.put(f"{srv.url}/v1/sites/acme/channels/hook", headers={"Authorization": f"Bearer {sites['acme']['secret']}"},
               json={"kind": "webhook", "target": "https://hooks.example/SECRET-PATH"}).raise_for_status()
+    for who in ("ann", "gil"):  # 202 is the local log's: wait for the writer to apply what was sent
+        wait_until(lambda: _q(srv, (who, analysts[who]), "SELECT count() FROM events").text == "1\n", timeout=10,
+                   what=f"{who}'s site's event stored")
     yield srv, sites, analysts, data
     srv.stop()
 
@@ -180,7 +183,9 @@ def test_erase_cli_removes_a_person_from_a_running_server(stack):
                           "visitor:visitor-1", "--url", srv.url, "--data-dir", str(data)],
                          capture_output=True, text=True, env={**os.environ, "DEALBEACON_ANALYSTS_FILE": ""})
     assert out.returncode == 0, out.stdout + out.stderr
-    assert _q(srv, ann, "SELECT count() FROM events WHERE visitor_id = 'visitor-1'").text == "0\n"
+    # the 202 is the local log's: the writer applies the erasure within its interval
+    wait_until(lambda: _q(srv, ann, "SELECT count() FROM events WHERE visitor_id = 'visitor-1'").text == "0\n",
+               timeout=10, what="the visitor's events erased")
     assert _q(srv, ann, "SELECT stakeholder FROM erasures").text == "visitor:visitor-1\n"
     gil = ("gil", analysts["gil"])  # the other site's visitor of the same id is not touched
     assert int(_q(srv, gil, "SELECT count() FROM events WHERE visitor_id = 'visitor-1'").text) > 0

@@ -1,0 +1,281 @@
+"""The embedded local log against the real chdb engine and real files: a 202 is an fsync'd append, the writer
+applies ranges behind it, a crash anywhere in a range is replayed to exactly the rows of a run without the
+crash, a record the store refuses is dead-lettered without holding the others, and a store that takes nothing
+fills a bounded backlog that then answers 503 (HandoffUnavailable)."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import orjson
+import pytest
+
+from dealbeacon.app.embedded import EmbeddedProcessor, LoggedHandoff
+from dealbeacon.app.locallog import LocalLog, LogCorrupt
+from dealbeacon.core import records
+from dealbeacon.core.handoff import HandoffUnavailable
+from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate
+from streams import deals, processors
+from tests.support.data import NOW_MS, event
+
+
+class Crash(BaseException):
+    """The process dies here (not an error the hand-off handles: nothing after it runs)."""
+
+
+class CrashingStore:
+    """The real store, dying before its ``at``-th insert."""
+
+    def __init__(self, store, at: int):
+        self.store, self.at, self.inserts = store, at, 0
+
+    def insert(self, table, rows, dedup_token=None):
+        if rows:
+            self.inserts += 1
+            if self.inserts == self.at:
+                raise Crash(f"killed before insert {self.at} ({table})")
+        self.store.insert(table, rows, dedup_token)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+class DownStore:
+    """A store that takes nothing until ``up`` is set (disk full, engine refusing every part)."""
+
+    def __init__(self, store):
+        self.store, self.up = store, False
+
+    def insert(self, table, rows, dedup_token=None):
+        if not self.up and rows:
+            raise RuntimeError("Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space")
+        self.store.insert(table, rows, dedup_token)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def committee_records(n_deals=5, days=90) -> list[dict]:
+    """Simulated committees as ingest hands them off: room updates, stakeholder events, daily clocks."""
+    start = 1_767_225_600_000
+    sim = simulate(5, n_deals, start, days, spread_days=days)
+    ops = plan(sim, "sim", "sim-secret", start // 1000 + 400 * 86_400, tick_ms=DAY_MS)
+    out: list[dict] = []
+    for group in op_records(ops, "sim", sim):
+        for r in group:
+            if "record" not in r:
+                r.update(rv=records.RECORD_VERSION, client_ts=r["ts"], received_at=r["ts"] + 400, ip="203.0.113.0",
+                         user_agent="Mozilla/5.0 Chrome/126")
+        out.extend(group)
+    return out
+
+
+def requests_of(recs: list[dict], size: int = 40) -> list[list[dict]]:
+    return [recs[i:i + size] for i in range(0, len(recs), size)]
+
+
+def clean_run(recs: list[dict]) -> tuple[dict[bytes, deals.RoomState], set[str]]:
+    """The same records through the pure processors, no log, no store, no crash: states and alert ids."""
+    states: dict[bytes, deals.RoomState] = {}
+    alert_ids: set[str] = set()
+    for group in requests_of(recs, 200):
+        changed, tables = processors.process_batch(
+            group, [], states.get, lambda site: [k for k in states if records.room_site(k) == site])
+        states.update(changed)
+        alert_ids |= {a["alert_id"] for a in tables.get("alerts", [])}
+    return states, alert_ids
+
+
+def _state_view(state: deals.RoomState) -> dict:
+    d = orjson.loads(deals.dumps(state))
+    d.pop("partition"), d.pop("offset")
+    return d
+
+
+async def _submit_all(handoff, reqs):
+    for req in reqs:
+        assert await handoff.submit(req, []) == {}
+
+
+async def _wait_applied(handoff, timeout=60):
+    for _ in range(int(timeout / 0.02)):
+        if not handoff.backlog_records and not handoff._pending:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not applied: {handoff.backlog_records} records")
+
+
+def _handoff(store, log_dir, **kw) -> tuple[LoggedHandoff, EmbeddedProcessor]:
+    proc = EmbeddedProcessor(store)
+    proc.load()
+    kw.setdefault("apply_ms", 60_000)  # nothing is applied unless the test asks (or a range fills)
+    return LoggedHandoff(store, proc, LocalLog(str(log_dir), segment_bytes=kw.pop("segment_bytes", 64 << 20)),
+                         linger_ms=0, **kw), proc
+
+
+def _abandon(handoff: LoggedHandoff) -> None:
+    """What kill -9 leaves: tasks gone, nothing drained, the log's file closed by the OS."""
+    for t in handoff._tasks:
+        t.cancel()
+    handoff.log.close()
+
+
+def _ids(store, table, col):
+    return [r[0] for r in store.query(f"SELECT toString({col}) FROM {table}")]
+
+
+@pytest.mark.parametrize("crash_at", ["first_insert", "mid_range", "before_cursor"])
+def test_a_crash_inside_an_applied_range_replays_to_the_rows_of_a_run_without_it(store, tmp_path, crash_at):
+    recs = committee_records()
+    n_events = sum(1 for r in recs if processors.is_event(r))
+    expected_states, expected_alerts = clean_run(recs)
+    assert expected_alerts and n_events > 500  # the scenario raises alerts and has real volume
+
+    async def scenario():
+        target = CrashingStore(store, {"first_insert": 1, "mid_range": 3, "before_cursor": 10**9}[crash_at])
+        h, _ = _handoff(target, tmp_path / "log", apply_max_records=10**9)
+        if crash_at == "before_cursor":
+            def crash(last):
+                raise Crash("killed after the range's rows, before the cursor moved")
+            h.log.applied_through = crash
+        await h.start()
+        await _submit_all(h, requests_of(recs))
+        assert _count(store, "events") == 0  # 202s came from the log alone
+        h.apply_max_records = len(recs) // 3  # applied in three ranges
+        h._apply_wakeup.set()
+        for _ in range(500):
+            if h._tasks[1].done():
+                break
+            await asyncio.sleep(0.02)
+        assert isinstance(h._tasks[1].exception(), Crash)
+        _abandon(h)
+        before = _count(store, "events")
+        h2, proc = _handoff(store, tmp_path / "log", apply_ms=20)
+        await h2.start()
+        await _wait_applied(h2)
+        await h2.stop()
+        return before, proc
+
+    stored_before, proc = asyncio.run(scenario())
+    assert stored_before < n_events  # the crash left part of the log unapplied
+    events = _ids(store, "events", "event_id")
+    assert len(events) == n_events and len(set(events)) == n_events  # exactly once, counted without FINAL
+    alerts = _ids(store, "alerts", "alert_id")
+    assert set(alerts) == expected_alerts and len(alerts) == len(expected_alerts)
+    assert {k: _state_view(s) for k, s in proc.states.items()} == {k: _state_view(s) for k, s in expected_states.items()}
+    reloaded = EmbeddedProcessor(store)
+    reloaded.load()  # what a restart reads back from room_state
+    assert {k: _state_view(s) for k, s in reloaded.states.items()} == {k: _state_view(s) for k, s in expected_states.items()}
+
+
+def _count(store, table):
+    return store.query(f"SELECT count() FROM {table}")[0][0]
+
+
+def _rec(ev):
+    return records.accepted_event(ev, site="test", received_at=NOW_MS, ts=NOW_MS, token_status="none",
+                                  stakeholder_id="", ip="", user_agent="")
+
+
+def test_a_record_the_store_refuses_is_dead_lettered_and_holds_nothing_else(store, tmp_path):
+    async def scenario():
+        h, proc = _handoff(store, tmp_path / "log", apply_ms=20)
+        real = h.process
+
+        def poisoning(recs, dead, **kw):
+            tables, commit = real(recs, dead, **kw)
+            for row in tables.get("events", []):
+                if row.get("cta") == "poison":
+                    row["engaged_ms"] = "not a number"
+            return tables, commit
+        h.process = poisoning
+        await h.start()
+        good = [_rec(event("room_view")) for _ in range(5)]
+        bad = [_rec(event("room_view")), _rec(event("cta", cta="poison")), _rec(event("engagement"))]
+        later = [_rec(event("room_view", room="room-2"))]
+        out = await asyncio.gather(h.submit(good, []), h.submit(bad, []), h.submit(later, []))
+        await _wait_applied(h)
+        assert h.store_ok
+        await h.stop()
+        return out, good + [bad[0], bad[2]] + later, bad[1]
+
+    answers, kept, poisoned = asyncio.run(scenario())
+    assert answers == [{}, {}, {}]  # the 202 was the append; the refusal is found later, by the writer
+    assert sorted(_ids(store, "events", "event_id")) == sorted(e["event_id"] for e in kept)
+    assert store.query("SELECT reason, stage, toString(event_id) FROM dead_letters") == [
+        ("store_rejected", "store", poisoned["event_id"])]
+
+
+def test_a_store_that_takes_nothing_fills_a_bounded_backlog_then_503_and_loses_nothing(store, tmp_path):
+    down = DownStore(store)
+
+    async def scenario():
+        h, _ = _handoff(down, tmp_path / "log", apply_ms=20, backlog_records=30)
+        await h.start()
+        accepted, refused = [], 0
+        for i in range(12):
+            req = [_rec(event("room_view", room=f"room-{i}")) for _ in range(5)]
+            try:
+                await h.submit(req, [])
+                accepted += req
+            except HandoffUnavailable as e:
+                assert "backlog full" in str(e)
+                refused += 1
+        await asyncio.sleep(0.2)
+        assert not h.store_ok and not h.ready() and _count(store, "events") == 0
+        down.up = True
+        await _wait_applied(h, timeout=30)
+        assert h.ready()
+        await h.stop()
+        return accepted, refused
+
+    accepted, refused = asyncio.run(scenario())
+    assert len(accepted) == 30 and refused == 6  # 6 requests of 5 fill the 30 records
+    assert sorted(_ids(store, "events", "event_id")) == sorted(e["event_id"] for e in accepted)
+
+
+def test_segments_rotate_and_applied_ones_are_deleted(store, tmp_path):
+    async def scenario():
+        h, _ = _handoff(store, tmp_path / "log", segment_bytes=4_000, apply_ms=60_000)
+        await h.start()
+        for i in range(30):
+            await h.submit([_rec(event("room_view", room=f"room-{i % 3}")) for _ in range(3)], [])
+        many = len(h.log.segments())
+        h._apply_wakeup.set()
+        await _wait_applied(h)
+        await h.stop()
+        return many, h.log.segments()
+
+    many, left = asyncio.run(scenario())
+    assert many >= 5 and len(left) == 1, (many, left)
+    assert _count(store, "events") == 90
+
+
+def test_a_torn_tail_is_cut_and_corruption_elsewhere_stops_the_log(tmp_path):
+    log = LocalLog(str(tmp_path / "log"), segment_bytes=200)
+    assert log.open() == []
+    log.append([b'{"e":[],"d":[1]}', b'{"e":[],"d":[2]}'])  # segment 0: 48 bytes
+    log.append([b'{"e":[],"d":[3]}' * 10])  # still segment 0 (under 200 bytes when it began): 216 bytes
+    first = log.append([b"x" * 300])  # segment 3
+    log.append([b'{"tail":1}'])  # segment 4
+    log.close()
+    segs = sorted(s for s in os.listdir(tmp_path / "log") if s.endswith(".seg"))
+    assert [int(s[:-4]) for s in segs] == [0, 3, 4]
+    last = tmp_path / "log" / segs[-1]
+    with open(last, "ab") as fh:  # a crash in the middle of the next append: header and half a payload
+        fh.write(b"\x20\x00\x00\x00\x01\x02\x03\x04half")
+    again = LocalLog(str(tmp_path / "log"))
+    pending = again.open()
+    assert [p for p, _ in pending] == [0, 1, 2, 3, 4] and pending[-1][1] == b'{"tail":1}'
+    assert again.next_position == 5 and first == 3
+    assert again.append([b"next"]) == 5
+    again.close()
+    third = LocalLog(str(tmp_path / "log"))
+    assert [p for p, _ in third.open()] == [0, 1, 2, 3, 4, 5]
+    third.close()
+    first_seg = tmp_path / "log" / segs[0]
+    data = bytearray(first_seg.read_bytes())
+    data[10] ^= 0xFF  # a flipped byte in an entry that was acknowledged long ago
+    first_seg.write_bytes(bytes(data))
+    with pytest.raises(LogCorrupt):
+        LocalLog(str(tmp_path / "log")).open()
