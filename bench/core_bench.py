@@ -24,6 +24,7 @@ import orjson  # noqa: E402
 
 from dealbeacon.core import records  # noqa: E402
 from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate  # noqa: E402
+from streams.deals import dumps, loads  # noqa: E402
 from streams.processors import is_event, process_batch  # noqa: E402
 
 
@@ -78,7 +79,11 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--batch", type=int, default=180)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rss", type=int, default=0, metavar="HOT",
+                    help="instead: memory holding every room's state, as a dict vs embedded mode's RoomStates(HOT)")
     a = ap.parse_args()
+    if a.rss:
+        return rss(a)
     recs = simulated_records(a.deals, a.days)
     events = sum(1 for r in recs if is_event(r))
     groups = batches(recs, a.batch)
@@ -89,6 +94,50 @@ def main() -> None:
           f"{rows} rows, digest {digest}")
     print(f"decode: {len(recs) / decode:,.0f} records/s (baseline)")
     print(f"ratio core/decode (records/s): {decode / best:.4f}")
+
+
+def _held_rss(deals: int, days: int, batch: int, hot: int) -> tuple[float, int]:
+    """In a fresh process: every room's state held as a dict, or in RoomStates(hot); then the memory one more
+    copy of that holding takes (fresh objects: decoded states, or the compressed bytes and the hot ones),
+    traced by tracemalloc (RSS cannot tell: the allocator reuses what processing freed)."""
+    import gc
+    import tracemalloc
+
+    from dealbeacon.app.embedded import RoomStates
+
+    held = RoomStates(hot) if hot else None
+    plain: dict = {}
+    for group in batches(simulated_records(deals, days), batch):
+        if held is None:
+            changed, _ = process_batch(group, [], plain.get, lambda site: [k for k in plain if records.room_site(k) == site])
+            plain.update(changed)
+        else:
+            changed, _ = process_batch(group, [], held.get, held.keys_of)
+            for k, st in changed.items():
+                held.put(k, st)
+    gc.collect()
+    tracemalloc.start()
+    if held is None:
+        copy: object = {k: loads(dumps(st)) for k, st in plain.items()}
+    else:
+        copy = ({k: bytes(bytearray(b)) for k, b in held._cold.items()},
+                {k: loads(dumps(st)) for k, st in held._hot.items()})
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] / 2**20
+    tracemalloc.stop()
+    del copy
+    return grown, len(plain) if held is None else len(held)
+
+
+def rss(a) -> None:
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        plain_mb, rooms = pool.apply(_held_rss, (a.deals, a.days, a.batch, 0))
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        held_mb, _ = pool.apply(_held_rss, (a.deals, a.days, a.batch, a.rss))
+    print(f"{rooms} rooms held: as a dict {plain_mb:.1f} MB ({1024 * plain_mb / rooms:.1f} KB/room); "
+          f"RoomStates(hot={a.rss}) {held_mb:.1f} MB ({1024 * held_mb / rooms:.1f} KB/room); ratio {held_mb / plain_mb:.2f}")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,10 @@ def main() -> None:
     ap.add_argument("--latency-samples", type=int, default=40)
     ap.add_argument("--open-loop", action="store_true")
     ap.add_argument("--open-seconds", type=float, default=15)
+    ap.add_argument("--rss", default="", help="EVENTS:ROOMS: embedded RSS after that load, hot-room cache vs all decoded")
     a = ap.parse_args()
+    if a.rss:
+        return rss_run(*(int(x) for x in a.rss.split(":")), a)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         from dealbeacon.core.analysts import AnalystRegistry
@@ -170,6 +173,50 @@ def main() -> None:
     for name in results:
         if name != "bare":
             assert set(results[name]["statuses"]) == {202}, f"{name} answered non-202: the run is not comparable"
+
+
+def _vmrss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+
+
+def rss_run(events: int, rooms: int, a) -> None:
+    """RSS of `dealbeacon up` once ``events`` over ``rooms`` rooms are stored: the default hot-room cache, then
+    every room decoded (the old layout), same load, same run."""
+    out = {}
+    for name, hot in (("hot cache", ""), ("all decoded", str(10**9))):
+        with tempfile.TemporaryDirectory() as tmp:
+            from dealbeacon.core.analysts import AnalystRegistry
+
+            reg = AnalystRegistry()
+            reg.add(ANALYST[0], ["*"], ANALYST[1])
+            reg.save(os.path.join(tmp, "analysts.json"))
+            subprocess.run([sys.executable, "-m", "dealbeacon.app.cli", "site", "add", "bench", "--data-dir", tmp],
+                           check=True, capture_output=True)
+            env = {**os.environ, "DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1e9", "DEALBEACON_RATE_LIMIT_BURST": "1000000000",
+                   "DEALBEACON_PORTS_FILE": os.path.join(tmp, "ports.json"),
+                   "DEALBEACON_ANALYSTS_FILE": os.path.join(tmp, "analysts.json"),
+                   **({"DEALBEACON_EMBEDDED_HOT_ROOMS": hot} if hot else {})}
+            proc = subprocess.Popen([sys.executable, "-m", "dealbeacon.app.cli", "up", "--no-demo", "--data-dir", tmp,
+                                     "--port", "0", "--sql-port", "0"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            try:
+                ports = read_ports(os.path.join(tmp, "ports.json"), proc)
+                url, sql_url = f"http://127.0.0.1:{ports['http']}/v1/events", f"http://127.0.0.1:{ports['sql']}/"
+                _wait(url, proc)
+                idle = _vmrss_mb(proc.pid)
+                n_req = events // a.batch
+                r = _load(url, make_bodies(n_req, a.batch, "bench", rooms), a.concurrency, 600)
+                _stored_by(sql_url, r["requests"] * a.batch, timeout_s=600)
+                time.sleep(1)
+                out[name] = (idle, _vmrss_mb(proc.pid), r["requests"] * a.batch)
+            finally:
+                proc.terminate()
+                proc.wait(60)
+    for name, (idle, rss, n) in out.items():
+        print(f"{name:12s} idle {idle:.0f} MB, after {n} events over {rooms} rooms: {rss:.0f} MB")
+    print(f"ratio hot cache / all decoded (growth over idle): "
+          f"{(out['hot cache'][1] - out['hot cache'][0]) / (out['all decoded'][1] - out['all decoded'][0]):.2f}")
 
 
 def open_loop_search(url: str, sql_url: str, a, closed_rate: float) -> list[tuple[float, dict]]:

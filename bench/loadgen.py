@@ -12,11 +12,11 @@ import orjson
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 
 
-def make_bodies(n_requests: int, per_batch: int, site: str) -> list[bytes]:
+def make_bodies(n_requests: int, per_batch: int, site: str, rooms: int = 50) -> list[bytes]:
     now = int(time.time() * 1000)
     out = []
     for r in range(n_requests):
-        events = [{"event_id": str(uuid.uuid4()), "type": "engagement", "room_id": f"room-{r % 50}",
+        events = [{"event_id": str(uuid.uuid4()), "type": "engagement", "room_id": f"room-{r % rooms}",
                    "visitor_id": f"v-{r % 500}", "session_id": f"s-{r % 1000}", "ts": now - 1000,
                    "content_id": "proposal", "engaged_ms": 15000, "scroll_pct": 40.0,
                    "url": "https://rooms.example.com/r/room"} for _ in range(per_batch)]

@@ -79,7 +79,7 @@ class LocalLog:
                     os.fsync(fh.fileno())
             self.next_position = max(self.next_position, pos)
         if self._segments:
-            self._fh = open(self._path(self._segments[-1]), "ab")
+            self._fh = open(self._path(self._segments[-1]), "ab")  # noqa: SIM115 (open for appends until close)
             self._size = self._fh.tell()
         self._drop_applied_segments()
         return pending
@@ -139,13 +139,13 @@ class LocalLog:
             with open(path, "r+b") as fh:
                 fh.truncate(size)
                 os.fsync(fh.fileno())
-            self._fh = open(path, "ab")
+            self._fh = open(path, "ab")  # noqa: SIM115 (open for appends until close)
 
     def _rotate(self) -> None:
         if self._fh is not None:
             self._fh.close()
         self._segments.append(self.next_position)
-        self._fh = open(self._path(self.next_position), "ab")
+        self._fh = open(self._path(self.next_position), "ab")  # noqa: SIM115 (open for appends until close)
         self._size = 0
         self._fsync_dir()
 

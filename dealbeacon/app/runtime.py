@@ -177,7 +177,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
                           clock=policy_now, state_file=os.path.join(settings.data_dir, "notify-state.json"))
     deliverer.apply(await asyncio.to_thread(_delivery_config, store))
     processor = EmbeddedProcessor(store, [deliverer.apply, lambda t: hub.publish(t.get("alerts", []))],
-                                  alert_config(settings))
+                                  alert_config(settings), hot_rooms=settings.embedded_hot_rooms)
     rooms = await asyncio.to_thread(processor.load)
     delivering = asyncio.create_task(deliverer.run())
     handoff = embedded_handoff(settings, store, processor)

@@ -1,0 +1,42 @@
+"""Embedded mode's room states held mostly compressed: the same rows and states as a plain dict, with at most
+``hot`` rooms decoded."""
+import orjson
+
+from dealbeacon.app.embedded import RoomStates
+from dealbeacon.core import records
+from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate
+from streams import deals, processors
+
+
+def _records(n_deals=6, days=60):
+    start = 1_767_225_600_000
+    sim = simulate(23, n_deals, start, days, spread_days=days // 2)
+    ops = plan(sim, "s", "s-secret", start // 1000 + 400 * 86_400, tick_ms=DAY_MS)
+    out = []
+    for group in op_records(ops, "s", sim):
+        for r in group:
+            if "record" not in r:
+                r.update(rv=records.RECORD_VERSION, client_ts=r["ts"], received_at=r["ts"] + 400, ip="", user_agent="")
+        out.extend(group)
+    return out
+
+
+def test_compressed_states_give_the_rows_and_states_of_a_plain_dict():
+    recs = _records()
+    plain: dict = {}
+    held = RoomStates(hot=2)
+    rows_plain, rows_held = [], []
+    for i in range(0, len(recs), 97):
+        group = recs[i:i + 97]
+        changed, tables = processors.process_batch(
+            group, [], plain.get, lambda site: [k for k in plain if records.room_site(k) == site])
+        plain.update(changed)
+        rows_plain.append(orjson.dumps(tables, option=orjson.OPT_SORT_KEYS))
+        changed, tables = processors.process_batch(group, [], held.get, held.keys_of)
+        for k, s in changed.items():
+            held.put(k, s)
+        rows_held.append(orjson.dumps(tables, option=orjson.OPT_SORT_KEYS))
+        assert len(held._hot) <= 2
+    assert len(plain) == 6 and len(held) == 6 and len(held._cold) == 4
+    assert rows_held == rows_plain
+    assert {k: deals.dumps(s) for k, s in held.items()} == {k: deals.dumps(s) for k, s in plain.items()}
