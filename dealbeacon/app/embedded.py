@@ -408,7 +408,12 @@ class LoggedHandoff:
                 await asyncio.wait_for(self._apply_wakeup.wait(), self.apply_s)
             self._apply_wakeup.clear()
             while self._unapplied:
-                if not await self._apply_next():
+                try:
+                    applied = await self._apply_next()
+                except Exception:  # the log's cursor could not be written (disk): the same range, later
+                    log.exception("applying the local log failed")
+                    self._forced, self.store_ok, applied = self.log.applying, False, False
+                if not applied:
                     await asyncio.sleep(min(5.0, max(self.apply_s, 1.0)))  # the store is down: the same range later
                     break
 

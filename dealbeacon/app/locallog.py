@@ -1,6 +1,6 @@
 """Embedded mode's local log: what ingest accepted, appended and fsync'd before the 202, applied to chdb behind it.
 
-Files in ``<data_dir>/log/``:
+Files in ``<data_dir>/locallog/``:
 - ``<first position, 20 digits>.seg``: entries, each a ``<u32 length><u32 crc32>`` header and its payload (one
   request's records). Positions count entries from 0 across segments. The segment being written is rotated at
   ``segment_bytes``; a segment is deleted once every entry in it is applied.

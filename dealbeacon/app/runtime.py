@@ -105,7 +105,7 @@ def embedded_handoff(settings: Settings, store, processor) -> EmbeddedHandoff | 
     if not settings.embedded_log:
         return EmbeddedHandoff(store, processor, linger_ms=settings.embedded_linger_ms,
                                max_batch=settings.embedded_max_batch)
-    log_dir = os.path.join(settings.data_dir, "log")
+    log_dir = os.path.join(settings.data_dir, "locallog")
     return LoggedHandoff(store, processor, LocalLog(log_dir, segment_bytes=settings.embedded_log_segment_bytes,
                                                     min_free_bytes=settings.embedded_log_min_free_bytes),
                          linger_ms=settings.embedded_linger_ms, apply_ms=settings.embedded_apply_ms,

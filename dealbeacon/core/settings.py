@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     max_inflight_requests: Positive = 256  # /v1/events requests being handled at once; beyond: 503 at once, body unread
     retry_after_s: Positive = 5
     dead_letter_payload_bytes: Positive = 4_096
-    # -- embedded pipeline. With the local log (default) a 202 means: appended to <data_dir>/log and fsync'd; one
+    # -- embedded pipeline. With the local log (default) a 202 means: appended to <data_dir>/locallog and fsync'd; one
     # writer applies the log to chdb every embedded_apply_ms. Without it, the 202 waits for the chdb insert.
     embedded_log: bool = True
     embedded_hot_rooms: Positive = 1_000  # room states kept decoded; the others are held compressed

@@ -279,3 +279,32 @@ def test_a_torn_tail_is_cut_and_corruption_elsewhere_stops_the_log(tmp_path):
     first_seg.write_bytes(bytes(data))
     with pytest.raises(LogCorrupt):
         LocalLog(str(tmp_path / "log")).open()
+
+
+def test_a_cursor_write_that_fails_once_retries_the_same_range_and_stores_nothing_twice(store, tmp_path):
+    async def scenario():
+        h, _ = _handoff(store, tmp_path / "log", apply_ms=20)
+        real, failures = h.log.applied_through, []
+
+        def flaky(last):
+            if not failures:
+                failures.append(last)
+                raise OSError(28, "No space left on device")
+            real(last)
+        h.log.applied_through = flaky
+        await h.start()
+        sent = []
+        for i in range(6):  # requests keep arriving while the writer retries
+            req = [_rec(event("room_view", room=f"room-{i % 2}")) for _ in range(3)]
+            await h.submit(req, [])
+            sent += req
+            await asyncio.sleep(0.01)
+        await _wait_applied(h, timeout=30)
+        assert h._tasks[1].done() is False and h.store_ok
+        await h.stop()
+        return sent, failures
+
+    sent, failures = asyncio.run(scenario())
+    assert failures  # the failure happened, after that range's rows were in
+    events = _ids(store, "events", "event_id")
+    assert sorted(events) == sorted(e["event_id"] for e in sent)  # each once, counted without FINAL
