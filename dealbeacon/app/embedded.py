@@ -130,6 +130,14 @@ def write_tables(store, tables: dict[str, list[dict]], token: str | None = None)
         apply_erasures(store.execute, tables["erasures"])
 
 
+def refused_dead_letters(events: list[dict], refused: dict[int, str]) -> list[dict]:
+    """``store_rejected`` dead letters for the records the store refused (position -> the engine's reason)."""
+    return [records.dead_letter(received_at=int(time.time() * 1000), site=str(events[i].get("site", "")),
+                                stage="store", reason="store_rejected", detail=why,
+                                event_id=str(events[i].get("event_id", "")), payload=records.payload_of(events[i]))
+            for i, why in refused.items()]
+
+
 class EmbeddedHandoff:
     """The direct hand-off (``DEALBEACON_EMBEDDED_LOG=false``): the 202 waits until the rows are in chdb."""
 
@@ -221,10 +229,7 @@ class EmbeddedHandoff:
                 refused[i] = str(e).splitlines()[0][:300]
         if len(refused) == len(events):
             raise first_error
-        kept = [records.dead_letter(received_at=int(time.time() * 1000), site=str(events[i].get("site", "")),
-                                    stage="store", reason="store_rejected", detail=why,
-                                    event_id=str(events[i].get("event_id", "")), payload=records.payload_of(events[i]))
-                for i, why in refused.items()]
+        kept = refused_dead_letters(events, refused)
         try:
             await self._commit([], dead + kept)
         except Exception:
@@ -490,11 +495,7 @@ class LoggedHandoff:
                     await self._commit_records([rec], [], [record_offset(pos, i)], f"{base}.{i}")
                 except Exception as e:
                     refused[i] = str(e).splitlines()[0][:300]
-            kept = [records.dead_letter(received_at=int(time.time() * 1000), site=str(entry.events[i].get("site", "")),
-                                        stage="store", reason="store_rejected", detail=why,
-                                        event_id=str(entry.events[i].get("event_id", "")),
-                                        payload=records.payload_of(entry.events[i]))
-                    for i, why in refused.items()]
+            kept = refused_dead_letters(entry.events, refused)
             try:  # the request's own dead letters, and the refused records as dead letters
                 await self._commit_records([], entry.dead + kept, [], f"{base}.dead")
             except Exception as e:
