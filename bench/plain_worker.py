@@ -58,7 +58,8 @@ async def run(s: Settings, batch: int) -> None:
                     for i in range(0, len(rows), ROWS_PER_MESSAGE):
                         chunk = rows[i:i + ROWS_PER_MESSAGE]
                         futures.append(await producer.send(row_topic(s, table), records.encode_many(chunk),
-                                                           key=chunk[0].get("site", "").encode()))
+                                                           key=chunk[0].get("site", "").encode(),
+                                                           headers=records.rows_header(len(chunk))))
                 for key, state in changed.items():
                     futures.append(await producer.send(state_topic, deals.dumps(state), key=key, partition=tp.partition))
             await asyncio.gather(*futures)

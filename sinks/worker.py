@@ -49,9 +49,18 @@ class SinkMetrics:
 
 @dataclass
 class Pending:
-    rows: list[dict] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)  # the messages' values: JSON arrays of rows, not decoded
+    counts: list[int] = field(default_factory=list)  # rows in each
     first: int = -1
     last: int = -1
+
+
+def row_count(message) -> int:
+    """Rows in a row-topic message: its ``rows`` header (the worker sets it), else counted by decoding."""
+    for k, v in message.headers or ():
+        if k == records.ROWS_HEADER:
+            return int(v)
+    return len(records.decode_many(message.value))
 
 
 class SinkWorker:
@@ -77,14 +86,15 @@ class SinkWorker:
         """One insert of a table's rows from every partition in the batch (a chdb or server insert has a fixed
         cost: one per partition made the sink 2x slower), tokened by the offset ranges it holds."""
         token = ",".join(f"{tp.topic}/{tp.partition}/{p.first}-{p.last}" for tp, p in sorted(parts, key=lambda x: x[0]))
-        rows = [r for _, p in parts for r in p.rows]
+        inserts = self._chunks([(c, n) for _, p in parts for c, n in zip(p.chunks, p.counts)])
+        n_rows = sum(n for _, n in inserts)
         delay = 0.2
         while True:
             t0 = time.perf_counter()
             try:
-                for i in range(0, len(rows), self.s.sink_batch_rows):  # a fetch can bring more than a batch's rows
-                    chunk_token = token if len(rows) <= self.s.sink_batch_rows else f"{token}#{i}"
-                    await asyncio.to_thread(self.store.insert, table, rows[i:i + self.s.sink_batch_rows], chunk_token)
+                for i, (arrays, _) in enumerate(inserts):  # a fetch can bring more than a batch's rows
+                    chunk_token = token if len(inserts) == 1 else f"{token}#{i}"
+                    await asyncio.to_thread(self.store.insert_json, table, arrays, chunk_token)
                 break
             except Exception as e:  # ClickHouse down or refusing: keep the batch, pause, retry
                 self.metrics.failures.inc()
@@ -107,6 +117,7 @@ class SinkWorker:
             self.metrics.paused.set(0)
             self._c.resume(*self._c.assignment())
         if table == "erasures":
+            rows = [r for arrays, _ in inserts for a in arrays for r in records.decode_many(a)]
             await asyncio.to_thread(apply_erasures, self.store.execute, rows)
             self.recent_erasures.extend((time.monotonic(), r) for r in rows)
             del self.recent_erasures[:-1000]
@@ -117,9 +128,24 @@ class SinkWorker:
             self.recent_erasures = [(t, r) for t, r in self.recent_erasures if t >= horizon]
             await asyncio.to_thread(apply_erasures, self.store.execute, [r for _, r in self.recent_erasures])
         self.metrics.insert_seconds.observe(time.perf_counter() - t0)
-        self.metrics.rows.labels(table).inc(len(rows))
+        self.metrics.rows.labels(table).inc(n_rows)
         self.metrics.batches.labels(table).inc()
-        self.metrics.batch_rows.observe(len(rows))
+        self.metrics.batch_rows.observe(n_rows)
+
+    def _chunks(self, messages: list[tuple[bytes, int]]) -> list[tuple[list[bytes], int]]:
+        """Whole messages grouped into inserts of at most ``sink_batch_rows`` rows (one message may be more)."""
+        out: list[tuple[list[bytes], int]] = []
+        arrays: list[bytes] = []
+        n = 0
+        for value, count in messages:
+            if arrays and n + count > self.s.sink_batch_rows:
+                out.append((arrays, n))
+                arrays, n = [], 0
+            arrays.append(value)
+            n += count
+        if arrays:
+            out.append((arrays, n))
+        return out
 
     async def _flush(self, pending: dict[TopicPartition, Pending]) -> None:
         by_table: dict[str, list[tuple[TopicPartition, Pending]]] = {}
@@ -150,9 +176,10 @@ class SinkWorker:
                         p.first = msgs[0].offset
                     p.last = msgs[-1].offset
                     for m in msgs:
-                        p.rows.extend(records.decode_many(m.value))
+                        p.chunks.append(m.value)
+                        p.counts.append(row_count(m))
                     oldest = oldest or time.monotonic()
-                size = sum(len(p.rows) for p in pending.values())
+                size = sum(sum(p.counts) for p in pending.values())
                 due = oldest is not None and (time.monotonic() - oldest) * 1000 >= self.s.sink_batch_ms
                 if pending and (size >= self.s.sink_batch_rows or due):
                     await self._flush(pending)

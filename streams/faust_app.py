@@ -81,7 +81,8 @@ def create_faust_app(s: Settings) -> faust.App:
             for i in range(0, len(rows), ROWS_PER_MESSAGE):
                 chunk = rows[i:i + ROWS_PER_MESSAGE]
                 futures.append(await out[table].send(key=chunk[0].get("site", "").encode(),
-                                                     value=records.encode_many(chunk), force=True))
+                                                     value=records.encode_many(chunk),
+                                                     headers=records.rows_header(len(chunk)), force=True))
         # bounded: a send that never completes becomes a retry of the whole message (the sink dedups)
         await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
 

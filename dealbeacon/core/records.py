@@ -74,6 +74,13 @@ def encode_many(items: list[dict]) -> bytes:
     return orjson.dumps(items)
 
 
+ROWS_HEADER = "rows"  # on row-topic messages: how many rows the array holds (the sink counts without decoding)
+
+
+def rows_header(n: int) -> list[tuple[str, bytes]]:
+    return [(ROWS_HEADER, str(n).encode())]
+
+
 def decode_many(data: bytes) -> list[dict]:
     items = orjson.loads(data)
     if isinstance(items, dict):

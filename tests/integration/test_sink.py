@@ -20,11 +20,11 @@ class Unreachable:
     def __init__(self, store, failures):
         self.store, self.failures, self.attempts = store, failures, 0
 
-    def insert(self, table, rows, dedup_token=None):
+    def insert_json(self, table, arrays, dedup_token=None):
         self.attempts += 1
         if self.attempts <= self.failures:
             raise ConnectionRefusedError("ClickHouse is down")
-        self.store.insert(table, rows, dedup_token)
+        self.store.insert_json(table, arrays, dedup_token)
 
 
 async def _produce(s, rows):
@@ -74,14 +74,14 @@ def test_clickhouse_down_pauses_backs_off_and_resumes_without_loss(kafka, chdb_s
 
 
 class Recording:
-    """The real store, recording each insert's table, size and dedup token."""
+    """The real store, recording each insert's table, size (rows in the arrays it carries) and dedup token."""
 
     def __init__(self, store):
         self.store, self.calls = store, []
 
-    def insert(self, table, rows, dedup_token=None):
-        self.calls.append((table, len(rows), dedup_token))
-        self.store.insert(table, rows, dedup_token)
+    def insert_json(self, table, arrays, dedup_token=None):
+        self.calls.append((table, sum(len(records.decode_many(a)) for a in arrays), dedup_token))
+        self.store.insert_json(table, arrays, dedup_token)
 
 
 def test_one_insert_per_table_across_partitions_in_chunks_and_a_replay_stores_nothing_twice(kafka, chdb_store):
