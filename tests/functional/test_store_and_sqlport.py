@@ -29,6 +29,27 @@ def test_insert_dedup_token_drops_a_replayed_batch(store):
     assert store.query("SELECT count() FROM events") == [(1,)]
 
 
+def test_rows_as_json_arrays_are_stored_exactly_whatever_their_text_holds(store):
+    """The sink's path: JSON arrays inserted without decoding. Values holding the literal's own delimiters
+    (heredoc tags, quotes, backslashes, newlines) and edge values (nulls, a time before 1970, the largest
+    ms the column takes) come back as they went in; the dicts path stores the same."""
+    tricky = ["$dbk$", "$dbkx$) FORMAT x $dbk$", "it's", 'a"b', "back\\slash", "line\nbreak", "é😀", ""]
+    recs = [records.accepted_event(event("link_click", href="https://x.example/" + t, props={"note": t}), site="s",
+                                   received_at=NOW_MS, ts=ts, token_status="none", stakeholder_id="", ip="",
+                                   user_agent=t)
+            for t, ts in zip(tricky, (NOW_MS, 0, -86_400_000, 253_402_300_799_000, NOW_MS, NOW_MS, NOW_MS, NOW_MS))]
+    rows = process(recs, [])["events"]
+    rows[0]["page"] = None
+    store.insert_json("events", [records.encode_many(rows[:3]), b"[]", records.encode_many(rows[3:])], "j/0/1-2")
+    cols = "toString(event_id), href, user_agent, props, toUnixTimestamp64Milli(ts), page"
+    got = sorted(store.query(f"SELECT {cols} FROM events"))
+    want = sorted((r["event_id"], r["href"], r["user_agent"], r["props"], r["ts"], r["page"]) for r in rows)
+    assert got == want
+    store.execute("TRUNCATE TABLE events")
+    store.insert("events", rows)
+    assert sorted(store.query(f"SELECT {cols} FROM events")) == want
+
+
 @pytest.fixture(scope="module")
 def engine(chdb_store):
     eng = AnalystEngine(chdb_store.open_session, Limits(max_execution_s=20, max_memory_bytes=300_000_000))
