@@ -60,10 +60,17 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
 
     async def post_events(request: HTTPRequest) -> Response:
         nonlocal inflight
-        if inflight >= settings.max_inflight_requests:  # shed load at the door: nothing read, nothing kept
+        # shed load at the door: nothing read, nothing kept
+        busy = "too many requests in progress" if inflight >= settings.max_inflight_requests else \
+            "the pipeline is behind (backlog full)" if handoff.shedding() else ""
+        if busy:
             metrics.handoff_failures.inc()
+            if not inflight >= settings.max_inflight_requests:
+                # the body read (bounded) but never parsed: the connection stays open for the client's retry
+                # (a request left unread makes the server close it, and reconnecting cost more than reading)
+                await read_capped(request, settings.max_body_bytes)
             origin = request.headers.get("origin")
-            return ORJSONResponse({"error": "unavailable", "detail": "too many requests in progress", "kept": 0},
+            return ORJSONResponse({"error": "unavailable", "detail": busy, "kept": 0},
                                   status_code=503, headers={"Retry-After": str(settings.retry_after_s),
                                                             **({"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
                                                                if origin else {})})

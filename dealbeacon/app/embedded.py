@@ -166,6 +166,9 @@ class EmbeddedHandoff:
     def ready(self) -> bool:
         return self._task is not None and not self._task.done() and self._healthy
 
+    def shedding(self) -> bool:
+        return False
+
     async def submit(self, events: list[dict], dead_letters: list[dict]) -> dict[int, str]:
         if not events and not dead_letters:
             return {}
@@ -341,6 +344,9 @@ class LoggedHandoff:
 
     def ready(self) -> bool:
         return bool(self._tasks) and all(not t.done() for t in self._tasks) and self._log_ok and not self._full(1)
+
+    def shedding(self) -> bool:
+        return self._full(1)
 
     def _full(self, adding: int) -> bool:
         return (self.backlog_records + self._pending_records + adding > self.max_backlog_records

@@ -31,3 +31,7 @@ class Handoff(Protocol):
 
     def ready(self) -> bool:
         """True when submit is expected to succeed."""
+
+    def shedding(self) -> bool:
+        """True when submit would refuse any request now (embedded: the local log's backlog is full): ingest
+        answers 503 before reading the body, so refusing costs nothing of what the backlog drains with."""

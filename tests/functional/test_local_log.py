@@ -308,3 +308,46 @@ def test_a_cursor_write_that_fails_once_retries_the_same_range_and_stores_nothin
     assert failures  # the failure happened, after that range's rows were in
     events = _ids(store, "events", "event_id")
     assert sorted(events) == sorted(e["event_id"] for e in sent)  # each once, counted without FINAL
+
+
+def test_a_full_backlog_answers_503_at_the_door_and_keeps_nothing_of_it(store, tmp_path):
+    """Through the real ingest app: while chdb takes nothing, requests fill the log's backlog (202); then the
+    next ones are refused before their body is parsed (503, kept 0, Retry-After), and once chdb is back
+    exactly the 202'd events are stored."""
+    import contextlib
+
+    from starlette.testclient import TestClient
+
+    from dealbeacon.core.clock import FixedClock
+    from dealbeacon.core.settings import Settings
+    from dealbeacon.core.sites import Site, SiteRegistry
+    from ingest.app import create_app
+    from tests.support.app import BROWSER_UA, SECRET
+    from tests.support.data import batch
+
+    down = DownStore(store)
+    h, _ = _handoff(down, tmp_path / "log", apply_ms=20, backlog_records=10)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await h.start()
+        yield
+        down.up = True  # the store is back before the process stops: the backlog drains
+        await h.stop()
+
+    app = create_app(Settings(rate_limit_events_per_s=1_000, rate_limit_burst=1_000),
+                     SiteRegistry({"test": Site("test", SECRET, ("*",))}), h, clock=FixedClock(NOW_MS),
+                     lifespan=lifespan)
+    answers = []
+    with TestClient(app, headers={"User-Agent": BROWSER_UA}) as c:
+        for i, n in enumerate((4, 4, 4, 2, 1)):
+            evs = [event("room_view", room=f"room-{i}") for _ in range(n)]
+            r = c.post("/v1/events", json=batch(*evs))
+            answers.append((r.status_code, r.json(), r.headers.get("retry-after"), [e["event_id"] for e in evs]))
+    # 8 logged; 4 more would pass 10: refused by the log; 2 fit (10); then the door refuses before parsing
+    assert [a[0] for a in answers] == [202, 202, 503, 202, 503], answers
+    assert answers[2][1]["detail"].startswith("local log backlog full (8 records")
+    assert answers[4][1]["detail"] == "the pipeline is behind (backlog full)"
+    assert all(a[1]["kept"] == 0 and a[2] for a in (answers[2], answers[4]))
+    accepted = [eid for status, _, _, ids in answers if status == 202 for eid in ids]
+    assert sorted(_ids(store, "events", "event_id")) == sorted(accepted)
