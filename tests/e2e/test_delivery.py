@@ -157,7 +157,9 @@ def test_a_notice_held_for_quiet_hours_is_delivered_once_after_a_restart(tmp_pat
                                   "WHERE kind = 'quiet' FORMAT JSONCompact").json()["data"]
                 return rows[0][0] if rows else None
             held = wait_until(quiet_alert, what="the quiet alert")
-            wait_until(lambda: held in (data / "notify-state.json").read_text(), what="the held notice kept on disk")
+            # the deliverer hears of the alert once its range is stored: the file may not be written yet
+            wait_until(lambda: held in (data / "notify-state.json").read_text(), what="the held notice kept on disk",
+                       errors=(FileNotFoundError,))
             time.sleep(2)  # deliberate: the delivery loop runs every second; a notice sent now would arrive here
             assert hook.received == []  # held: 23:00 is inside the seller's quiet hours
         finally:
