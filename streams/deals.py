@@ -102,12 +102,23 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
     """Fold one batch of a room's records (events, room updates, ticks) into its state."""
     out: dict[str, list[dict]] = {}
     touched: set[str] = set()
-    erased = False
     if state is None:
         first = recs[0]
         t0 = int(first.get("ts") or first.get("updated_at") or first.get("now") or 0)
         state = new_state(first["site"], first["room_id"], t0)
     work: dict[str, StakeholderScore] | None = None  # the scores, mutable while a run of events folds in
+    dirty = False  # scores moved since the last score rows: they are written when the run ends
+
+    def score_rows() -> None:
+        # at the run's own time, before a tick, room update or erase moves the clock or the state on: the rows
+        # are the same however the records were batched (one record at a time writes them at the same instants)
+        at = state.clock_ms
+        scores = dict(state.scores)
+        out.setdefault("stakeholder_scores", []).extend(
+            _stakeholder_row(state, sid, scores[sid], at, cfg) for sid in sorted(touched) if sid in scores)
+        out.setdefault("deal_scores", []).append(_deal_row(state, at, cfg, acfg))
+        touched.clear()
+
     for rec in recs:
         kind = rec.get("record", "event")
         if kind == "event" and not is_internal(state, rec):
@@ -115,9 +126,18 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
                 work = dict(state.scores)
             state = _event(state, rec, out, cfg, acfg, work)
             touched.add(stakeholder_key(rec))
+            dirty = True
             continue
         if work is not None:
             state, work = evolve(state, scores=tuple(sorted(work.items()))), None
+        if kind == "event":
+            state = _remember_internal_device(state, rec)  # stored with the events, never scored or alerted on
+            continue
+        if kind == "erase":
+            touched.discard(str(rec["stakeholder"]))  # no row of a forgotten person, even one written before
+        if dirty:
+            score_rows()
+            dirty = False
         if kind == "room":
             state = _room_update(state, rec, out)
         elif kind == "model":
@@ -126,18 +146,13 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
             state = _tick(state, int(rec["now"]), out, cfg, acfg)
         elif kind == "erase":
             state = forget(state, str(rec["stakeholder"]), int(rec["requested_at"]), out)
-            touched.discard(str(rec["stakeholder"]))
-            erased = True
+            dirty = True
         else:
-            state = _remember_internal_device(state, rec)  # stored with the events, never scored or alerted on
+            state = _remember_internal_device(state, rec)
     if work is not None:
         state = evolve(state, scores=tuple(sorted(work.items())))
-    if touched or erased:
-        at = state.clock_ms
-        scores = dict(state.scores)
-        out.setdefault("stakeholder_scores", []).extend(
-            _stakeholder_row(state, sid, scores[sid], at, cfg) for sid in sorted(touched) if sid in scores)
-        out.setdefault("deal_scores", []).append(_deal_row(state, at, cfg, acfg))
+    if dirty:
+        score_rows()
     return state, out
 
 

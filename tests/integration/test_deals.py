@@ -177,6 +177,7 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
     emb = Server(emb_dir, "--no-demo", env={"DEALBEACON_CLOCK": "external", "DEALBEACON_HOLIDAYS": HOLIDAYS}).start()
     try:
         asyncio.run(replay(emb.url, SITE, SECRET, ops, deadline_s=300))
+        emb.wait_applied()  # everything answered 202 is in chdb before the two modes are compared
         q = f"SELECT {ALERT_COLS} FROM alerts FINAL ORDER BY 1 FORMAT JSONCompact"
         embedded = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", auth=SQL_AUTH, content=q).json()["data"]
         q = "SELECT room_id, toUnixTimestamp64Milli(at), score FROM deal_scores FINAL ORDER BY 1, 2 FORMAT JSONCompact"

@@ -122,6 +122,7 @@ def test_embedded_and_distributed_leave_identical_rows(stack_factory, tmp_path):
     emb = Server(emb_dir, "--no-demo").start()
     try:
         post_all(emb.url, bodies)
+        emb.wait_applied()  # everything answered 202 is in chdb before the two modes are compared
         q_ev = f"SELECT {EVENT_COLUMNS} FROM events FINAL ORDER BY event_id FORMAT JSONCompact"
         q_dl = f"SELECT {DEAD_COLUMNS} FROM dead_letters FINAL ORDER BY event_id FORMAT JSONCompact"
         embedded_events = httpx.post(f"http://127.0.0.1:{emb.sql_port}/", auth=SQL_AUTH, content=q_ev).json()["data"]

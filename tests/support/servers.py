@@ -47,6 +47,17 @@ class Server:
         wait_until(ready, timeout=timeout, errors=(httpx.HTTPError,), what="server ready")
         return self
 
+    def wait_applied(self, timeout=60):
+        """Until the local log's backlog is empty: a 202 is the log's, rows reach chdb within the writer's
+        interval (read from the ``dealbeacon_local_log_backlog_records`` gauge)."""
+        def applied():
+            for line in httpx.get(self.url + "/metrics", timeout=5).text.splitlines():
+                if line.startswith("dealbeacon_local_log_backlog_records "):
+                    return float(line.split()[1]) == 0
+            raise AssertionError("no local log gauge: is the server running with the log?")
+        wait_until(applied, timeout=timeout, every=0.05, errors=(httpx.HTTPError,), what="the local log applied")
+        return self
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
