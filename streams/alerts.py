@@ -273,6 +273,8 @@ def quiet(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     if not (cadence and since):
         return []  # a room nobody opened yet: room_unopened
     silent = acfg.calendar.working_days(since, v.now_ms)
+    if silent <= cadence:
+        return []  # within the stage's cadence: never quiet, however usual silence is for this room
     usual = unusual_after(v.facts, acfg, v.scores, v.room.created_ms)
     norm = max(cadence, usual)
     over = silent / norm

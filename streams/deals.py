@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from dealbeacon.core.contract import DEFAULT_STAGES
+from dealbeacon.core.records import uuid5_text
 from streams.activity import activity_kinds, activity_row
 from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe
 from streams.model import evolve
@@ -333,9 +334,9 @@ def room_row(state: RoomState) -> dict:
 
 def _alert_rows(state: RoomState, alerts: list[Alert], out: dict) -> None:
     for a in alerts:
-        aid = uuid.uuid5(_NS, f"{state.site}/{a.room_id}/{a.kind}/{a.severity}/{','.join(a.stakeholders)}/{a.at_ms}")
+        aid = uuid5_text(_NS, f"{state.site}/{a.room_id}/{a.kind}/{a.severity}/{','.join(a.stakeholders)}/{a.at_ms}")
         out.setdefault("alerts", []).append({
-            "alert_id": str(aid), "site": state.site, "room_id": a.room_id, "owner": state.room.owner,
+            "alert_id": aid, "site": state.site, "room_id": a.room_id, "owner": state.room.owner,
             "stage": state.room.stage, "kind": a.kind, "severity": a.severity, "stakeholders": list(a.stakeholders),
             "evidence": a.evidence, "suggestion": a.suggestion, "at": a.at_ms})
 
@@ -361,7 +362,7 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
             daily[day] = daily.get(day, 0.0) + v
     stages = [name for name, _ in acfg.cadence_days]
     pos = stages.index(state.room.stage) / max(1, len(stages) - 1) if state.room.stage in stages else 0.0
-    engaged = len([sid for sid in engaged_ids(scores, at, cfg) if sid in roles])
+    engaged = len([sid for sid in d.engaged if sid in roles])
     person_days = [(sid, day, v) for sid, s in scores.items() if sid in roles for day, v in s.daily if v > 0]
     return win_features(d.breadth, d.depth, d.recency, daily.items(), engaged, len(roles), pos,
                         (at - state.room.created_ms) / DAY_MS, at // DAY_MS, person_days)
@@ -371,7 +372,7 @@ def _deal_row(state: RoomState, at: int, cfg: ScoringConfig, acfg: AlertConfig) 
     roles = dict(state.room.invited)
     scores = dict(state.scores)
     d = deal_score(scores, roles, max(1, len(roles)), at, cfg)
-    engaged = len(engaged_ids(scores, at, cfg))
+    engaged = len(d.engaged)
     feats = deal_features(state, at, cfg, acfg, whole=d)
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,
             "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,

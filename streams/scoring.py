@@ -156,10 +156,22 @@ def top_reasons(state: StakeholderScore, now_ms: int, n: int = 3, cfg: ScoringCo
 
 def velocity(state: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:
     """Points in the last window / points in the window before; None when both are empty."""
+    return daily_velocity(state.daily, now_ms, cfg)
+
+
+def daily_velocity(daily, now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:
+    """``velocity`` of (day, points) pairs."""
     w = cfg.velocity_window_days
     today = now_ms // DAY_MS
-    recent = sum(v for d, v in state.daily if today - w < d <= today)
-    previous = sum(v for d, v in state.daily if today - 2 * w < d <= today - w)
+    recent = previous = 0
+    mid, low = today - w, today - 2 * w
+    for d, v in daily:  # in the pairs' order: the same sums as summing each window apart
+        if d > today:
+            continue
+        if d > mid:
+            recent += v
+        elif d > low:
+            previous += v
     if previous == 0:
         return None if recent == 0 else math.inf
     return recent / previous
@@ -186,7 +198,7 @@ def standing(daily, first_seen_ms: int, last_seen_ms: int, now_ms: int, cfg: Sco
     if now_ms - first_seen_ms < cfg.velocity_window_days * DAY_MS:
         b = "New"
     else:
-        b = band(velocity(StakeholderScore(daily=tuple(daily)), now_ms, cfg), cfg)
+        b = band(daily_velocity(daily, now_ms, cfg), cfg)
     if idle_days >= cfg.cooling_after_days and b in ("Active", "New"):
         return "Cooling"
     return b
@@ -227,14 +239,16 @@ class DealScore:
     velocity: float | None
     reasons: tuple[str, ...] = field(default=())
     band: str = ""  # deal_band at the same instant
+    engaged: tuple[str, ...] = ()  # engaged_ids at the same instant
 
 
 def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str], invited: int, now_ms: int,
                cfg: ScoringConfig = DEFAULT) -> DealScore:
     """Roll stakeholder scores up to a 0-100 deal score. ``roles``: stakeholder id -> role of the invited
     committee; ``invited``: committee size (>= 1)."""
-    values = {sid: value_at(s, now_ms, cfg) for sid, s in stakeholders.items()}
-    engaged = engaged_ids(stakeholders, now_ms, cfg)
+    hl, floor = cfg.half_life_days, cfg.engaged_min_score
+    values = {sid: decay(s.value, s.updated_ms, now_ms, hl) for sid, s in stakeholders.items()}
+    engaged = [sid for sid, v in values.items() if v >= floor and not sid.startswith("visitor:")]  # engaged_ids
     engaged_invited = [sid for sid in engaged if sid in roles]
     covered = {roles[sid] for sid in engaged_invited} & set(cfg.key_roles)
     w_engaged, w_roles = cfg.breadth_weights
@@ -244,7 +258,7 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     last = max((s.last_seen_ms for s in stakeholders.values()), default=0)
     recency = decay(1.0, last, now_ms, cfg.recency_half_life_days) if last else 0.0
     summed = _sum_daily(s.daily for s in stakeholders.values()) if stakeholders else []
-    vel = velocity(StakeholderScore(daily=tuple(summed)), now_ms, cfg)
+    vel = daily_velocity(summed, now_ms, cfg)
     vel_term = 0.5 if vel is None else min(1.0, vel / 2)
     wb, wd, wr, wv = cfg.deal_weights
     value = 100 * (wb * breadth + wd * depth + wr * recency + wv * vel_term)
@@ -262,12 +276,13 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
         reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
     band = deal_band(stakeholders, now_ms, cfg, summed)
     reasons.append(f"deal {band}")
-    return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons), band)
+    return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons), band,
+                     tuple(engaged))
 
 
 def deal_velocity(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:
     """The deal's velocity: its stakeholders' daily points summed, recent window vs the one before."""
-    return velocity(StakeholderScore(daily=tuple(_sum_daily(s.daily for s in stakeholders.values()))), now_ms, cfg)
+    return daily_velocity(_sum_daily(s.daily for s in stakeholders.values()), now_ms, cfg)
 
 
 def is_engaged(s: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -> bool:

@@ -94,16 +94,26 @@ def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple
              person_days: Iterable[tuple[str, int, float]] = ()) -> dict[str, float]:
     """The model's inputs. ``daily``: the room's points per day (day number, points); ``today``: the day of now;
     ``person_days``: (person, day, points) on the days a committee member was active (the history a room keeps)."""
-    daily = [(d, v) for d, v in daily if v > 0]
-    recent = [(d, v) for d, v in daily if today - 14 < d <= today]
-    lived = [d for d, _ in daily if today - max(1.0, age_days) < d <= today]
-    pairs = {(p, d) for p, d, _ in person_days if today - max(1.0, age_days) < d <= today}
-    points = sum(v for p, d, v in person_days if today - max(1.0, age_days) < d <= today)
+    since = today - max(1.0, age_days)
+    momentum = 0
+    lived = 0
+    for d, v in daily:
+        if v > 0 and d <= today:
+            if d > today - 14:
+                momentum += v
+            if d > since:
+                lived += 1
+    pairs: set[tuple[str, int]] = set()
+    points = 0
+    for p, d, v in person_days:
+        if since < d <= today:
+            pairs.add((p, d))
+            points += v
     people = {p for p, _ in pairs}
     out = {"breadth": round(breadth, 4), "depth": round(depth, 4), "recency": round(recency, 4),
-            "momentum": round(math.log1p(sum(v for _, v in recent)) / 6, 4),
+            "momentum": round(math.log1p(momentum) / 6, 4),
             # rates over at least a week: a room two days old with a visit on each is not yet "every day"
-            "rhythm": round(min(1.0, len(lived) / max(MIN_RATE_DAYS, age_days)), 4),
+            "rhythm": round(min(1.0, lived / max(MIN_RATE_DAYS, age_days)), 4),
             "people": round(min(1.0, engaged / max(1, invited)), 4), "stage": round(stage_pos, 4),
             "age": round(min(age_days, AGE_SCALE_DAYS) / AGE_SCALE_DAYS, 4),
             # how often each member who took part comes back, and how much of the committee ever did

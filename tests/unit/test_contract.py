@@ -127,3 +127,16 @@ def test_validator_and_json_schema_agree(etype, overrides):
         ours = False
     theirs = jsonschema.Draft202012Validator(schema).is_valid(batch(e))
     assert ours == theirs, e
+
+
+def test_uuid5_text_is_the_standard_uuid5():
+    import random
+    import uuid
+
+    from dealbeacon.core.records import uuid5_text
+
+    rng = random.Random(3)
+    for _ in range(300):
+        ns = uuid.UUID(int=rng.getrandbits(128))
+        name = "".join(rng.choice("ab/é😀-0") for _ in range(rng.randint(0, 40)))
+        assert uuid5_text(ns, name) == str(uuid.uuid5(ns, name))
