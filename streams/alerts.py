@@ -140,9 +140,9 @@ def shared_link_opened(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> l
 
 def pricing_revisited(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     """Pricing looked at again on a second day."""
-    days = set(v.facts.pricing_days)
     if v.kind != "pricing" or v.rec.get("type") not in ("content_view", "engagement"):
         return []
+    days = set(v.facts.pricing_days)
     if days and v.ts // DAY_MS not in days and len(days) == 1:
         return [v.alert("pricing_revisited", "low", v.who, "pricing viewed again on a second day",
                         "Pricing is being weighed: offer to walk through options or a tailored quote")]
@@ -163,7 +163,7 @@ def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     if not v.daily_points:
         return []
     today = v.ts // DAY_MS
-    if today - min(d for d, _ in v.daily_points) < acfg.hot_baseline_days:
+    if today - v.daily_points[0][0] < acfg.hot_baseline_days:  # sorted by day (scoring.add_day)
         return []  # no baseline yet: a deal's first days are not a spike
     if v.facts.hot_ms and v.ts - v.facts.hot_ms < acfg.hot_every_days * DAY_MS:
         return []
@@ -322,10 +322,12 @@ def stakeholder_dark(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list
 
 def single_threaded(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     """After some days only one of a committee engages."""
-    engaged = engaged_ids(v.scores, v.now_ms, cfg)
     invited = dict(v.room.invited)
     age_days = (v.now_ms - v.room.created_ms) / DAY_MS if v.room.created_ms else 0
-    if age_days >= acfg.single_threaded_after_days and len(engaged) == 1 and len(invited) > 1:
+    if age_days < acfg.single_threaded_after_days or len(invited) < 2:
+        return []
+    engaged = engaged_ids(v.scores, v.now_ms, cfg)
+    if len(engaged) == 1:
         others = sorted(set(invited) - set(engaged))
         return [v.alert("single_threaded", "medium", engaged, f"after {age_days:.0f} days only {engaged[0]} engages",
                         f"Ask {engaged[0]} to bring in {', '.join(others[:3])}",

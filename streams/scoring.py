@@ -116,7 +116,9 @@ def apply_event(state: StakeholderScore, rec: dict, cfg: ScoringConfig = DEFAULT
     now = max(state.updated_ms, ts)
     hl = cfg.half_life_days
     contribution = decay(pts, ts, now, hl)
-    reasons = {r: decay(v, state.updated_ms, now, hl) for r, v in state.reasons}
+    # decayed to now (kept reasons are positive: at the state's own time they stay as they are)
+    reasons = dict(state.reasons) if now == state.updated_ms else {r: decay(v, state.updated_ms, now, hl)
+                                                                    for r, v in state.reasons}
     reasons[reason] = reasons.get(reason, 0.0) + contribution
     keep_from = day - 2 * cfg.velocity_window_days
     if pts > 0:
