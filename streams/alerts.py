@@ -163,7 +163,7 @@ def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     if not v.daily_points:
         return []
     today = v.ts // DAY_MS
-    if today - v.daily_points[0][0] < acfg.hot_baseline_days:  # sorted by day (scoring.add_day)
+    if today - min(d for d, _ in v.daily_points) < acfg.hot_baseline_days:
         return []  # no baseline yet: a deal's first days are not a spike
     if v.facts.hot_ms and v.ts - v.facts.hot_ms < acfg.hot_every_days * DAY_MS:
         return []
