@@ -6,7 +6,7 @@ decode, fold each partition's records through ``process_batch`` (rooms' states i
 changelog does), await every ack once, then commit. Settings come from the environment like the worker's;
 rows go to ``DEALBEACON_TOPIC_ROWS_PREFIX``.
 
-    python bench/plain_worker.py [--batch 500]
+    python bench/plain_worker.py [--batch N]   (default: the worker's DEALBEACON_WORKER_BATCH_MESSAGES)
 """
 from __future__ import annotations
 
@@ -74,9 +74,10 @@ async def run(s: Settings, batch: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=0)
     a = ap.parse_args()
-    asyncio.run(run(Settings.from_env(), a.batch))
+    s = Settings.from_env()
+    asyncio.run(run(s, a.batch or s.worker_batch_messages))
 
 
 if __name__ == "__main__":

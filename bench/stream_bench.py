@@ -5,7 +5,7 @@
 2. Sink rows/s (Kafka -> batches -> chdb insert -> commit) vs a raw bulk insert of the same rows.
 3. Latency from POST /v1/events to the row being visible in ClickHouse (p50/p95), full stack.
 
-    python bench/stream_bench.py [--events 100000] [--latency-samples 60]
+    python bench/stream_bench.py [--events 100000] [--latency-samples 60] [--parts streams,sink,latency]
 """
 from __future__ import annotations
 
@@ -98,13 +98,65 @@ async def raw_consume(s: Settings, topic: str, n: int) -> float:
         await c.stop()
 
 
-def _timed_worker(cmd: list[str], s: Settings, env: dict, n: int, timeout_s: float = 600) -> tuple[float, subprocess.Popen]:
-    """Start a worker process (``cmd``), and time it from its first output row to n rows on ``s``'s events row
-    topic (so group join and recovery are not counted). Returns the seconds and the still running process."""
-    proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+def _run_settings(s: Settings, tag: str) -> Settings:
+    """A run's own topics and groups: its worker starts on an empty events topic."""
+    r = s.replace(topic_events=f"{tag}.events", topic_dead_letters=f"{tag}.dead", topic_rows_prefix=f"{tag}.rows.",
+                  streams_group=f"{tag}-streams")
+    asyncio.run(ensure_topics(r))
+    return r
+
+
+def _run_env(r: Settings, env: dict, tmp: str, tag: str) -> dict:
+    return {**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, tag), "DEALBEACON_TOPIC_EVENTS": r.topic_events,
+            "DEALBEACON_TOPIC_DEAD_LETTERS": r.topic_dead_letters, "DEALBEACON_TOPIC_ROWS_PREFIX": r.topic_rows_prefix,
+            "DEALBEACON_STREAMS_GROUP": r.streams_group}
+
+
+async def _feed_and_time(r: Settings, messages: list[tuple[bytes, bytes]], n: int, proc: subprocess.Popen,
+                         timeout_s: float) -> float:
+    """Warm the worker up (one message of a room of its own, until its rows are out: the group is joined and the
+    worker idle), then start the clock, produce ``messages`` (n events) and stop it when all n rows are out.
+    Every batch counts, the first one too (a worker that folds everything in one big batch is not flattered)."""
+    from aiokafka import TopicPartition
+
+    topic = row_topic(r, "events")
+    c = AIOKafkaConsumer(bootstrap_servers=r.kafka_bootstrap, enable_auto_commit=False)
+    await c.start()
     try:
-        return asyncio.run(_count_rows(s, row_topic(s, "events"), n, timeout_s)), proc
+        c.assign([TopicPartition(topic, p) for p in range(r.topic_partitions)])
+        await c.seek_to_beginning()
+        got = 0
+
+        async def until(k: int) -> None:
+            nonlocal got
+            deadline = time.perf_counter() + timeout_s
+            while got < k:
+                if time.perf_counter() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"only {got}/{k} rows arrived")
+                for msgs in (await c.getmany(timeout_ms=100)).values():
+                    got += sum(len(records.decode_many(m.value)) for m in msgs)
+
+        warm = [{**e, "room_id": "warm-up"} for e in _records(20)]
+        await _produce(r, r.topic_events, _event_messages(warm))
+        await until(len(warm))
+        t0 = time.perf_counter()
+        feeding = asyncio.create_task(_produce(r, r.topic_events, messages))
+        await until(len(warm) + n)
+        await feeding
+        return time.perf_counter() - t0
+    finally:
+        await c.stop()
+
+
+def _timed_worker(cmd: list[str], s: Settings, env: dict, messages: list, n: int, tmp: str, tag: str,
+                  timeout_s: float = 600) -> tuple[float, subprocess.Popen]:
+    """Start a worker process (``cmd``) on topics of its own and time it from the first event produced to n rows
+    on its events row topic (``_feed_and_time``). Returns the seconds and the still running process."""
+    r = _run_settings(s, tag)
+    proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=_run_env(r, env, tmp, tag),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return asyncio.run(_feed_and_time(r, messages, n, proc, timeout_s)), proc
     except BaseException:
         _stop(proc)
         raise
@@ -115,32 +167,26 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(60)
 
 
-def faust_run(s: Settings, env: dict, n: int, tmp: str) -> float:
+def faust_run(s: Settings, env: dict, messages: list, n: int, tmp: str) -> float:
     """Seconds for one worker to turn n events into n acked rows."""
-    t, proc = _timed_worker(["-m", "dealbeacon.app.cli", "worker"], s, {**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "w")}, n)
+    t, proc = _timed_worker(["-m", "dealbeacon.app.cli", "worker"], s, env, messages, n, tmp, "faust")
     _stop(proc)
     return t
 
 
-def plain_run(s: Settings, env: dict, n: int, tmp: str) -> float:
+def plain_run(s: Settings, env: dict, messages: list, n: int, tmp: str) -> float:
     """The same work in a plain aiokafka loop (bench/plain_worker.py), timed the same way as ``faust_run``."""
-    plain = s.replace(topic_rows_prefix="plainbench.rows.", streams_group="plainbench")
-
-    async def topics():
+    async def state_topic():
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        await ensure_topics(plain)
         admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(plain.topic_rows_prefix + "room_state", s.topic_partitions, 1)])
+            await admin.create_topics([NewTopic("plain.rows.room_state", s.topic_partitions, 1)])
         finally:
             await admin.close()
 
-    asyncio.run(topics())
-    t, proc = _timed_worker([os.path.join(ROOT, "bench", "plain_worker.py")], plain,
-                            {**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, "p"),
-                             "DEALBEACON_TOPIC_ROWS_PREFIX": plain.topic_rows_prefix,
-                             "DEALBEACON_STREAMS_GROUP": plain.streams_group}, n)
+    asyncio.run(state_topic())
+    t, proc = _timed_worker([os.path.join(ROOT, "bench", "plain_worker.py")], s, env, messages, n, tmp, "plain")
     _stop(proc)
     return t
 
@@ -155,17 +201,9 @@ def _rss_mb(pid: int) -> tuple[float, float]:
 def rss_run(s: Settings, env: dict, n: int, rooms: int, tmp: str) -> tuple[float, float, float]:
     """One worker with its production store (rocksdb) folds n events over ``rooms`` rooms (10 per request):
     seconds, then its RSS and peak RSS in MB once every row is out."""
-    tag = f"rss{rooms}"
-    r = s.replace(topic_events=f"{tag}.events", topic_dead_letters=f"{tag}.dead", topic_rows_prefix=f"{tag}.rows.",
-                  streams_group=f"{tag}-streams")
-    asyncio.run(ensure_topics(r))
     per = max(1, n // rooms)
-    asyncio.run(_produce(r, r.topic_events, _event_messages(_records(n, rooms, per), per)))
-    t, proc = _timed_worker(["-m", "dealbeacon.app.cli", "worker"], r,
-                            {**env, "DEALBEACON_DATA_DIR": os.path.join(tmp, tag), "DEALBEACON_FAUST_STORE": "rocksdb://",
-                             "DEALBEACON_TOPIC_EVENTS": r.topic_events, "DEALBEACON_TOPIC_DEAD_LETTERS": r.topic_dead_letters,
-                             "DEALBEACON_TOPIC_ROWS_PREFIX": r.topic_rows_prefix, "DEALBEACON_STREAMS_GROUP": r.streams_group},
-                            n, timeout_s=1800)
+    t, proc = _timed_worker(["-m", "dealbeacon.app.cli", "worker"], s, {**env, "DEALBEACON_FAUST_STORE": "rocksdb://"},
+                            _event_messages(_records(n, rooms, per), per), n, tmp, f"rss{rooms}", timeout_s=1800)
     try:
         rss, peak = _rss_mb(proc.pid)
         return t, rss, peak
@@ -281,6 +319,7 @@ def main() -> None:
     ap.add_argument("--latency-samples", type=int, default=60)
     ap.add_argument("--sink-rows", type=int, default=500_000, help="rows for the sink run (its 1 s batch window "
                     "holds the last partial batch: a short run would mostly measure that)")
+    ap.add_argument("--parts", default="streams,sink,latency", help="which of the runs (comma-separated)")
     ap.add_argument("--rss", default="", help="events:rooms,... e.g. 100000:5000,1000000:100000 (worker memory runs only)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dealbeacon-bench-")
@@ -300,27 +339,40 @@ def main() -> None:
                 print(f"memory:  worker after {n} events over {rooms} rooms ({n / t:.0f} ev/s, rocksdb store): "
                       f"RSS {rss:.0f} MB, peak {peak:.0f} MB")
             return
-        asyncio.run(_produce(s, s.topic_events, _event_messages(_records(a.events))))
-        raw = asyncio.run(raw_consume(s, s.topic_events, a.events))
-        fst = faust_run(s, env, a.events, tmp)
-        plain = plain_run(s, env, a.events, tmp)
-        print(f"streams: raw aiokafka consume+decode {a.events / raw:9.0f} ev/s | faust worker (decode, process, "
-              f"produce, acked) {a.events / fst:9.0f} ev/s | ratio faust/raw = {raw / fst:.3f}")
-        print(f"streams: plain aiokafka loop, same processors and outputs, acked {a.events / plain:9.0f} ev/s | "
-              f"ratio faust/plain = {plain / fst:.3f}")
-        s2 = s.replace(topic_rows_prefix="sinkbench.rows.", sink_group="sinkbench")
-        asyncio.run(ensure_topics(s2))
-        raw_dicts, raw_json, sink_t = sink_run(s2, a.sink_rows, tmp)
-        raw_ins = min(raw_dicts, raw_json)  # the faster raw insert is the baseline
-        print(f"sink:    raw bulk insert: dicts {a.sink_rows / raw_dicts:9.0f} rows/s, JSON arrays {a.sink_rows / raw_json:9.0f} "
-              f"rows/s | sink worker {a.sink_rows / sink_t:9.0f} rows/s | ratio sink/raw (the faster) = {raw_ins / sink_t:.3f}")
-        lat = latency_run(env, tmp, a.latency_samples)
-        p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95)]
-        print(f"latency: POST -> row visible in ClickHouse over {len(lat)} events: p50 {p50 * 1000:.0f} ms, "
-              f"p95 {p95 * 1000:.0f} ms (sink batch window 200 ms)")
+        parts = set(a.parts.split(","))
+        if "streams" in parts:
+            streams_runs(s, env, a.events, tmp)
+        if "sink" in parts:
+            sink_runs(s, a.sink_rows, tmp)
+        if "latency" in parts and a.latency_samples:
+            lat = latency_run(env, tmp, a.latency_samples)
+            p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95)]
+            print(f"latency: POST -> row visible in ClickHouse over {len(lat)} events: p50 {p50 * 1000:.0f} ms, "
+                  f"p95 {p95 * 1000:.0f} ms (sink batch window 200 ms)")
     finally:
         kafka.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def streams_runs(s: Settings, env: dict, n: int, tmp: str) -> None:
+    messages = _event_messages(_records(n))
+    asyncio.run(_produce(s, s.topic_events, messages))
+    raw = asyncio.run(raw_consume(s, s.topic_events, n))
+    fst = faust_run(s, env, messages, n, tmp)
+    plain = plain_run(s, env, messages, n, tmp)
+    print(f"streams: raw aiokafka consume+decode {n / raw:9.0f} ev/s | faust worker (decode, process, "
+          f"produce, acked) {n / fst:9.0f} ev/s | ratio faust/raw = {raw / fst:.3f}")
+    print(f"streams: plain aiokafka loop, same processors and outputs, acked {n / plain:9.0f} ev/s | "
+          f"ratio faust/plain = {plain / fst:.3f}")
+
+
+def sink_runs(s: Settings, rows_n: int, tmp: str) -> None:
+    s2 = s.replace(topic_rows_prefix="sinkbench.rows.", sink_group="sinkbench")
+    asyncio.run(ensure_topics(s2))
+    raw_dicts, raw_json, sink_t = sink_run(s2, rows_n, tmp)
+    raw_ins = min(raw_dicts, raw_json)  # the faster raw insert is the baseline
+    print(f"sink:    raw bulk insert: dicts {rows_n / raw_dicts:9.0f} rows/s, JSON arrays {rows_n / raw_json:9.0f} "
+          f"rows/s | sink worker {rows_n / sink_t:9.0f} rows/s | ratio sink/raw (the faster) = {raw_ins / sink_t:.3f}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from streams.scoring import (
     add_day,
     apply_event,
     deal_score,
-    engaged_ids,
     event_points,
     is_person,
     stakeholder_band,
@@ -174,11 +173,13 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     sid = stakeholder_key(rec)
     kinds = state.room.kinds
     points = event_points(rec, cfg, kinds)
-    scores[sid] = apply_event(scores.get(sid, StakeholderScore()), rec, cfg, kinds, points)
-    if len(scores) > MAX_ANONYMOUS:  # bounded state: a public link can draw many one-off visitors
-        anonymous = [k for k in scores if k.startswith("visitor:")]
+    known = scores.get(sid)
+    scores[sid] = apply_event(known or StakeholderScore(), rec, cfg, kinds, points)
+    if known is None and len(scores) > MAX_ANONYMOUS and sid.startswith("visitor:"):
+        # bounded state: a public link can draw many one-off visitors (only a newcomer can tip the count over)
+        anonymous = [(s.last_seen_ms, k) for k, s in scores.items() if k.startswith("visitor:")]
         if len(anonymous) > MAX_ANONYMOUS:
-            for k in heapq.nsmallest(len(anonymous) - MAX_ANONYMOUS, anonymous, key=lambda k: (scores[k].last_seen_ms, k)):
+            for _, k in heapq.nsmallest(len(anonymous) - MAX_ANONYMOUS, anonymous):
                 del scores[k]
     for kind in activity_kinds(state.facts, rec):
         out.setdefault("activities", []).append(activity_row(state.site, state.room.room_id, state.room.owner, rec, kind))
