@@ -364,7 +364,7 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
     stages = [name for name, _ in acfg.cadence_days]
     pos = stages.index(state.room.stage) / max(1, len(stages) - 1) if state.room.stage in stages else 0.0
     engaged = len([sid for sid in d.engaged if sid in roles])
-    person_days = [(sid, day, v) for sid, s in scores.items() if sid in roles for day, v in s.daily if v > 0]
+    person_days = [(sid, s.daily) for sid, s in scores.items() if sid in roles]
     return win_features(d.breadth, d.depth, d.recency, daily.items(), engaged, len(roles), pos,
                         (at - state.room.created_ms) / DAY_MS, at // DAY_MS, person_days)
 

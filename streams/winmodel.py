@@ -91,9 +91,10 @@ PRIOR_MODEL = WinModel()
 
 def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple[int, float]], engaged: int,
              invited: int, stage_pos: float, age_days: float, today: int,
-             person_days: Iterable[tuple[str, int, float]] = ()) -> dict[str, float]:
+             person_days: Iterable[tuple[str, Iterable[tuple[int, float]]]] = ()) -> dict[str, float]:
     """The model's inputs. ``daily``: the room's points per day (day number, points); ``today``: the day of now;
-    ``person_days``: (person, day, points) on the days a committee member was active (the history a room keeps)."""
+    ``person_days``: (person, their (day, points)) for each committee member (the history a room keeps; days with
+    points count as active)."""
     since = today - max(1.0, age_days)
     momentum = 0
     lived = 0
@@ -103,13 +104,17 @@ def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple
                 momentum += v
             if d > since:
                 lived += 1
-    pairs: set[tuple[str, int]] = set()
+    pairs = 0  # (person, day) with points in the room's lifetime so far (a person's days are distinct)
     points = 0
-    for p, d, v in person_days:
-        if since < d <= today:
-            pairs.add((p, d))
-            points += v
-    people = {p for p, _ in pairs}
+    people = 0
+    for _, days in person_days:
+        mine = 0
+        for d, v in days:
+            if v > 0 and since < d <= today:
+                mine += 1
+                points += v
+        pairs += mine
+        people += mine > 0
     out = {"breadth": round(breadth, 4), "depth": round(depth, 4), "recency": round(recency, 4),
             "momentum": round(math.log1p(momentum) / 6, 4),
             # rates over at least a week: a room two days old with a visit on each is not yet "every day"
@@ -117,11 +122,11 @@ def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple
             "people": round(min(1.0, engaged / max(1, invited)), 4), "stage": round(stage_pos, 4),
             "age": round(min(age_days, AGE_SCALE_DAYS) / AGE_SCALE_DAYS, 4),
             # how often each member who took part comes back, and how much of the committee ever did
-            "intensity": round(1 + math.log(max(0.01, min(1.0, len(pairs) / max(1, len(people))
+            "intensity": round(1 + math.log(max(0.01, min(1.0, pairs / max(1, people)
                                                           / max(MIN_RATE_DAYS, min(age_days, 60.0))))) / 5, 4),
-            "reached": round(min(1.0, len(people) / max(1, invited)), 4),
+            "reached": round(min(1.0, people / max(1, invited)), 4),
             # how much a member takes in on a day they come (pages, minutes, content), on a log scale
-            "per_visit": round(math.log1p(points / max(1, len(pairs))) / 4, 4)}
+            "per_visit": round(math.log1p(points / max(1, pairs)) / 4, 4)}
     out.update({f"{k}2": round(out[k] ** 2, 4) for k in ("intensity", "per_visit", "reached")})  # the curve at the top
     return out
 
