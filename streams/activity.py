@@ -22,7 +22,7 @@ def activity_kinds(facts: RoomFacts, rec: dict) -> list[str]:
     """The buyer actions one event is, judged on the room's facts before the event."""
     etype, sid, visitor = rec.get("type", ""), rec.get("stakeholder_id") or "", rec.get("visitor_id") or ""
     kinds = []
-    if (sid and sid not in dict(facts.stakeholders)) or (
+    if (sid and not any(s == sid for s, _ in facts.stakeholders)) or (
             not sid and etype == "room_view" and visitor and visitor not in facts.visitors):
         kinds.append("new_person")
     if etype in EVENT_ACTIVITY:

@@ -77,9 +77,8 @@ def new_stakeholder_by_link(v: EventView, cfg: ScoringConfig, acfg: AlertConfig)
     the same person's phone or laptop, not news), once per person."""
     if not v.sid:
         return []
-    seen = dict(v.facts.stakeholders)
     known_visitors = {vis for s, vis in v.facts.token_visitors if s == v.sid}
-    if v.sid not in seen and v.sid not in dict(v.room.invited):
+    if not any(s == v.sid for s, _ in v.facts.stakeholders) and not any(s == v.sid for s, _ in v.room.invited):
         return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid} opened the room with a valid link but is not on "
                         "the invited committee", f"Find out {v.sid}'s role and add them to the deal")]
     if len(known_visitors) >= SAME_PERSON_DEVICES and v.rec.get("visitor_id") not in known_visitors:

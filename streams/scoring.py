@@ -46,8 +46,12 @@ class ScoringConfig:
     # the deal score's parts, summing to 1: breadth, depth, recency, velocity
     deal_weights: tuple[float, float, float, float] = (0.35, 0.3, 0.2, 0.15)
 
+    def __post_init__(self) -> None:  # lookups every event makes, derived once (the config is frozen)
+        object.__setattr__(self, "_weights", dict(self.type_weights))
+        object.__setattr__(self, "_kinds", dict(self.content_kinds))
+
     def weight(self, etype: str) -> float:
-        return dict(self.type_weights).get(etype, 0.0)
+        return self._weights.get(etype, 0.0)  # type: ignore[attr-defined]
 
     def kind(self, content_id: str) -> str:
         cid = content_id.lower()
@@ -58,7 +62,7 @@ class ScoringConfig:
 
     def kind_multiplier(self, content_id: str, declared: str = "") -> float:
         if declared:
-            return dict(self.content_kinds).get(declared, 1.0)
+            return self._kinds.get(declared, 1.0)  # type: ignore[attr-defined]
         cid = content_id.lower()
         for kind, mult in self.content_kinds:
             if kind in cid:
