@@ -1,7 +1,9 @@
 """Distributed-mode benchmarks on a real local broker, each against a baseline measured in the same run.
 
 1. Faust worker events/s (decode + processors + produce rows, acked) vs a raw aiokafka consume+decode loop
-   over the same topic and data, and vs the same work in a plain aiokafka loop (bench/plain_worker.py).
+   over the same data, and vs the same work in a plain aiokafka loop (bench/plain_worker.py). Each worker
+   runs on topics of its own: warmed up with one message (group joined, idle), then timed from the first
+   event produced to the last row out.
 2. Sink rows/s (Kafka -> batches -> chdb insert -> commit) vs a raw bulk insert of the same rows.
 3. Latency from POST /v1/events to the row being visible in ClickHouse (p50/p95), full stack.
 
@@ -62,25 +64,6 @@ def _event_messages(recs: list[dict], per: int = 20) -> list[tuple[bytes, bytes]
 
 def _row_messages(rows: list[dict], per_message: int = 500) -> list[tuple[None, bytes]]:
     return [(None, records.encode_many(rows[i:i + per_message])) for i in range(0, len(rows), per_message)]
-
-
-async def _count_rows(s: Settings, topic: str, n: int, timeout_s: float = 600) -> float:
-    """Consume ``topic`` until n rows arrived; seconds from the first row to the last."""
-    c = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap, group_id=f"count-{uuid.uuid4().hex[:6]}",
-                         auto_offset_reset="earliest", enable_auto_commit=False)
-    await c.start()
-    try:
-        got, first, deadline = 0, None, time.perf_counter() + timeout_s
-        while got < n:
-            if time.perf_counter() > deadline:
-                raise SystemExit(f"only {got}/{n} rows arrived")
-            for msgs in (await c.getmany(timeout_ms=200)).values():
-                if first is None:
-                    first = time.perf_counter()
-                got += sum(len(records.decode_many(m.value)) for m in msgs)
-        return time.perf_counter() - first
-    finally:
-        await c.stop()
 
 
 async def raw_consume(s: Settings, topic: str, n: int) -> float:

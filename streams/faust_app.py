@@ -66,7 +66,7 @@ def create_faust_app(s: Settings) -> faust.App:
     # and must see only the rooms this worker owns.
     # RocksDB (the production store) sized for a bounded footprint: its defaults (64 MB write buffers x 3 and a
     # 2 GB block cache per partition) let a worker's memory grow with the rooms it holds
-    store_options = {"write_buffer_size": 4 << 20, "max_write_buffer_number": 2, "block_cache_size": 8 << 20,
+    store_options = {"write_buffer_size": 2 << 20, "max_write_buffer_number": 2, "block_cache_size": 2 << 20,
                      "block_cache_compressed_size": 0, "target_file_size_base": 16 << 20} \
         if s.faust_store.startswith("rocksdb") else None
     room_state = app.Table("room_state", partitions=s.topic_partitions, key_type=bytes, value_type=bytes,
