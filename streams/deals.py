@@ -109,14 +109,14 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
     work: dict[str, StakeholderScore] | None = None  # the scores, mutable while a run of events folds in
     dirty = False  # scores moved since the last score rows: they are written when the run ends
 
-    def score_rows() -> None:
+    def score_rows(st: RoomState) -> None:
         # at the run's own time, before a tick, room update or erase moves the clock or the state on: the rows
         # are the same however the records were batched (one record at a time writes them at the same instants)
-        at = state.clock_ms
-        scores = dict(state.scores)
+        at = st.clock_ms
+        scores = dict(st.scores)
         out.setdefault("stakeholder_scores", []).extend(
-            _stakeholder_row(state, sid, scores[sid], at, cfg) for sid in sorted(touched) if sid in scores)
-        out.setdefault("deal_scores", []).append(_deal_row(state, at, cfg, acfg))
+            _stakeholder_row(st, sid, scores[sid], at, cfg) for sid in sorted(touched) if sid in scores)
+        out.setdefault("deal_scores", []).append(_deal_row(st, at, cfg, acfg))
         touched.clear()
 
     for rec in recs:
@@ -136,7 +136,7 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         if kind == "erase":
             touched.discard(str(rec["stakeholder"]))  # no row of a forgotten person, even one written before
         if dirty:
-            score_rows()
+            score_rows(state)
             dirty = False
         if kind == "room":
             state = _room_update(state, rec, out)
@@ -152,7 +152,7 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
     if work is not None:
         state = evolve(state, scores=tuple(sorted(work.items())))
     if dirty:
-        score_rows()
+        score_rows(state)
     return state, out
 
 
