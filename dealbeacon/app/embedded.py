@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import itertools
 import logging
 import time
@@ -29,6 +28,18 @@ from streams.alerts import ALERTS, AlertConfig
 
 log = logging.getLogger("dealbeacon.app.embedded")
 
+
+
+async def _cancel_all(tasks: list[asyncio.Task]) -> None:
+    """Cancel and wait; a task that survived a cancellation (one swallowed by a library) is cancelled again."""
+    for t in tasks:
+        t.cancel()
+    while not all(t.done() for t in tasks):
+        await asyncio.wait(tasks, timeout=1.0)
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 class RoomStates:
     """Every room's latest state in memory: the ``hot`` most recently used decoded, the others as their JSON
@@ -159,8 +170,7 @@ class EmbeddedHandoff:
         if self._task:
             while self._pending and not self._task.done():  # drain what was already promised
                 await asyncio.sleep(0.01)
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await _cancel_all([self._task])
             self._task = None
 
     def ready(self) -> bool:
@@ -336,9 +346,7 @@ class LoggedHandoff:
                 and time.monotonic() < deadline:
             self._apply_wakeup.set()
             await asyncio.sleep(0.01)
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _cancel_all(self._tasks)
         self._tasks = []
         await asyncio.to_thread(self.log.close)
 
@@ -415,8 +423,13 @@ class LoggedHandoff:
 
     async def _apply_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._apply_wakeup.wait(), self.apply_s)
+            # asyncio.wait, not wait_for: 3.11's wait_for can swallow a cancellation that lands as the wakeup
+            # fires, and stop() then waited for this loop for ever (seen once in CI)
+            waiter = asyncio.ensure_future(self._apply_wakeup.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.apply_s)
+            finally:
+                waiter.cancel()
             self._apply_wakeup.clear()
             while self._unapplied:
                 try:

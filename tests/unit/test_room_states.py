@@ -40,3 +40,27 @@ def test_compressed_states_give_the_rows_and_states_of_a_plain_dict():
     assert len(plain) == 6 and len(held) == 6 and len(held._cold) == 4
     assert rows_held == rows_plain
     assert {k: deals.dumps(s) for k, s in held.items()} == {k: deals.dumps(s) for k, s in plain.items()}
+
+
+def test_stopping_cancels_again_a_task_that_swallowed_a_cancellation():
+    """A loop whose cancellation was swallowed (3.11's wait_for can, as its wakeup fires) must not hang the
+    hand-off's stop: it is cancelled again until it ends."""
+    import asyncio
+
+    from dealbeacon.app.embedded import _cancel_all
+
+    async def stubborn(log):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            log.append("swallowed")
+        await asyncio.sleep(30)
+
+    async def scenario():
+        log: list[str] = []
+        t = asyncio.create_task(stubborn(log))
+        await asyncio.sleep(0)
+        await asyncio.wait_for(_cancel_all([t]), 10)
+        return log, t.cancelled()
+
+    assert asyncio.run(scenario()) == (["swallowed"], True)
