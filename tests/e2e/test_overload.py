@@ -206,8 +206,10 @@ def test_twice_the_sustained_rate_for_30s_answers_honestly(tmp_path):
         print(f"overload: {len(ok)} events answered 202, all stored once; {len(refused)} answered 429/503, none stored; "
               f"goodput (stored during the overload) {goodput:.0f} ev/s = {goodput / sustained:.2f} of the sustained rate")
         assert statuses.get(202, 0) > 0 and skipped < sent * 0.01  # twice the rate was really offered
-        # issue 15 asks 0.8; stored-while-loaded measures 0.71-0.79 here (2026-12-04: the refused requests' HTTP
-        # handling and the writer share the GIL). Held at 0.6 so a regression fails; the issue stays open.
+        # issue 15 asks 0.8; stored-while-loaded measures 0.61-1.05 here (2026-12-05, five runs: 0.61 and 0.68
+        # with h11, 0.72, 0.72 and 1.05 with httptools; the refused requests' HTTP handling and the writer share
+        # the GIL, and the 10 s sustained rate itself varies 16-22k). Held at 0.6 so a regression fails; the
+        # issue stays open.
         assert goodput >= 0.6 * sustained, "overload cost more than 40 % of the sustained rate"
     finally:
         srv.stop()
