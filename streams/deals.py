@@ -97,6 +97,9 @@ def _remember_internal_device(state: RoomState, rec: dict) -> RoomState:
     return evolve(state, facts=evolve(state.facts, internal_visitors=devices))
 
 
+_FOLDED = ("room", "model", "tick", "clock", "erase")  # the records that end a run of buyer events
+
+
 def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT,
          acfg: AlertConfig = ALERTS) -> tuple[RoomState, dict[str, list[dict]]]:
     """Fold one batch of a room's records (events, room updates, ticks) into its state."""
@@ -130,8 +133,8 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
             continue
         if work is not None:
             state, work = evolve(state, scores=tuple(sorted(work.items()))), None
-        if kind == "event":
-            state = _remember_internal_device(state, rec)  # stored with the events, never scored or alerted on
+        if kind not in _FOLDED:  # the seller's own visits: stored with the events, never scored or alerted on
+            state = _remember_internal_device(state, rec)
             continue
         if kind == "erase":
             touched.discard(str(rec["stakeholder"]))  # no row of a forgotten person, even one written before
@@ -147,8 +150,6 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         elif kind == "erase":
             state = forget(state, str(rec["stakeholder"]), int(rec["requested_at"]), out)
             dirty = True
-        else:
-            state = _remember_internal_device(state, rec)
     if work is not None:
         state = evolve(state, scores=tuple(sorted(work.items())))
     if dirty:
