@@ -149,26 +149,76 @@ def refused_dead_letters(events: list[dict], refused: dict[int, str]) -> list[di
             for i, why in refused.items()]
 
 
+class GroupQueue:
+    """Requests waiting for the next group write (one chdb commit, or one log append), seen from the callers.
+
+    A caller waits on its own future. Cancelled before its request was taken, it withdraws it, so its 503 is
+    true; once taken, it waits for that write's outcome whatever its deadline said (``asyncio.shield``: a
+    timed-out caller must not cancel a write others wait on). ``records``: taken or waiting, until settled."""
+
+    def __init__(self, linger_s: float):
+        self.items: list[tuple[list, list, asyncio.Future]] = []
+        self.records = 0
+        self.linger = linger_s
+        self._wakeup = asyncio.Event()
+
+    async def wait(self, events: list[dict], dead_letters: list[dict]):
+        fut = asyncio.get_running_loop().create_future()
+        item = (events, dead_letters, fut)
+        self.items.append(item)
+        self.records += len(events) + len(dead_letters)
+        self._wakeup.set()
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            if item in self.items:  # not taken yet: withdrawn
+                self.items.remove(item)
+                self.records -= len(events) + len(dead_letters)
+                raise
+            return await asyncio.shield(fut)  # already being written: its outcome is the truth
+
+    async def next_group(self) -> None:
+        """Until a request waits, then ``linger`` more for others to join it."""
+        await self._wakeup.wait()
+        if self.linger:
+            await asyncio.sleep(self.linger)
+        self._wakeup.clear()
+
+    def take(self, max_events: int | None = None) -> list[tuple[list, list, asyncio.Future]]:
+        """Waiting requests in order; with ``max_events``, as many as fit (always at least one)."""
+        if max_events is None:
+            taken, self.items = self.items, []
+            return taken
+        taken = []
+        size = 0
+        while self.items and (not taken or max_events is None or size + len(self.items[0][0]) <= max_events):
+            item = self.items.pop(0)
+            taken.append(item)
+            size += len(item[0]) + len(item[1])
+        return taken
+
+    def settle(self, taken: list[tuple[list, list, asyncio.Future]]) -> None:
+        """Taken requests whose write is over (stored, logged or refused)."""
+        self.records -= sum(len(e) + len(d) for e, d, _ in taken)
+
+
 class EmbeddedHandoff:
     """The direct hand-off (``DEALBEACON_EMBEDDED_LOG=false``): the 202 waits until the rows are in chdb."""
 
     def __init__(self, store, process, *, linger_ms: int = 2, max_batch: int = 5000):
         self.store, self.process = store, process
-        self.linger = linger_ms / 1000
         self.max_batch = max_batch
-        self._pending: list[tuple[list, list, asyncio.Future]] = []
-        self._wakeup = asyncio.Event()
+        self.queue = GroupQueue(linger_ms / 1000)
         self._task: asyncio.Task | None = None
         self._healthy = True
         self.batches = 0
 
     async def start(self) -> None:
-        self._wakeup.clear()
         self._task = asyncio.create_task(self._run(), name="embedded-handoff")
 
     async def stop(self) -> None:
         if self._task:
-            while self._pending and not self._task.done():  # drain what was already promised
+            while self.queue.items and not self._task.done():  # drain what was already promised
                 await asyncio.sleep(0.01)
             await _cancel_all([self._task])
             self._task = None
@@ -184,27 +234,7 @@ class EmbeddedHandoff:
             return {}
         if self._task is None or self._task.done():
             raise HandoffUnavailable("embedded pipeline is not running")
-        fut = asyncio.get_running_loop().create_future()
-        item = (events, dead_letters, fut)
-        self._pending.append(item)
-        self._wakeup.set()
-        try:
-            return await asyncio.shield(fut)  # a timed-out caller must not cancel a batch others wait on
-        except asyncio.CancelledError:
-            if item in self._pending:  # not taken yet: withdrawn, so the caller's 503 is true
-                self._pending.remove(item)
-                raise
-            # already being written: its outcome is the truth, whatever the caller's deadline said
-            return await asyncio.shield(fut)
-
-    def _take(self) -> list[tuple[list, list, asyncio.Future]]:
-        taken: list[tuple[list, list, asyncio.Future]] = []
-        size = 0
-        while self._pending and (not taken or size + len(self._pending[0][0]) <= self.max_batch):
-            item = self._pending.pop(0)
-            taken.append(item)
-            size += len(item[0]) + len(item[1])
-        return taken
+        return await self.queue.wait(events, dead_letters)
 
     def _write(self, tables: dict[str, list[dict]]) -> None:
         write_tables(self.store, tables)
@@ -251,12 +281,9 @@ class EmbeddedHandoff:
 
     async def _run(self) -> None:
         while True:
-            await self._wakeup.wait()
-            if self.linger:
-                await asyncio.sleep(self.linger)
-            self._wakeup.clear()
-            while self._pending:
-                batch = self._take()
+            await self.queue.next_group()
+            while self.queue.items:
+                batch = self.queue.take(self.max_batch)
                 outcomes: list[tuple[dict[int, str] | None, Exception | None]]
                 try:
                     await self._commit([e for b in batch for e in b[0]], [d for b in batch for d in b[1]])
@@ -272,6 +299,7 @@ class EmbeddedHandoff:
                             outcomes.append((None, HandoffUnavailable(f"store insert failed: {e2}")))
                 self._healthy = all(err is None for _, err in outcomes)
                 self.batches += 1
+                self.queue.settle(batch)
                 for (*_, fut), (refused, err) in zip(batch, outcomes):
                     if not fut.done():
                         fut.set_exception(err) if err else fut.set_result(refused)
@@ -311,14 +339,13 @@ class LoggedHandoff:
     def __init__(self, store, process, locallog, *, linger_ms: int = 2, apply_ms: int = 250,
                  apply_max_records: int = 20_000, backlog_records: int = 100_000, backlog_bytes: int = 512 << 20):
         self.store, self.process, self.log = store, process, locallog
-        self.linger, self.apply_s = linger_ms / 1000, apply_ms / 1000
+        self.apply_s = apply_ms / 1000
+        self.queue = GroupQueue(linger_ms / 1000)
         self.apply_max_records = apply_max_records
         self.max_backlog_records, self.max_backlog_bytes = backlog_records, backlog_bytes
-        self._pending: list[tuple[list, list, asyncio.Future]] = []
-        self._pending_records = 0
         self._unapplied: collections.deque[_Entry] = collections.deque()
         self.backlog_records = self.backlog_bytes = 0
-        self._append_wakeup, self._apply_wakeup = asyncio.Event(), asyncio.Event()
+        self._apply_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._forced: tuple[int, int] | None = None  # a range to write again exactly as it was begun
         self._log_ok = self.store_ok = True
@@ -332,7 +359,6 @@ class LoggedHandoff:
         if self._unapplied:
             log.info("local log: %d records not yet applied, replaying from position %d", self.backlog_records,
                      self._unapplied[0].pos)
-        self._append_wakeup.clear()
         self._apply_wakeup.set()  # replay at once
         self._tasks = [asyncio.create_task(self._append_loop(), name="local-log-append"),
                        asyncio.create_task(self._apply_loop(), name="local-log-apply")]
@@ -342,7 +368,7 @@ class LoggedHandoff:
         if not self._tasks:
             return
         deadline = time.monotonic() + drain_s
-        while (self._pending or self._unapplied) and all(not t.done() for t in self._tasks) \
+        while (self.queue.items or self._unapplied) and all(not t.done() for t in self._tasks) \
                 and time.monotonic() < deadline:
             self._apply_wakeup.set()
             await asyncio.sleep(0.01)
@@ -357,7 +383,7 @@ class LoggedHandoff:
         return self._full(1)
 
     def _full(self, adding: int) -> bool:
-        return (self.backlog_records + self._pending_records + adding > self.max_backlog_records
+        return (self.backlog_records + self.queue.records + adding > self.max_backlog_records
                 or self.backlog_bytes >= self.max_backlog_bytes)
 
     def _push(self, entry: _Entry) -> None:
@@ -370,23 +396,10 @@ class LoggedHandoff:
             return {}
         if not self._tasks or any(t.done() for t in self._tasks):
             raise HandoffUnavailable("embedded pipeline is not running")
-        n = len(events) + len(dead_letters)
-        if self._full(n):
+        if self._full(len(events) + len(dead_letters)):
             raise HandoffUnavailable(f"local log backlog full ({self.backlog_records} records, {self.backlog_bytes} "
                                      "bytes not yet in the store)")
-        fut = asyncio.get_running_loop().create_future()
-        item = (events, dead_letters, fut)
-        self._pending.append(item)
-        self._pending_records += n
-        self._append_wakeup.set()
-        try:
-            return await asyncio.shield(fut)  # a timed-out caller must not cancel an append others wait on
-        except asyncio.CancelledError:
-            if item in self._pending:  # not taken yet: withdrawn, so the caller's 503 is true
-                self._pending.remove(item)
-                self._pending_records -= n
-                raise
-            return await asyncio.shield(fut)  # already being written: its outcome is the truth
+        return await self.queue.wait(events, dead_letters)
 
     def _encode_and_append(self, batch: list[tuple[list, list, asyncio.Future]]) -> tuple[int, list[int]]:
         payloads = [orjson.dumps({"e": events, "d": dead}) for events, dead, _ in batch]
@@ -394,25 +407,21 @@ class LoggedHandoff:
 
     async def _append_loop(self) -> None:
         while True:
-            await self._append_wakeup.wait()
-            if self.linger:
-                await asyncio.sleep(self.linger)
-            self._append_wakeup.clear()
-            while self._pending:
-                batch, self._pending = self._pending, []
-                taken = sum(len(e) + len(d) for e, d, _ in batch)
+            await self.queue.next_group()
+            while self.queue.items:
+                batch = self.queue.take()
                 try:
                     first, sizes = await asyncio.to_thread(self._encode_and_append, batch)
                 except Exception as e:  # nothing of this append stayed in the log: every caller answers 503
                     self._log_ok = False
-                    self._pending_records -= taken
+                    self.queue.settle(batch)
                     log.error("local log append failed: %s", e)
                     for *_, fut in batch:
                         if not fut.done():
                             fut.set_exception(HandoffUnavailable(f"local log append failed: {e}"))
                     continue
                 self._log_ok = True
-                self._pending_records -= taken
+                self.queue.settle(batch)  # and, below, counted in the backlog (no await between the two)
                 self.appends += 1
                 for i, ((events, dead, fut), size) in enumerate(zip(batch, sizes)):
                     self._push(_Entry(first + i, events, dead, size))

@@ -99,7 +99,7 @@ async def _submit_all(handoff, reqs):
 
 async def _wait_applied(handoff, timeout=60):
     for _ in range(int(timeout / 0.02)):
-        if not handoff.backlog_records and not handoff._pending:
+        if not handoff.backlog_records and not handoff.queue.items:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"not applied: {handoff.backlog_records} records")
