@@ -6,6 +6,7 @@ A 202 means "in the local log"; rows reach chdb behind it. So both rates are eve
 the load runs (the closed loop for 10 s, then the overload), not answers: a log absorbing a burst is not
 throughput."""
 import asyncio
+import collections
 import time
 import uuid
 
@@ -82,8 +83,10 @@ def _prebuilt(site, n) -> list[tuple[bytes, list[str]]]:
 
 
 async def _closed_loop(port, prebuilt, seconds, concurrency=8):
-    """As fast as answers come back, with a fixed number in flight; returns the events answered 202."""
-    bodies = iter(prebuilt)
+    """As fast as answers come back, with a fixed number in flight; returns the events answered 202. A body
+    refused (503 while the backlog is full: nothing of it kept) goes back in line, so fast refusals do not use
+    up the prebuilt bodies."""
+    bodies = collections.deque(prebuilt)
     done, t_end = 0, time.time() + seconds
 
     async def worker():
@@ -91,12 +94,14 @@ async def _closed_loop(port, prebuilt, seconds, concurrency=8):
         conn = Conn(port)
         try:
             while time.time() < t_end:
-                body = next(bodies, None)
-                if body is None:
+                if not bodies:
                     raise AssertionError("the closed loop ran out of prebuilt bodies")
+                body = bodies.popleft()
                 status, _ = await conn.post("/v1/events", body[0])
                 if status == 202:
                     done += BATCH
+                else:
+                    bodies.append(body)
         finally:
             conn.close()
 
