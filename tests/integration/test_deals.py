@@ -107,21 +107,29 @@ def scenario():
     return deals, plan(deals, SITE, SECRET, 4_000_000_000, tick_ms=TICK_MS, until_ms=START + 50 * DAY_MS)
 
 
-def reference_alerts(deals, ops) -> list[list]:
+def reference_rows(deals, ops) -> dict[str, list[dict]]:
     """The same records through the pure core in this process (what both modes must store)."""
-    states, rows = {}, []
+    states, rows = {}, {}
     acfg = alert_config(Settings(holidays=HOLIDAYS))
     for recs in op_records(ops, SITE, deals):
         changed, out = processors.process_rooms(recs, states.get, lambda s: [k for k in states if k.startswith(b"acme/")],
                                                 acfg=acfg)
         states.update(changed)
-        rows += out.get("alerts", [])
-    return sorted([a["alert_id"], a["room_id"], a["kind"], a["severity"], a["at"], a["stakeholders"]] for a in rows)
+        for table, table_rows in out.items():
+            rows.setdefault(table, []).extend(table_rows)
+    return rows
+
+
+def reference_alerts(rows: dict[str, list[dict]]) -> list[list]:
+    return sorted([a["alert_id"], a["room_id"], a["kind"], a["severity"], a["at"], a["stakeholders"]]
+                  for a in rows.get("alerts", []))
 
 
 def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_factory, tmp_path):
     deals, ops = scenario()
-    want = reference_alerts(deals, ops)
+    ref = reference_rows(deals, ops)
+    want = reference_alerts(ref)
+    n_fields = len({(r["room_id"], r["field"], r["changed_at"]) for r in ref["deal_field_history"]})
     st = stack_factory()
     st.env["DEALBEACON_CLOCK"] = "external"
     st.env["DEALBEACON_HOLIDAYS"] = HOLIDAYS
@@ -131,6 +139,9 @@ def test_simulated_committees_raise_the_expected_alerts_in_both_modes(stack_fact
     assert counts["accepted"] == n_events and counts["rejected"] == 0
     st.wait_rows("SELECT count() FROM events FINAL", [[n_events]], timeout=180)
     st.wait_rows("SELECT count() FROM alerts FINAL", [[len(want)]], timeout=180)
+    # each table reaches the sink on its own: the field history too, before it is read and compared
+    st.wait_rows("SELECT count() FROM deal_field_history FINAL", [[n_fields]], timeout=180)
+    st.wait_rows("SELECT count() FROM room_stage_history FINAL", [[len(ref["room_stage_history"])]], timeout=180)
     distributed = st.sql(f"SELECT {ALERT_COLS} FROM alerts FINAL ORDER BY 1")
 
     scripted = sorted(((a[3], a[4]) for a in distributed if a[1] == "scripted" and a[2] == "quiet"), key=lambda x: x[1])
