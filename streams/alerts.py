@@ -31,16 +31,22 @@ MAX_SHARES = 32
 MAX_VISITORS = 50
 
 
-@dataclass(frozen=True)
 class EventView:
-    room: Room
-    facts: RoomFacts  # before this event
-    rec: dict
-    ts: int
-    sid: str  # verified stakeholder id ("" for an anonymous visitor)
-    kind: str  # content kind of the event's content ("" without content)
-    daily_points: tuple[tuple[int, float], ...]  # the room's raw points per day, this event included
-    points: float  # this event's own points
+    """What an event rule sees: the room, its facts before this event, the event. A plain slotted class: one is
+    made per event."""
+
+    __slots__ = ("room", "facts", "rec", "ts", "sid", "kind", "daily_points", "points")
+
+    def __init__(self, room: Room, facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str,
+                 daily_points: tuple[tuple[int, float], ...], points: float) -> None:
+        self.room = room
+        self.facts = facts  # before this event
+        self.rec = rec
+        self.ts = ts
+        self.sid = sid  # verified stakeholder id ("" for an anonymous visitor)
+        self.kind = kind  # content kind of the event's content ("" without content)
+        self.daily_points = daily_points  # the room's raw points per day, this event included
+        self.points = points  # this event's own points
 
     def alert(self, kind: str, severity: str, who, evidence: str, suggestion: str, episode: str = "") -> Alert:
         return Alert(kind, severity, self.room.room_id, tuple(who), evidence, suggestion, self.ts, episode)
@@ -77,10 +83,10 @@ def new_stakeholder_by_link(v: EventView, cfg: ScoringConfig, acfg: AlertConfig)
     the same person's phone or laptop, not news), once per person."""
     if not v.sid:
         return []
-    known_visitors = {vis for s, vis in v.facts.token_visitors if s == v.sid}
     if not any(s == v.sid for s, _ in v.facts.stakeholders) and not any(s == v.sid for s, _ in v.room.invited):
         return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid} opened the room with a valid link but is not on "
                         "the invited committee", f"Find out {v.sid}'s role and add them to the deal")]
+    known_visitors = {vis for s, vis in v.facts.token_visitors if s == v.sid}
     if len(known_visitors) >= SAME_PERSON_DEVICES and v.rec.get("visitor_id") not in known_visitors:
         return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid}'s link was opened on a device "
                         f"{len(known_visitors) + 1}: more than one person's phone and laptop",
@@ -159,14 +165,16 @@ def proposal_read(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[A
 
 def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     """Today's points cross a multiple of the average day (and a floor) with this event; at most once a period."""
-    if not v.daily_points:
-        return []
-    today = v.ts // DAY_MS
-    if today - min(d for d, _ in v.daily_points) < acfg.hot_baseline_days:
-        return []  # no baseline yet: a deal's first days are not a spike
+    if not v.daily_points or v.points <= 0:
+        return []  # (an event without points cannot be the one that crosses the threshold)
     if v.facts.hot_ms and v.ts - v.facts.hot_ms < acfg.hot_every_days * DAY_MS:
         return []
+    today = v.ts // DAY_MS
     todays = sum(p for d, p in v.daily_points if d == today)
+    if todays < acfg.spike_min_points:
+        return []  # below the floor whatever the average day
+    if today - min(d for d, _ in v.daily_points) < acfg.hot_baseline_days:
+        return []  # no baseline yet: a deal's first days are not a spike
     before = [p for d, p in v.daily_points if today - acfg.spike_window_days <= d < today]
     avg = sum(before) / acfg.spike_window_days
     threshold = max(acfg.spike_min_points, acfg.spike_factor * avg)
@@ -351,19 +359,21 @@ TIME_RULES: tuple[TimeRule, ...] = (quiet, room_unopened, deal_went_dark, stakeh
 
 # ---------------------------------------------------------------- running them
 
-def _kind(cfg: ScoringConfig, content_id: str, room: Room) -> str:
-    """The content's declared kind (the room's catalogue), else the guess from its id."""
+def _kind(cfg: ScoringConfig, content_id: str, room: Room, kinds: dict[str, str] | None = None) -> str:
+    """The content's declared kind (the room's catalogue, or ``kinds``: the same as a dict), else the guess
+    from its id."""
     if not content_id:
         return ""
-    return room.kinds.get(content_id) or cfg.kind(content_id)
+    return (room.kinds if kinds is None else kinds).get(content_id) or cfg.kind(content_id)
 
 
 def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[int, float], ...] = (),
             points: float = 0.0, cfg: ScoringConfig = DEFAULT,
-            acfg: AlertConfig = ALERTS) -> tuple[RoomFacts, list[Alert]]:
-    """Run the event rules on one event, then fold it into the room's facts."""
+            acfg: AlertConfig = ALERTS, kinds: dict[str, str] | None = None) -> tuple[RoomFacts, list[Alert]]:
+    """Run the event rules on one event, then fold it into the room's facts. ``kinds``: ``room.kinds``, when
+    the caller has it."""
     ts, sid = int(rec["ts"]), rec.get("stakeholder_id", "")
-    kind = _kind(cfg, rec.get("content_id", ""), room)
+    kind = _kind(cfg, rec.get("content_id", ""), room, kinds)
     view = EventView(room, facts, rec, ts, sid, kind, daily_points, points)
     alerts = [a for rule in EVENT_RULES for a in rule(view, cfg, acfg)]
     return fold(facts, rec, ts, sid, kind, alerts, acfg, room), alerts
@@ -373,21 +383,21 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
          acfg: AlertConfig = ALERTS, room: Room | None = None) -> RoomFacts:
     """What one event establishes about the room."""
     etype = rec.get("type", "")
-    shares = list(facts.shared_to)
-    visitors = list(facts.visitors)
+    shares, visitors = facts.shared_to, facts.visitors  # rebuilt only when this event adds to them
     visitor = rec.get("visitor_id", "")
     if not sid and etype == "room_view" and visitor and visitor not in visitors:
         claimed = likely_share(facts, ts)
         if claimed:
-            shares[shares.index(claimed)] = (*claimed[:3], visitor)
-        visitors = (visitors + [visitor])[-MAX_VISITORS:]
-    to = recipient(rec)
+            i = shares.index(claimed)
+            shares = (*shares[:i], (*claimed[:3], visitor), *shares[i + 1:])
+        visitors = (*visitors, visitor)[-MAX_VISITORS:]
+    to = recipient(rec) if etype == "share" else ""
     # a share to the seller's team, or to someone invited (they open the room with their own link), never
     # waits for an anonymous first visit
-    known_to = room is not None and (room.is_internal_address(to) or to in _invited_addresses(room))
-    if etype == "share" and to and not known_to and to not in {s[0] for s in shares}:
-        shares = (shares + [(to, sid or "an anonymous visitor", ts, "")])[-MAX_SHARES:]
-    hot_ms = max([facts.hot_ms] + [a.at_ms for a in alerts if a.kind == "hot"])
+    if (to and not (room is not None and (room.is_internal_address(to) or to in _invited_addresses(room)))
+            and to not in {s[0] for s in shares}):
+        shares = (*shares, (to, sid or "an anonymous visitor", ts, ""))[-MAX_SHARES:]
+    hot_ms = max([facts.hot_ms] + [a.at_ms for a in alerts if a.kind == "hot"]) if alerts else facts.hot_ms
     day = ts // DAY_MS
     active = facts.active_days
     if not active or day > active[-1] // DAY_MS:
@@ -415,21 +425,40 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
     return evolve(facts, last_activity_ms=max(facts.last_activity_ms, ts), stakeholders=stakeholders,
                   token_visitors=token_visitors, pricing_days=pricing_days,
                   proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=viewed,
-                  shared_to=tuple(shares), visitors=tuple(visitors), hot_ms=hot_ms, active_days=tuple(active))
+                  shared_to=shares, visitors=visitors, hot_ms=hot_ms, active_days=active)
 
 
-def bands_at(scores: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> BandState:
-    """The deal's and each person's band at ``now_ms`` (age, velocity and recency)."""
-    return BandState(deal_band(scores, now_ms, cfg),
+def bands_at(scores: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT,
+             summed: list[tuple[int, float]] | None = None) -> BandState:
+    """The deal's and each person's band at ``now_ms`` (age, velocity and recency). ``summed``: the scores'
+    ``sum_daily``, when the caller has it."""
+    return BandState(deal_band(scores, now_ms, cfg, summed),
                      tuple(sorted((sid, stakeholder_band(s, now_ms, cfg)) for sid, s in scores.items() if is_person(sid))))
 
 
+_ZONED: dict[tuple[int, str], tuple[AlertConfig, AlertConfig]] = {}
+
+
+def in_zone(acfg: AlertConfig, tz: str) -> AlertConfig:
+    """``acfg`` with its calendar in zone ``tz`` (made once per config and zone: every tick of a room asks)."""
+    hit = _ZONED.get((id(acfg), tz))
+    if hit is not None and hit[0] is acfg:
+        return hit[1]
+    if len(_ZONED) >= 1024:
+        _ZONED.clear()
+    zoned = replace(acfg, calendar=replace(acfg.calendar, tz=tz))
+    _ZONED[(id(acfg), tz)] = (acfg, zoned)
+    return zoned
+
+
 def evaluate(room: Room, facts: RoomFacts, scores: dict[str, StakeholderScore], bands: BandState, now_ms: int,
-             cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS) -> tuple[BandState, list[Alert]]:
-    """Run the time rules for one room at ``now_ms``. Returns the new band state and the alerts."""
+             cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS,
+             summed: list[tuple[int, float]] | None = None) -> tuple[BandState, list[Alert]]:
+    """Run the time rules for one room at ``now_ms``. Returns the new band state and the alerts. ``summed``: as
+    for ``bands_at``."""
     if room.stage in acfg.closed_stages:
         return bands, []
     if room.tz and room.tz != acfg.calendar.tz:  # silence in the buyer's working days: their zone, the site's holidays
-        acfg = replace(acfg, calendar=replace(acfg.calendar, tz=room.tz))
-    view = TimeView(room, facts, scores, bands, bands_at(scores, now_ms, cfg), now_ms)
+        acfg = in_zone(acfg, room.tz)
+    view = TimeView(room, facts, scores, bands, bands_at(scores, now_ms, cfg, summed), now_ms)
     return view.now, [a for rule in TIME_RULES for a in rule(view, cfg, acfg)]

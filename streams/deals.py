@@ -29,15 +29,16 @@ from streams.scoring import (
     DAY_MS,
     DEFAULT,
     DealScore,
+    ScoreAcc,
     ScoringConfig,
     StakeholderScore,
     add_day,
-    apply_event,
     deal_score,
     event_points,
     is_person,
     stakeholder_band,
     stored_velocity,
+    sum_daily,
     top_reasons,
     value_at,
     velocity,
@@ -109,7 +110,8 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         first = recs[0]
         t0 = int(first.get("ts") or first.get("updated_at") or first.get("now") or 0)
         state = new_state(first["site"], first["room_id"], t0)
-    work: dict[str, StakeholderScore] | None = None  # the scores, mutable while a run of events folds in
+    work: dict[str, StakeholderScore | ScoreAcc] | None = None  # the scores, mutable while a run of events folds in
+    kinds: dict[str, str] = {}
     dirty = False  # scores moved since the last score rows: they are written when the run ends
 
     def score_rows(st: RoomState) -> None:
@@ -126,13 +128,13 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         kind = rec.get("record", "event")
         if kind == "event" and not is_internal(state, rec):
             if work is None:
-                work = dict(state.scores)
-            state = _event(state, rec, out, cfg, acfg, work)
+                work, kinds = dict(state.scores), state.room.kinds  # the room itself stays as it is during a run
+            state = _event(state, rec, out, cfg, acfg, work, kinds)
             touched.add(stakeholder_key(rec))
             dirty = True
             continue
         if work is not None:
-            state, work = evolve(state, scores=tuple(sorted(work.items()))), None
+            state, work = evolve(state, scores=_frozen(work)), None
         if kind not in _FOLDED:  # the seller's own visits: stored with the events, never scored or alerted on
             state = _remember_internal_device(state, rec)
             continue
@@ -151,10 +153,17 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
             state = forget(state, str(rec["stakeholder"]), int(rec["requested_at"]), out)
             dirty = True
     if work is not None:
-        state = evolve(state, scores=tuple(sorted(work.items())))
+        state = evolve(state, scores=_frozen(work))
     if dirty:
         score_rows(state)
     return state, out
+
+
+_NO_SCORE = StakeholderScore()
+
+
+def _frozen(work: dict[str, StakeholderScore | ScoreAcc]) -> tuple[tuple[str, StakeholderScore], ...]:
+    return tuple(sorted((sid, s.freeze() if isinstance(s, ScoreAcc) else s) for sid, s in work.items()))
 
 
 def _take_model(state: RoomState, rec: dict) -> RoomState:
@@ -167,15 +176,16 @@ def _take_model(state: RoomState, rec: dict) -> RoomState:
 
 
 def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: AlertConfig,
-           scores: dict[str, StakeholderScore]) -> RoomState:
+           scores: dict[str, StakeholderScore | ScoreAcc], kinds: dict[str, str]) -> RoomState:
     """Fold one buyer event in. ``scores``: the room's scores as a dict, updated in place (``step`` writes them
-    back into the state once the run of events ends)."""
+    back into the state once the run of events ends); ``kinds``: ``state.room.kinds``."""
     ts = int(rec["ts"])
     sid = stakeholder_key(rec)
-    kinds = state.room.kinds
     points = event_points(rec, cfg, kinds)
     known = scores.get(sid)
-    scores[sid] = apply_event(known or StakeholderScore(), rec, cfg, kinds, points)
+    acc = known if isinstance(known, ScoreAcc) else ScoreAcc(known or _NO_SCORE)
+    acc.add(rec, points, cfg)
+    scores[sid] = acc
     if known is None and len(scores) > MAX_ANONYMOUS and sid.startswith("visitor:"):
         # bounded state: a public link can draw many one-off visitors (only a newcomer can tip the count over)
         anonymous = [(s.last_seen_ms, k) for k, s in scores.items() if k.startswith("visitor:")]
@@ -187,7 +197,7 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     pts = points[0]
     day = ts // DAY_MS
     daily = add_day(state.daily, day, pts, day - 2 * acfg.spike_window_days + 1)
-    facts, alerts = observe(state.room, state.facts, rec, daily, pts, cfg, acfg)
+    facts, alerts = observe(state.room, state.facts, rec, daily, pts, cfg, acfg, kinds)
     fired = _fire(state, alerts, out) if alerts else state.fired
     return evolve(state, daily=daily, facts=facts, clock_ms=max(state.clock_ms, ts), fired=fired)
 
@@ -206,18 +216,20 @@ def _fire(state: RoomState, alerts: list[Alert], out: dict) -> tuple[str, ...]:
 
 def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
     before = state.bands
-    bands, alerts = evaluate(state.room, state.facts, dict(state.scores), state.bands, now, cfg, acfg)
+    scores = dict(state.scores)
+    summed = sum_daily(scores) if scores and state.room.stage not in acfg.closed_stages else None  # (bands and row)
+    bands, alerts = evaluate(state.room, state.facts, scores, state.bands, now, cfg, acfg, summed)
     state = evolve(state, bands=bands, fired=_fire(state, alerts, out), clock_ms=max(state.clock_ms, now))
     if state.room.stage in acfg.closed_stages:
         return state
     # time moves scores and bands without events: a row whenever a band changes, and a daily deal snapshot
-    scores, old = dict(state.scores), dict(before.stakeholders)
+    old = dict(before.stakeholders)
     changed = [sid for sid, b in bands.stakeholders if old.get(sid, b) != b]
     if changed:
         out.setdefault("stakeholder_scores", []).extend(_stakeholder_row(state, sid, scores[sid], now, cfg) for sid in changed)
     day = now // DAY_MS
     if state.scores and (day > state.snapshot_day or (before.deal and before.deal != bands.deal)):
-        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg, acfg))
+        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg, acfg, summed))
         state = evolve(state, snapshot_day=max(day, state.snapshot_day))
     return state
 
@@ -370,10 +382,11 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
                         (at - state.room.created_ms) / DAY_MS, at // DAY_MS, person_days)
 
 
-def _deal_row(state: RoomState, at: int, cfg: ScoringConfig, acfg: AlertConfig) -> dict:
+def _deal_row(state: RoomState, at: int, cfg: ScoringConfig, acfg: AlertConfig,
+              summed: list[tuple[int, float]] | None = None) -> dict:
     roles = dict(state.room.invited)
     scores = dict(state.scores)
-    d = deal_score(scores, roles, max(1, len(roles)), at, cfg)
+    d = deal_score(scores, roles, max(1, len(roles)), at, cfg, summed)
     engaged = len(d.engaged)
     feats = deal_features(state, at, cfg, acfg, whole=d)
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,

@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from streams.model import evolve
-
 DAY_MS = 86_400_000
 
 
@@ -111,33 +109,76 @@ def apply_event(state: StakeholderScore, rec: dict, cfg: ScoringConfig = DEFAULT
     """Fold one event into a stakeholder's score. Events may arrive out of order: an event older than the
     state's clock is decayed to it; the state never moves back in time. ``points``: the event's
     ``event_points``, when the caller has them."""
-    ts = int(rec["ts"])
-    pts, reason = points if points is not None else event_points(rec, cfg, kinds)
-    day = ts // DAY_MS
-    caps = dict(state.day_type_points)
-    used = caps.get((day, rec.get("type", "")), 0.0)
-    pts = max(0.0, min(pts, cfg.cap_per_type_per_day - used))
-    now = max(state.updated_ms, ts)
-    hl = cfg.half_life_days
-    contribution = decay(pts, ts, now, hl)
-    # decayed to now (kept reasons are positive: at the state's own time they stay as they are)
-    reasons = dict(state.reasons) if now == state.updated_ms else {r: decay(v, state.updated_ms, now, hl)
-                                                                    for r, v in state.reasons}
-    reasons[reason] = reasons.get(reason, 0.0) + contribution
-    keep_from = day - 2 * cfg.velocity_window_days
-    if pts > 0:
-        caps[(day, rec.get("type", ""))] = used + pts
-    daily = add_day(state.daily, day, pts, keep_from)
-    return evolve(
-        state,
-        value=decay(state.value, state.updated_ms, now, hl) + contribution,
-        updated_ms=now,
-        first_seen_ms=min(state.first_seen_ms or ts, ts),
-        last_seen_ms=max(state.last_seen_ms, ts),
-        reasons=tuple(sorted((r, v) for r, v in reasons.items() if v > 1e-9)),
-        day_type_points=tuple(sorted((k, v) for k, v in caps.items() if k[0] >= day - 1)),
-        daily=daily,
-    )
+    acc = ScoreAcc(state)
+    acc.add(rec, points if points is not None else event_points(rec, cfg, kinds), cfg)
+    return acc.freeze()
+
+
+class ScoreAcc:
+    """A stakeholder's score while a run of events folds in: the same fields as ``StakeholderScore``, with
+    reasons and caps as dicts and the daily points as a list, changed in place (``freeze`` makes the value
+    again). Folding events one by one here gives exactly the floats ``apply_event`` gives."""
+
+    __slots__ = ("value", "updated_ms", "first_seen_ms", "last_seen_ms", "reasons", "caps", "daily")
+
+    def __init__(self, s: StakeholderScore) -> None:
+        self.value, self.updated_ms = s.value, s.updated_ms
+        self.first_seen_ms, self.last_seen_ms = s.first_seen_ms, s.last_seen_ms
+        self.reasons = dict(s.reasons)
+        self.caps = dict(s.day_type_points)
+        self.daily = list(s.daily)
+
+    def add(self, rec: dict, points: tuple[float, str], cfg: ScoringConfig = DEFAULT) -> None:
+        ts = int(rec["ts"])
+        pts, reason = points
+        day = ts // DAY_MS
+        caps = self.caps
+        key = (day, rec.get("type", ""))
+        used = caps.get(key, 0.0)
+        pts = max(0.0, min(pts, cfg.cap_per_type_per_day - used))
+        before = self.updated_ms
+        now = max(before, ts)
+        hl = cfg.half_life_days
+        contribution = decay(pts, ts, now, hl)
+        reasons = self.reasons
+        if now != before:  # decayed to now (kept reasons are positive: at the state's own time they stay as they are)
+            for r, v in list(reasons.items()):
+                v = decay(v, before, now, hl)
+                if v > 1e-9:
+                    reasons[r] = v
+                else:
+                    del reasons[r]
+        v = reasons.get(reason, 0.0) + contribution
+        if v > 1e-9:
+            reasons[reason] = v
+        else:
+            reasons.pop(reason, None)
+        if pts > 0:
+            caps[key] = used + pts
+        low = day - 1  # caps of recent days only
+        for k in [k for k in caps if k[0] < low]:
+            del caps[k]
+        _add_day_list(self.daily, day, pts, day - 2 * cfg.velocity_window_days)
+        self.value = decay(self.value, before, now, hl) + contribution
+        self.updated_ms = now
+        self.first_seen_ms = min(self.first_seen_ms or ts, ts)
+        self.last_seen_ms = max(self.last_seen_ms, ts)
+
+    def freeze(self) -> StakeholderScore:
+        return StakeholderScore(self.value, self.updated_ms, self.first_seen_ms, self.last_seen_ms,
+                                tuple(sorted(self.reasons.items())), tuple(sorted(self.caps.items())), tuple(self.daily))
+
+
+def _add_day_list(daily: list[tuple[int, float]], day: int, pts: float, keep_from: int) -> None:
+    """``add_day`` in place on a list."""
+    if daily and daily[0][0] >= keep_from and daily[-1][0] <= day:
+        last_day, last = daily[-1]
+        if last_day == day:
+            daily[-1] = (day, last + pts)
+        else:
+            daily.append((day, 0.0 + pts))
+        return
+    daily[:] = add_day(tuple(daily), day, pts, keep_from)
 
 
 def add_day(daily: tuple[tuple[int, float], ...], day: int, pts: float, keep_from: int) -> tuple[tuple[int, float], ...]:
@@ -249,9 +290,9 @@ class DealScore:
 
 
 def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str], invited: int, now_ms: int,
-               cfg: ScoringConfig = DEFAULT) -> DealScore:
+               cfg: ScoringConfig = DEFAULT, summed: list[tuple[int, float]] | None = None) -> DealScore:
     """Roll stakeholder scores up to a 0-100 deal score. ``roles``: stakeholder id -> role of the invited
-    committee; ``invited``: committee size (>= 1)."""
+    committee; ``invited``: committee size (>= 1); ``summed``: as for ``deal_band``."""
     hl, floor = cfg.half_life_days, cfg.engaged_min_score
     values = {sid: decay(s.value, s.updated_ms, now_ms, hl) for sid, s in stakeholders.items()}
     engaged = [sid for sid, v in values.items() if v >= floor and not sid.startswith("visitor:")]  # engaged_ids
@@ -263,7 +304,8 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     depth = min(1.0, sum(values.values()) / cfg.depth_saturation)
     last = max((s.last_seen_ms for s in stakeholders.values()), default=0)
     recency = decay(1.0, last, now_ms, cfg.recency_half_life_days) if last else 0.0
-    summed = _sum_daily(s.daily for s in stakeholders.values()) if stakeholders else []
+    if summed is None:
+        summed = sum_daily(stakeholders) if stakeholders else []
     vel = daily_velocity(summed, now_ms, cfg)
     vel_term = 0.5 if vel is None else min(1.0, vel / 2)
     wb, wd, wr, wv = cfg.deal_weights
@@ -299,6 +341,11 @@ def is_engaged(s: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -
 def engaged_ids(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> list[str]:
     """The engaged people: verified stakeholders with an engaged score (anonymous visitors never count)."""
     return [sid for sid, s in stakeholders.items() if is_person(sid) and is_engaged(s, now_ms, cfg)]
+
+
+def sum_daily(stakeholders: dict[str, StakeholderScore]) -> list[tuple[int, float]]:
+    """The stakeholders' daily points summed per day (``deal_band``'s and ``deal_score``'s ``summed``)."""
+    return _sum_daily(s.daily for s in stakeholders.values())
 
 
 def _sum_daily(dailies) -> list[tuple[int, float]]:

@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 from streams.scoring import (
     DAY_MS,
     DEFAULT,
+    ScoreAcc,
     ScoringConfig,
     StakeholderScore,
+    add_day,
     apply_event,
     band,
     deal_score,
@@ -116,3 +118,47 @@ def test_score_is_never_negative_and_decays_monotonically_without_events(events,
 @given(_events)
 def test_replaying_the_same_events_in_the_same_order_gives_the_same_state(events):
     assert fold(events) == fold(list(events))
+
+
+_far_events = st.lists(st.fixed_dictionaries({  # out of order, years apart (reasons decaying below 1e-9), same days
+    "type": st.sampled_from(["room_view", "content_view", "engagement", "cta", "share"]),
+    "ts": st.one_of(st.integers(T0, T0 + 3 * DAY_MS), st.integers(T0 - 900 * DAY_MS, T0 + 900 * DAY_MS)),
+    "engaged_ms": st.integers(0, 10 ** 9),
+    "content_id": st.sampled_from(["", "pricing", "proposal", "x"]),
+}), max_size=60)
+
+
+def reference_apply(state, rec, cfg=DEFAULT):
+    """The frozen-tuple fold that ``ScoreAcc`` replaced (every event rebuilds the value), kept as the oracle."""
+    ts = int(rec["ts"])
+    pts, reason = event_points(rec, cfg)
+    day = ts // DAY_MS
+    caps = dict(state.day_type_points)
+    used = caps.get((day, rec.get("type", "")), 0.0)
+    pts = max(0.0, min(pts, cfg.cap_per_type_per_day - used))
+    now = max(state.updated_ms, ts)
+    hl = cfg.half_life_days
+    contribution = decay(pts, ts, now, hl)
+    reasons = dict(state.reasons) if now == state.updated_ms else {r: decay(v, state.updated_ms, now, hl)
+                                                                    for r, v in state.reasons}
+    reasons[reason] = reasons.get(reason, 0.0) + contribution
+    if pts > 0:
+        caps[(day, rec.get("type", ""))] = used + pts
+    return StakeholderScore(
+        decay(state.value, state.updated_ms, now, hl) + contribution, now, min(state.first_seen_ms or ts, ts),
+        max(state.last_seen_ms, ts), tuple(sorted((r, v) for r, v in reasons.items() if v > 1e-9)),
+        tuple(sorted((k, v) for k, v in caps.items() if k[0] >= day - 1)),
+        add_day(state.daily, day, pts, day - 2 * cfg.velocity_window_days))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_events | _far_events)
+def test_a_run_folded_in_place_is_exactly_the_frozen_fold(events):
+    """The state machine folds a run of events into one ``ScoreAcc`` and freezes it once; that must be the very
+    value (every float) the frozen fold gives, and so must ``apply_event`` one event at a time."""
+    acc, ref = ScoreAcc(StakeholderScore()), StakeholderScore()
+    for e in events:
+        acc.add(e, event_points(e))
+        ref = reference_apply(ref, e)
+    assert acc.freeze() == ref
+    assert fold(events) == ref
