@@ -141,18 +141,18 @@ class ScoreAcc:
         hl = cfg.half_life_days
         contribution = decay(pts, ts, now, hl)
         reasons = self.reasons
+        faded = []
         if now != before:  # decayed to now (kept reasons are positive: at the state's own time they stay as they are)
             for r, v in list(reasons.items()):
-                v = decay(v, before, now, hl)
-                if v > 1e-9:
-                    reasons[r] = v
-                else:
-                    del reasons[r]
-        v = reasons.get(reason, 0.0) + contribution
-        if v > 1e-9:
-            reasons[reason] = v
-        else:
-            reasons.pop(reason, None)
+                reasons[r] = v = decay(v, before, now, hl)
+                if v <= 1e-9:
+                    faded.append(r)
+        v = reasons[reason] = reasons.get(reason, 0.0) + contribution  # (a faded reason counted again adds to what is left)
+        if v <= 1e-9:
+            faded.append(reason)
+        for r in faded:
+            if reasons.get(r, 1.0) <= 1e-9:
+                del reasons[r]
         if pts > 0:
             caps[key] = used + pts
         low = day - 1  # caps of recent days only

@@ -2,7 +2,7 @@
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streams.scoring import (
@@ -153,6 +153,8 @@ def reference_apply(state, rec, cfg=DEFAULT):
 
 @settings(max_examples=300, deadline=None)
 @given(_events | _far_events)
+@example([ev("room_view", T0, content_id="pricing"),  # faded below 1e-9, then counted again: adds to what is left
+          ev("room_view", T0 + 440 * DAY_MS, content_id="pricing")])
 def test_a_run_folded_in_place_is_exactly_the_frozen_fold(events):
     """The state machine folds a run of events into one ``ScoreAcc`` and freezes it once; that must be the very
     value (every float) the frozen fold gives, and so must ``apply_event`` one event at a time."""
