@@ -42,7 +42,7 @@ class KafkaHandoff:
     def ready(self) -> bool:
         return self.producer is not None and self._healthy
 
-    def shedding(self) -> bool:
+    def shedding(self, admitted: int = 0) -> bool:
         return False  # the producer's own buffer bounds what waits; a send it cannot take answers 503
 
     async def submit(self, events: list[dict], dead_letters: list[dict]) -> None:

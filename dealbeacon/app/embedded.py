@@ -226,7 +226,7 @@ class EmbeddedHandoff:
     def ready(self) -> bool:
         return self._task is not None and not self._task.done() and self._healthy
 
-    def shedding(self) -> bool:
+    def shedding(self, admitted: int = 0) -> bool:
         return False
 
     async def submit(self, events: list[dict], dead_letters: list[dict]) -> dict[int, str]:
@@ -379,8 +379,8 @@ class LoggedHandoff:
     def ready(self) -> bool:
         return bool(self._tasks) and all(not t.done() for t in self._tasks) and self._log_ok and not self._full(1)
 
-    def shedding(self) -> bool:
-        return self._full(1)
+    def shedding(self, admitted: int = 0) -> bool:
+        return self._full(max(1, admitted))
 
     def _full(self, adding: int) -> bool:
         return (self.backlog_records + self.queue.records + adding > self.max_backlog_records

@@ -32,6 +32,8 @@ class Handoff(Protocol):
     def ready(self) -> bool:
         """True when submit is expected to succeed."""
 
-    def shedding(self) -> bool:
-        """True when submit would refuse any request now (embedded: the local log's backlog is full): ingest
-        answers 503 before reading the body, so refusing costs nothing of what the backlog drains with."""
+    def shedding(self, admitted: int = 0) -> bool:
+        """True when submit would refuse a request now (embedded: the local log's backlog is full), counting
+        ``admitted`` records that requests already let in may still hand off: ingest answers 503 at the door,
+        before parsing and checking the body, so refusing costs little of what the backlog drains with and a
+        request let in is not refused after its events were checked."""

@@ -1,10 +1,11 @@
-"""Overload against a real `dealbeacon up`: first the sustained rate is measured, then twice that is offered
-(open loop) for 30 s. Only 202, 429 and 503 come back; every event answered 202 is stored exactly once; no
-event answered 503 (or 429) is stored, unless the 503 itself says it was kept.
+"""Overload against a real `dealbeacon up`: first the sustained rate is measured (closed loop, 30 s, a site of its
+own), then twice that is offered (open loop) for 30 s. Only 202, 429 and 503 come back; every event answered 202
+is stored exactly once; no event answered 503 (or 429) is stored, unless the 503 itself says it was kept.
 
 A 202 means "in the local log"; rows reach chdb behind it. So both rates are events stored per second while
-the load runs (the closed loop for 10 s, then the overload), not answers: a log absorbing a burst is not
-throughput."""
+the load runs (the closed loop, then the overload), not answers: a log absorbing a burst is not
+throughput. Every 503 must come from the door (before the body is parsed), none from the hand-off after the events
+were checked."""
 import asyncio
 import collections
 import time
@@ -17,6 +18,7 @@ from tests.support.data import SQL_AUTH
 from tests.support.servers import Server
 
 BATCH = 100  # the most events one request may carry
+SECONDS = 30  # each load: the sustained rate, then twice it
 
 
 class Conn:
@@ -109,17 +111,17 @@ async def _closed_loop(port, prebuilt, seconds, concurrency=8):
     return done
 
 
-def _stored(sql_port) -> int:
+def _stored(sql_port, site="load") -> int:
     r = httpx.post(f"http://127.0.0.1:{sql_port}/", auth=SQL_AUTH, timeout=120,
-                   content="SELECT count() FROM events WHERE site = 'load'")
+                   content=f"SELECT count() FROM events WHERE site = '{site}'")
     assert r.status_code == 200, r.text[:300]
     return int(r.text)
 
 
-async def _stored_by(sql_port, n, timeout_s=180) -> float:
-    """When the events table first held ``n`` load events (bounded wait)."""
+async def _stored_by(sql_port, n, timeout_s=180, site="load") -> float:
+    """When the events table first held ``n`` events of ``site`` (bounded wait)."""
     t_end = time.time() + timeout_s
-    while (have := await asyncio.to_thread(_stored, sql_port)) < n:
+    while (have := await asyncio.to_thread(_stored, sql_port, site)) < n:
         assert time.time() < t_end, f"only {have} of {n} accepted events stored after {timeout_s}s"
         await asyncio.sleep(0.1)
     return time.time()
@@ -163,36 +165,42 @@ async def _open_loop(port, bodies, rate_ev_s, seconds, max_in_flight=1000):
 def test_twice_the_sustained_rate_for_30s_answers_honestly(tmp_path):
     data = tmp_path / "d"
     data.mkdir()
-    (data / "sites.json").write_text('[{"key": "load", "secret": "s3cret", "origins": ["*"]}]')
+    (data / "sites.json").write_text('[{"key": "load", "secret": "s3cret", "origins": ["*"]}, '
+                                     '{"key": "steady", "secret": "s3cret", "origins": ["*"]}]')
     # the rate limit well above twice the sustained rate: the overload is met by the pipeline's own bounds
     srv = Server(data, "--no-demo", env={"DEALBEACON_RATE_LIMIT_EVENTS_PER_S": "1000000",
                                          "DEALBEACON_RATE_LIMIT_BURST": "2000000", "DEALBEACON_HANDOFF_TIMEOUT_S": "1"})
     srv.start()
     try:
-        async def stored_during(load):
-            """Events stored per second while ``load`` runs (what the pipeline keeps up with under it, not what
-            its log absorbs), and what the load returned."""
-            s0, t0 = await asyncio.to_thread(_stored, srv.sql_port), time.time()
+        async def stored_during(load, site):
+            """Events of ``site`` stored per second while ``load`` runs (what the pipeline keeps up with under it,
+            not what its log absorbs), and what the load returned."""
+            s0, t0 = await asyncio.to_thread(_stored, srv.sql_port, site), time.time()
             out = await load
-            return (await asyncio.to_thread(_stored, srv.sql_port) - s0) / (time.time() - t0), out
+            return (await asyncio.to_thread(_stored, srv.sql_port, site) - s0) / (time.time() - t0), out
 
         async def run():
-            closed = _prebuilt("load", 10 * 60_000 // BATCH)  # more than 10 s can take at 60k events/s
-            sustained, accepted = await stored_during(_closed_loop(srv.port, closed, 10))
+            # the sustained rate over as long as the overload lasts (a 10 s burst into an empty store measured a rate
+            # the store does not keep up as it grows: 18-26k against 19-22k over the next 30 s), on its own site
+            closed = _prebuilt("steady", SECONDS * 40_000 // BATCH)  # more than 30 s take at 40k events/s
+            sustained, accepted = await stored_during(_closed_loop(srv.port, closed, SECONDS), "steady")
             del closed
-            await _stored_by(srv.sql_port, accepted)  # drained before the overload starts
-            bodies = _prebuilt("load", int(30 * 2 * sustained / BATCH) + 10)
-            goodput, (outcomes, sent, skipped) = await stored_during(_open_loop(srv.port, bodies, 2 * sustained, 30))
+            await _stored_by(srv.sql_port, accepted, site="steady")  # drained before the overload starts
+            bodies = _prebuilt("load", int(SECONDS * 2 * sustained / BATCH) + 10)
+            goodput, (outcomes, sent, skipped) = await stored_during(
+                _open_loop(srv.port, bodies, 2 * sustained, SECONDS), "load")
             n_ok = sum(len(ids) for s, ids, _ in outcomes if s == 202)
-            await _stored_by(srv.sql_port, accepted + n_ok)
+            await _stored_by(srv.sql_port, n_ok)
             return sustained, outcomes, sent, skipped, goodput
 
         sustained, outcomes, sent, skipped, goodput = asyncio.run(run())
-        statuses = {}
-        for status, _, _ in outcomes:
+        statuses, refusals = {}, collections.Counter()
+        for status, _, answer in outcomes:
             statuses[status] = statuses.get(status, 0) + 1
+            if status == 503:
+                refusals[answer["detail"].split(" (")[0]] += 1
         print(f"\noverload: sustained {sustained:.0f} ev/s; offered {2 * sustained:.0f} ev/s for 30 s: {sent} requests "
-              f"scheduled, {skipped} not sent (generator bound), answers {sorted(statuses.items(), key=str)}")
+              f"scheduled, {skipped} not sent (generator bound), answers {sorted(statuses.items(), key=str)}; 503s: {dict(refusals)}")
         assert set(statuses) <= {202, 429, 503}, statuses
         ok = {i for s, ids, _ in outcomes if s == 202 for i in ids}
         kept_503 = sum(b["kept"] for s, _, b in outcomes if s == 503)
@@ -211,10 +219,11 @@ def test_twice_the_sustained_rate_for_30s_answers_honestly(tmp_path):
         print(f"overload: {len(ok)} events answered 202, all stored once; {len(refused)} answered 429/503, none stored; "
               f"goodput (stored during the overload) {goodput:.0f} ev/s = {goodput / sustained:.2f} of the sustained rate")
         assert statuses.get(202, 0) > 0 and skipped < sent * 0.01  # twice the rate was really offered
-        # issue 15 asks 0.8; stored-while-loaded measures 0.61-1.05 here (2026-12-05, five runs: 0.61 and 0.68
-        # with h11, 0.72, 0.72 and 1.05 with httptools; the refused requests' HTTP handling and the writer share
-        # the GIL, and the 10 s sustained rate itself varies 16-22k). Held at 0.6 so a regression fails; the
-        # issue stays open.
-        assert goodput >= 0.6 * sustained, "overload cost more than 40 % of the sustained rate"
+        # issue 15 asks 0.8. Before the door counted the requests it had let in, some were refused by the hand-off
+        # after their events were checked, and goodput measured 0.61-0.80 (2026-12-05); with it, 0.87-0.88 in
+        # three runs, no 503 after the checks. Held at 0.75 so a regression fails without the machine's noise
+        # failing it.
+        assert not refusals.keys() - {"too many requests in progress", "the pipeline is behind"}, refusals  # at the door
+        assert goodput >= 0.75 * sustained, "overload cost more than 25 % of the sustained rate"
     finally:
         srv.stop()
