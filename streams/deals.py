@@ -33,6 +33,7 @@ from streams.scoring import (
     ScoringConfig,
     StakeholderScore,
     add_day,
+    deal_parts,
     deal_score,
     event_points,
     is_person,
@@ -369,16 +370,20 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
     ``whole``: the room's deal score at ``at`` (visitors included), reused when the room has no visitor."""
     roles = dict(state.room.invited)
     scores = {sid: s for sid, s in state.scores if is_person(sid)}
-    d = whole if whole is not None and len(scores) == len(state.scores) else deal_score(scores, roles, max(1, len(roles)), at, cfg)
+    if whole is not None and len(scores) == len(state.scores):
+        engaged_ids, breadth, depth, recency = whole.engaged, whole.breadth, whole.depth, whole.recency
+    else:  # the people's parts alone (the rest of a deal score, its daily history and band, is not a feature)
+        engaged_ids, _, _, breadth, depth, recency = deal_parts(scores, roles, max(1, len(roles)), at, cfg)
+        breadth, depth, recency = round(breadth, 4), round(depth, 4), round(recency, 4)
     daily: dict[int, float] = {}
     for s in scores.values():
         for day, v in s.daily:
             daily[day] = daily.get(day, 0.0) + v
     stages = [name for name, _ in acfg.cadence_days]
     pos = stages.index(state.room.stage) / max(1, len(stages) - 1) if state.room.stage in stages else 0.0
-    engaged = len([sid for sid in d.engaged if sid in roles])
+    engaged = len([sid for sid in engaged_ids if sid in roles])
     person_days = [(sid, s.daily) for sid, s in scores.items() if sid in roles]
-    return win_features(d.breadth, d.depth, d.recency, daily.items(), engaged, len(roles), pos,
+    return win_features(breadth, depth, recency, daily.items(), engaged, len(roles), pos,
                         (at - state.room.created_ms) / DAY_MS, at // DAY_MS, person_days)
 
 

@@ -289,10 +289,11 @@ class DealScore:
     engaged: tuple[str, ...] = ()  # engaged_ids at the same instant
 
 
-def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str], invited: int, now_ms: int,
-               cfg: ScoringConfig = DEFAULT, summed: list[tuple[int, float]] | None = None) -> DealScore:
-    """Roll stakeholder scores up to a 0-100 deal score. ``roles``: stakeholder id -> role of the invited
-    committee; ``invited``: committee size (>= 1); ``summed``: as for ``deal_band``."""
+def deal_parts(stakeholders: dict[str, StakeholderScore], roles: dict[str, str], invited: int, now_ms: int,
+               cfg: ScoringConfig = DEFAULT) -> tuple[list[str], list[str], set[str], float, float, float]:
+    """The deal score's parts that need no daily history: (engaged people, those of them invited, key roles
+    covered, breadth, depth, recency), unrounded. ``deal_score`` rolls them up; the win model's features take
+    them for the room's people alone."""
     hl, floor = cfg.half_life_days, cfg.engaged_min_score
     values = {sid: decay(s.value, s.updated_ms, now_ms, hl) for sid, s in stakeholders.items()}
     engaged = [sid for sid, v in values.items() if v >= floor and not sid.startswith("visitor:")]  # engaged_ids
@@ -304,6 +305,14 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     depth = min(1.0, sum(values.values()) / cfg.depth_saturation)
     last = max((s.last_seen_ms for s in stakeholders.values()), default=0)
     recency = decay(1.0, last, now_ms, cfg.recency_half_life_days) if last else 0.0
+    return engaged, engaged_invited, covered, breadth, depth, recency
+
+
+def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str], invited: int, now_ms: int,
+               cfg: ScoringConfig = DEFAULT, summed: list[tuple[int, float]] | None = None) -> DealScore:
+    """Roll stakeholder scores up to a 0-100 deal score. ``roles``: stakeholder id -> role of the invited
+    committee; ``invited``: committee size (>= 1); ``summed``: as for ``deal_band``."""
+    engaged, engaged_invited, covered, breadth, depth, recency = deal_parts(stakeholders, roles, invited, now_ms, cfg)
     if summed is None:
         summed = sum_daily(stakeholders) if stakeholders else []
     vel = daily_velocity(summed, now_ms, cfg)
