@@ -370,6 +370,7 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
     ``whole``: the room's deal score at ``at`` (visitors included), reused when the room has no visitor."""
     roles = dict(state.room.invited)
     scores = {sid: s for sid, s in state.scores if is_person(sid)}
+    engaged_ids: tuple[str, ...] | list[str]
     if whole is not None and len(scores) == len(state.scores):
         engaged_ids, breadth, depth, recency = whole.engaged, whole.breadth, whole.depth, whole.recency
     else:  # the people's parts alone (the rest of a deal score, its daily history and band, is not a feature)
