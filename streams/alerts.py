@@ -402,7 +402,7 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
     active = facts.active_days
     if not active or day > active[-1] // DAY_MS:
         active = (*active, ts)[-(acfg.rhythm_gaps + 1):]
-    elif day not in {d // DAY_MS for d in active}:  # a late event from an earlier day
+    elif day != active[-1] // DAY_MS and day not in {d // DAY_MS for d in active}:  # a late event from an earlier day
         active = tuple(sorted((*active, ts))[-(acfg.rhythm_gaps + 1):])
     # each fact is rebuilt only when this event adds to it (the usual event adds nothing new)
     stakeholders, token_visitors = facts.stakeholders, facts.token_visitors

@@ -143,8 +143,9 @@ class ScoreAcc:
         reasons = self.reasons
         faded = []
         if now != before:  # decayed to now (kept reasons are positive: at the state's own time they stay as they are)
-            for r, v in list(reasons.items()):
-                reasons[r] = v = decay(v, before, now, hl)
+            factor = 0.5 ** ((now - before) / (hl * DAY_MS))  # ``decay``'s, once for them all (now > before, v > 0)
+            for r, v in reasons.items():
+                reasons[r] = v = v * factor
                 if v <= 1e-9:
                     faded.append(r)
         v = reasons[reason] = reasons.get(reason, 0.0) + contribution  # (a faded reason counted again adds to what is left)

@@ -16,6 +16,20 @@ def test_rows_have_exactly_the_columns_of_the_schema():
     assert set(out["dead_letters"][0]) == set(COLUMNS["dead_letters"])
 
 
+def test_event_rows_copy_every_field_and_default_absent_ones():
+    from streams.processors import _EVENT_NULLABLE, _EVENT_STRINGS, event_row
+
+    bare = {"event_id": "e-1", "ts": 1, "client_ts": 2, "received_at": 3}
+    row = event_row(bare)
+    assert {k: row[k] for k in _EVENT_STRINGS} == dict.fromkeys(_EVENT_STRINGS, "")
+    assert {k: row[k] for k in _EVENT_NULLABLE} == dict.fromkeys(_EVENT_NULLABLE, None)
+    assert (row["engaged_ms"], row["props"], row["ts"], row["client_ts"], row["received_at"]) == (0, "", 1, 2, 3)
+    full = {**bare, **{k: f"{k}!" for k in _EVENT_STRINGS}, **{k: 7.5 for k in _EVENT_NULLABLE}, "engaged_ms": 9}
+    row = event_row(full)
+    assert all(row[k] == full[k] for k in (*_EVENT_STRINGS, *_EVENT_NULLABLE, "engaged_ms", "event_id"))
+    assert set(row) == set(COLUMNS["events"])
+
+
 def test_token_is_never_part_of_a_record():
     rec = _accepted(event("room_view", token="v1.secret.sig"))
     assert "token" not in rec and "token" not in process([rec], [])["events"][0]
