@@ -190,8 +190,11 @@ def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: Ale
     if known is None and len(scores) > MAX_ANONYMOUS and sid.startswith("visitor:"):
         # bounded state: a public link can draw many one-off visitors (only a newcomer can tip the count over)
         anonymous = [(s.last_seen_ms, k) for k, s in scores.items() if k.startswith("visitor:")]
-        if len(anonymous) > MAX_ANONYMOUS:
-            for _, k in heapq.nsmallest(len(anonymous) - MAX_ANONYMOUS, anonymous):
+        over = len(anonymous) - MAX_ANONYMOUS
+        if over == 1:  # the usual case: the newcomer tipped it by one (min: nsmallest(1)'s answer, cheaper)
+            del scores[min(anonymous)[1]]
+        elif over > 1:
+            for _, k in heapq.nsmallest(over, anonymous):
                 del scores[k]
     for kind in activity_kinds(state.facts, rec):
         out.setdefault("activities", []).append(activity_row(state.site, state.room.room_id, state.room.owner, rec, kind))
