@@ -68,8 +68,10 @@ def cli() -> None:
 @settings_options(server=True, sql=True)
 def up(settings: Settings) -> None:
     """Embedded mode: ingest + processors + chdb + SQL port in one process."""
+    from dealbeacon.app import memory
     from dealbeacon.app.runtime import run_embedded
 
+    memory.cap_arenas(2)  # before chdb's and the writer's threads start (dealbeacon/app/memory.py)
     asyncio.run(run_embedded(settings))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -16,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from dealbeacon.app import serving
+from dealbeacon.app import memory, serving
 from dealbeacon.app.runtime import SNIPPET_FILE, analyst_engine
 from dealbeacon.core.settings import Settings
 from dealbeacon.core.sites import SiteRegistry
@@ -93,14 +92,6 @@ async def _alert_feed(s: Settings, hub) -> None:
             await consumer.stop()
 
 
-def _glibc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc: nothing to tune
-        return None
-
-
 def run_worker(s: Settings) -> None:
     import faust
     import uvloop
@@ -111,9 +102,7 @@ def run_worker(s: Settings) -> None:
     # done, but glibc keeps freed memory and gives threads arenas of their own (Faust's consumer thread and
     # RocksDB's beside the event loop), so RSS would hold every peak: arenas capped before any thread starts,
     # freed memory handed back every few seconds.
-    libc = _glibc()
-    if libc is not None:
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    tuned = memory.cap_arenas(2)
     os.makedirs(s.data_dir, exist_ok=True)
     asyncio.run(ensure_topics(s))
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # Faust's per-message plumbing is loop-bound
@@ -126,10 +115,10 @@ def run_worker(s: Settings) -> None:
         # Kafka plumbing then builds a record (6 % of the worker's CPU, measured). Set it once started.
         logging.getLogger().setLevel(level)
 
-    if libc is not None:
+    if tuned:
         @app.timer(5.0)
         async def give_back_memory() -> None:
-            libc.malloc_trim(0)
+            memory.give_back()
 
     faust.Worker(app, loglevel=level, quiet=True).execute_from_commandline()
 

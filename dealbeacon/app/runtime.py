@@ -12,7 +12,7 @@ import time
 
 from prometheus_client import Gauge
 
-from dealbeacon.app import serving
+from dealbeacon.app import memory, serving
 from dealbeacon.app.embedded import EmbeddedHandoff, EmbeddedProcessor, LoggedHandoff
 from dealbeacon.app.locallog import LocalLog
 from dealbeacon.app.modelfit import refit_loop
@@ -180,6 +180,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
                                   alert_config(settings), hot_rooms=settings.embedded_hot_rooms)
     rooms = await asyncio.to_thread(processor.load)
     delivering = asyncio.create_task(deliverer.run())
+    trimming = asyncio.create_task(memory.give_back_every(5.0))  # freed batch memory back to the system
     handoff = embedded_handoff(settings, store, processor)
     await handoff.start()
     ticker = asyncio.create_task(_ticker(settings, sites, handoff)) if settings.clock == "wall" else None
@@ -225,7 +226,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
         if demo_task:
             demo_task.cancel()
             await asyncio.gather(demo_task, return_exceptions=True)
-        for task in (ticker, refits, delivering):
+        for task in (ticker, refits, delivering, trimming):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
