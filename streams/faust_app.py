@@ -57,6 +57,12 @@ def create_faust_app(s: Settings) -> faust.App:
         producer_compression_type=s.kafka_compression or None,
         table_standby_replicas=0,
     )
+    # A batch's table writes (one changelog message per changed room) wait in Faust's producer buffer; past
+    # max_messages (Faust's default: 100) the agent pauses after each batch until they drain one by one ("producer
+    # buffer full" in the log; much of the worker's lag behind bench/plain_worker.py). Room for a whole batch: a
+    # commit flushes the producer first all the same (faust Consumer._commit_offsets), so what is committed
+    # still has its states in the changelog.
+    app.producer.buffer.max_messages = max(100, 2 * s.worker_batch_messages)
     # acks off: offsets are committed by the sequencer below, only up to what was processed
     events_topic = app.topic(s.topic_events, partitions=s.topic_partitions, acks=False)
     dead_topic = app.topic(s.topic_dead_letters, partitions=s.topic_partitions, acks=False)
