@@ -262,7 +262,7 @@ def deal_band(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: Scori
     ``summed``: their daily points already summed, when the caller has them."""
     if not stakeholders:
         return "Dark"
-    return standing(summed if summed is not None else _sum_daily(s.daily for s in stakeholders.values()),
+    return standing(summed if summed is not None else sum_daily(stakeholders),
                     min(s.first_seen_ms for s in stakeholders.values()),
                     max(s.last_seen_ms for s in stakeholders.values()), now_ms, cfg)
 
@@ -340,7 +340,7 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
 
 def deal_velocity(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:
     """The deal's velocity: its stakeholders' daily points summed, recent window vs the one before."""
-    return daily_velocity(_sum_daily(s.daily for s in stakeholders.values()), now_ms, cfg)
+    return daily_velocity(sum_daily(stakeholders), now_ms, cfg)
 
 
 def is_engaged(s: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -> bool:
@@ -355,12 +355,8 @@ def engaged_ids(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: Sco
 
 def sum_daily(stakeholders: dict[str, StakeholderScore]) -> list[tuple[int, float]]:
     """The stakeholders' daily points summed per day (``deal_band``'s and ``deal_score``'s ``summed``)."""
-    return _sum_daily(s.daily for s in stakeholders.values())
-
-
-def _sum_daily(dailies) -> list[tuple[int, float]]:
     total: dict[int, float] = {}
-    for daily in dailies:
-        for d, v in daily:
+    for s in stakeholders.values():
+        for d, v in s.daily:
             total[d] = total.get(d, 0.0) + v
     return sorted(total.items())
