@@ -204,7 +204,12 @@ def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float, float]:
     rows = process(_records(rows_n), [])["events"]
     store = ChdbStore(os.path.join(tmp, "ch"))
     store.migrate()
+
+    def quiet() -> None:  # each timed run starts with no background merge left from the one before
+        while int(store.query("SELECT count() FROM system.merges")[0][0]):
+            time.sleep(0.05)
     try:
+        quiet()
         t0 = time.perf_counter()
         for i in range(0, len(rows), s.sink_batch_rows):
             store.insert("events", rows[i:i + s.sink_batch_rows])
@@ -212,6 +217,7 @@ def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float, float]:
         store.execute("TRUNCATE TABLE events")
         arrays = [v for _, v in _row_messages(rows)]
         per = max(1, s.sink_batch_rows // 500)
+        quiet()
         t0 = time.perf_counter()
         for i in range(0, len(arrays), per):
             store.insert_json("events", arrays[i:i + per])
@@ -221,6 +227,7 @@ def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float, float]:
         # as the worker publishes rows: arrays of 500 with their count in a header
         asyncio.run(_produce(s, row_topic(s, "events"), _row_messages(rows),
                              lambda v: records.rows_header(len(records.decode_many(v)))))
+        quiet()
 
         async def sink():
             w = SinkWorker(s, store)
@@ -233,6 +240,7 @@ def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float, float]:
             while w.metrics.rows.labels("events")._value.get() < rows_n:
                 await asyncio.sleep(0.01)
             elapsed = time.perf_counter() - t
+            print("sink inserts:", w.metrics.batches.labels("events")._value.get(), "sum insert s", w.metrics.insert_seconds._sum.get(), "elapsed", elapsed, file=sys.stderr)
             w.stop()
             await task
             stored = int(store.query("SELECT count() FROM events")[0][0])

@@ -105,11 +105,9 @@ class SinkWorker:
                     self._c.pause(*self._c.assignment())
                 if self._stop.is_set():
                     raise RuntimeError("stopping with an uninserted batch; it will be replayed") from e
-                # poll while paused so the group does not evict us; anything a newly assigned partition
-                # returns is rewound, never skipped
-                for rtp, msgs in (await self._c.getmany(timeout_ms=int(delay * 1000))).items():
-                    self._c.seek(rtp, msgs[0].offset)
-                self._c.pause(*self._c.assignment())
+                # run() keeps polling meanwhile (so the group does not evict us) and rewinds anything a newly
+                # assigned partition returns
+                await asyncio.sleep(delay)
                 delay = min(self.max_backoff, delay * 2)
         if self.paused:
             log.info("ClickHouse is back; resuming consumption")
@@ -160,29 +158,53 @@ class SinkWorker:
         pending.clear()
 
     async def run(self) -> None:
+        """Consume, batch, insert, commit. One batch is inserted (in a thread) while the next is gathered: the
+        fetch, decompression and bookkeeping of batch N+1 overlap the insert of batch N, which bounds the sink.
+        At most one flush is in flight, so inserts and commits stay in offset order."""
         self.consumer = AIOKafkaConsumer(
             *self.topics, bootstrap_servers=self.s.kafka_bootstrap, group_id=self.s.sink_group,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=self.s.sink_batch_rows,
             client_id="dealbeacon-sink")
         await self.consumer.start()
         pending: dict[TopicPartition, Pending] = {}
+        size = 0
         oldest = None
+        flushing: asyncio.Task | None = None
         try:
             while not self._stop.is_set():
                 got = await self.consumer.getmany(timeout_ms=100, max_records=self.s.sink_batch_rows)
+                if self.paused:  # the flush in flight is retrying: hold everything, rewind what came meanwhile
+                    for tp, msgs in got.items():
+                        self.consumer.seek(tp, msgs[0].offset)
+                    self.consumer.pause(*self.consumer.assignment())
+                    continue
                 for tp, msgs in got.items():
                     p = pending.setdefault(tp, Pending())
                     if p.first < 0:
                         p.first = msgs[0].offset
                     p.last = msgs[-1].offset
                     for m in msgs:
+                        n = row_count(m)
                         p.chunks.append(m.value)
-                        p.counts.append(row_count(m))
+                        p.counts.append(n)
+                        size += n
                     oldest = oldest or time.monotonic()
-                size = sum(sum(p.counts) for p in pending.values())
                 due = oldest is not None and (time.monotonic() - oldest) * 1000 >= self.s.sink_batch_ms
-                if pending and (size >= self.s.sink_batch_rows or due):
-                    await self._flush(pending)
-                    oldest = None
+                ready = bool(pending) and (size >= self.s.sink_batch_rows or due)
+                while ready and flushing is not None and size >= self.s.sink_batch_rows and not (
+                        flushing.done() or self.paused):
+                    # the next batch is full: wait for the one in flight, unless it starts retrying (then back to
+                    # polling, which keeps the group membership)
+                    await asyncio.wait([flushing], timeout=0.2)
+                if flushing is not None and flushing.done():
+                    done, flushing = flushing, None
+                    done.result()  # an insert that gave up (stopping) ends the run here
+                if ready and flushing is None and not self.paused:
+                    flushing = asyncio.create_task(self._flush(pending))
+                    pending, size, oldest = {}, 0, None
         finally:
-            await self.consumer.stop()  # uncommitted batches are replayed by the next owner
+            try:
+                if flushing is not None:
+                    await flushing  # its rows are inserted and committed, or it stops retrying (replayed)
+            finally:
+                await self.consumer.stop()  # uncommitted batches are replayed by the next owner
