@@ -4,10 +4,12 @@
    over the same data, and vs the same work in a plain aiokafka loop (bench/plain_worker.py). Each worker
    runs on topics of its own: warmed up with one message (group joined, idle), then timed from the first
    event produced to the last row out.
-2. Sink rows/s (Kafka -> batches -> chdb insert -> commit) vs a raw bulk insert of the same rows.
+2. Sink rows/s (Kafka -> batches -> chdb insert -> commit) vs a raw bulk insert of the same rows: best of
+   ``--sink-repeat`` alternating rounds of each, every round printed.
 3. Latency from POST /v1/events to the row being visible in ClickHouse (p50/p95), full stack.
 
     python bench/stream_bench.py [--events 100000] [--latency-samples 60] [--parts streams,sink,latency]
+                              [--sink-rows 500000] [--sink-repeat 3]
 """
 from __future__ import annotations
 
@@ -194,60 +196,64 @@ def rss_run(s: Settings, env: dict, n: int, rooms: int, tmp: str) -> tuple[float
         _stop(proc)
 
 
-def sink_run(s: Settings, rows_n: int, tmp: str) -> tuple[float, float, float]:
-    """Seconds for: the rows inserted from memory as dicts (``store.insert``, batch-sized); the same rows from
-    memory as the JSON arrays the worker publishes (``store.insert_json``, what the sink does minus Kafka); the
-    sink worker consuming those arrays from the topic."""
+def sink_run(s: Settings, rows_n: int, tmp: str, repeat: int) -> tuple[list[float], list[float], list[float]]:
+    """Seconds, per round, for: the rows inserted from memory as dicts (``store.insert``, batch-sized); the same
+    rows from memory as the JSON arrays the worker publishes (``store.insert_json``, what the sink does minus
+    Kafka); the sink worker consuming those arrays from the topic (a new group each round). The rounds
+    alternate the three, each starting with an empty table and no merge in flight."""
     from sinks.store import ChdbStore
     from sinks.worker import SinkWorker
 
     rows = process(_records(rows_n), [])["events"]
+    arrays = [v for _, v in _row_messages(rows)]
+    per = max(1, s.sink_batch_rows // 500)
     store = ChdbStore(os.path.join(tmp, "ch"))
     store.migrate()
 
-    def quiet() -> None:  # each timed run starts with no background merge left from the one before
+    def fresh() -> None:  # an empty table, no background merge left from the run before
+        store.execute("TRUNCATE TABLE events")
         while int(store.query("SELECT count() FROM system.merges")[0][0]):
             time.sleep(0.05)
+
+    async def sink(group: str) -> float:
+        w = SinkWorker(s.replace(sink_group=group), store)
+        task = asyncio.create_task(w.run())
+        while not (w.consumer and w.consumer.assignment()):  # timed from the group join, as the worker from its first row
+            await asyncio.sleep(0.005)
+        t = time.perf_counter()
+        # done when the sink's inserts (returned: the rows are stored) reach n; read from its own counter, as a
+        # count() query on the event loop would stall the sink it measures
+        while w.metrics.rows.labels("events")._value.get() < rows_n:
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - t
+        w.stop()
+        await task
+        stored = int(store.query("SELECT count() FROM events")[0][0])
+        assert stored == rows_n, f"the sink stored {stored} rows of {rows_n}"
+        return elapsed
+
+    dicts: list[float] = []
+    json_: list[float] = []
+    sinks: list[float] = []
     try:
-        quiet()
-        t0 = time.perf_counter()
-        for i in range(0, len(rows), s.sink_batch_rows):
-            store.insert("events", rows[i:i + s.sink_batch_rows])
-        raw_dicts = time.perf_counter() - t0
-        store.execute("TRUNCATE TABLE events")
-        arrays = [v for _, v in _row_messages(rows)]
-        per = max(1, s.sink_batch_rows // 500)
-        quiet()
-        t0 = time.perf_counter()
-        for i in range(0, len(arrays), per):
-            store.insert_json("events", arrays[i:i + per])
-        raw_json = time.perf_counter() - t0
-        assert int(store.query("SELECT count() FROM events")[0][0]) == rows_n
-        store.execute("TRUNCATE TABLE events")
         # as the worker publishes rows: arrays of 500 with their count in a header
         asyncio.run(_produce(s, row_topic(s, "events"), _row_messages(rows),
                              lambda v: records.rows_header(len(records.decode_many(v)))))
-        quiet()
-
-        async def sink():
-            w = SinkWorker(s, store)
-            task = asyncio.create_task(w.run())
-            while not (w.consumer and w.consumer.assignment()):  # timed from the group join, as the worker from its first row
-                await asyncio.sleep(0.005)
-            t = time.perf_counter()
-            # done when the sink's inserts (returned: the rows are stored) reach n; read from its own counter, as a
-            # count() query on the event loop would stall the sink it measures
-            while w.metrics.rows.labels("events")._value.get() < rows_n:
-                await asyncio.sleep(0.01)
-            elapsed = time.perf_counter() - t
-            print("sink inserts:", w.metrics.batches.labels("events")._value.get(), "sum insert s", w.metrics.insert_seconds._sum.get(), "elapsed", elapsed, file=sys.stderr)
-            w.stop()
-            await task
-            stored = int(store.query("SELECT count() FROM events")[0][0])
-            assert stored == rows_n, f"the sink stored {stored} rows of {rows_n}"
-            return elapsed
-
-        return raw_dicts, raw_json, asyncio.run(sink())
+        for r in range(repeat):
+            fresh()
+            t0 = time.perf_counter()
+            for i in range(0, len(rows), s.sink_batch_rows):
+                store.insert("events", rows[i:i + s.sink_batch_rows])
+            dicts.append(time.perf_counter() - t0)
+            fresh()
+            t0 = time.perf_counter()
+            for i in range(0, len(arrays), per):
+                store.insert_json("events", arrays[i:i + per])
+            json_.append(time.perf_counter() - t0)
+            assert int(store.query("SELECT count() FROM events")[0][0]) == rows_n
+            fresh()
+            sinks.append(asyncio.run(sink(f"{s.sink_group}-{r}")))
+        return dicts, json_, sinks
     finally:
         store.close()
 
@@ -310,6 +316,7 @@ def main() -> None:
     ap.add_argument("--latency-samples", type=int, default=60)
     ap.add_argument("--sink-rows", type=int, default=500_000, help="rows for the sink run (its 1 s batch window "
                     "holds the last partial batch: a short run would mostly measure that)")
+    ap.add_argument("--sink-repeat", type=int, default=3, help="alternating rounds of raw inserts and sink runs")
     ap.add_argument("--parts", default="streams,sink,latency", help="which of the runs (comma-separated)")
     ap.add_argument("--rss", default="", help="events:rooms,... e.g. 100000:5000,1000000:100000 (worker memory runs only)")
     a = ap.parse_args()
@@ -334,7 +341,7 @@ def main() -> None:
         if "streams" in parts:
             streams_runs(s, env, a.events, tmp)
         if "sink" in parts:
-            sink_runs(s, a.sink_rows, tmp)
+            sink_runs(s, a.sink_rows, tmp, a.sink_repeat)
         if "latency" in parts and a.latency_samples:
             lat = latency_run(env, tmp, a.latency_samples)
             p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95)]
@@ -357,13 +364,18 @@ def streams_runs(s: Settings, env: dict, n: int, tmp: str) -> None:
           f"ratio faust/plain = {plain / fst:.3f}")
 
 
-def sink_runs(s: Settings, rows_n: int, tmp: str) -> None:
+def sink_runs(s: Settings, rows_n: int, tmp: str, repeat: int) -> None:
+    """Best of ``repeat`` alternating rounds for each (the least disturbed run on a shared 2-core VM, whose
+    single runs swing by +-30 %), every round printed."""
     s2 = s.replace(topic_rows_prefix="sinkbench.rows.", sink_group="sinkbench")
     asyncio.run(ensure_topics(s2))
-    raw_dicts, raw_json, sink_t = sink_run(s2, rows_n, tmp)
-    raw_ins = min(raw_dicts, raw_json)  # the faster raw insert is the baseline
-    print(f"sink:    raw bulk insert: dicts {rows_n / raw_dicts:9.0f} rows/s, JSON arrays {rows_n / raw_json:9.0f} "
-          f"rows/s | sink worker {rows_n / sink_t:9.0f} rows/s | ratio sink/raw (the faster) = {raw_ins / sink_t:.3f}")
+    dicts, json_, sinks = sink_run(s2, rows_n, tmp, repeat)
+    for r, (d, j, k) in enumerate(zip(dicts, json_, sinks)):
+        print(f"sink:    round {r + 1}: raw dicts {rows_n / d:9.0f} rows/s, raw JSON arrays {rows_n / j:9.0f} rows/s, "
+              f"sink worker {rows_n / k:9.0f} rows/s")
+    raw_ins = min(dicts + json_)  # the faster raw insert is the baseline
+    print(f"sink:    best of {repeat}: raw bulk insert {rows_n / raw_ins:9.0f} rows/s | sink worker "
+          f"{rows_n / min(sinks):9.0f} rows/s | ratio sink/raw = {raw_ins / min(sinks):.3f}")
 
 
 if __name__ == "__main__":
