@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     embedded_backlog_bytes: Positive = 512 << 20
     embedded_log_segment_bytes: Positive = 64 << 20
     embedded_log_min_free_bytes: Annotated[int, Field(ge=0)] = 100 << 20  # disk reserve: below it, appends answer 503
+    embedded_gil_switch_ms: Annotated[float, Field(gt=0, le=100)] = 1.0  # `up`: sys.setswitchinterval (CPython: 5)
     # -- Kafka (distributed mode)
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_events: str = "dealbeacon.events"
