@@ -11,6 +11,7 @@ Unknown fields: the server ignores them (never stored) and counts them in the me
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,55 +112,86 @@ class Rejected(Exception):
 
 def check_value(f: Field, value):
     """Validate one value against its field; return the normalised value or raise Rejected."""
-    k = f.kind
+    return _checker(f)(value)
+
+
+def _checker(f: Field) -> Callable[[Any], Any]:
+    """The field's validator as one closure (ingest runs it for every value of every event: no per-call
+    dispatch on the kind)."""
+    k, name = f.kind, f.name
     if k in ("id", "text", "uuid", "enum"):
-        if not isinstance(value, str):
-            raise Rejected("invalid_type", f.name, "must be a string")
         if k == "uuid":
-            if not _UUID_RE.match(value):
-                raise Rejected("invalid_format", f.name, "must be a UUID")
-            return value.lower()
-        if k == "enum":
-            if value not in f.choices:
-                raise Rejected("unknown_type" if f.name == "type" else "invalid_value", f.name,
-                               "must be one of " + ",".join(f.choices))
-            return value
-        if len(value) > f.max_len:
-            raise Rejected("too_long", f.name, f"at most {f.max_len} characters")
-        if k == "id" and not _ID_RE.match(value):
-            raise Rejected("invalid_format", f.name, "1+ characters of A-Z a-z 0-9 _ . : @ -")
-        return value
+            def check(value):
+                if not isinstance(value, str):
+                    raise Rejected("invalid_type", name, "must be a string")
+                if not _UUID_RE.match(value):
+                    raise Rejected("invalid_format", name, "must be a UUID")
+                return value.lower()
+        elif k == "enum":
+            choices = frozenset(f.choices)
+            reason = "unknown_type" if name == "type" else "invalid_value"
+
+            def check(value):
+                if not isinstance(value, str):
+                    raise Rejected("invalid_type", name, "must be a string")
+                if value not in choices:
+                    raise Rejected(reason, name, "must be one of " + ",".join(f.choices))
+                return value
+        else:
+            max_len, is_id = f.max_len, k == "id"
+
+            def check(value):
+                if not isinstance(value, str):
+                    raise Rejected("invalid_type", name, "must be a string")
+                if len(value) > max_len:
+                    raise Rejected("too_long", name, f"at most {max_len} characters")
+                if is_id and not _ID_RE.match(value):
+                    raise Rejected("invalid_format", name, "1+ characters of A-Z a-z 0-9 _ . : @ -")
+                return value
+        return check
     if k in ("int", "ts"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise Rejected("invalid_type", f.name, "must be an integer")
         lo, hi = (float(MIN_TS_MS), float(MAX_TS_MS)) if k == "ts" else (f.lo, f.hi)
-        if not lo <= value <= hi:
-            raise Rejected("out_of_range", f.name, f"must be within [{int(lo)}, {int(hi)}]")
-        return value
+
+        def check(value):
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                else:
+                    raise Rejected("invalid_type", name, "must be an integer")
+            if not lo <= value <= hi:
+                raise Rejected("out_of_range", name, f"must be within [{int(lo)}, {int(hi)}]")
+            return value
+        return check
     if k == "num":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Rejected("invalid_type", f.name, "must be a number")
-        if not f.lo <= value <= f.hi:  # also rejects NaN
-            raise Rejected("out_of_range", f.name, f"must be within [{f.lo:g}, {f.hi:g}]")
-        return float(value)
+        lo, hi = f.lo, f.hi
+
+        def check(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise Rejected("invalid_type", name, "must be a number")
+            if not lo <= value <= hi:  # also rejects NaN
+                raise Rejected("out_of_range", name, f"must be within [{lo:g}, {hi:g}]")
+            return float(value)
+        return check
     if k == "props":
-        if not isinstance(value, dict):
-            raise Rejected("invalid_type", f.name, "must be an object")
-        if len(value) > MAX_PROPS:
-            raise Rejected("too_long", f.name, f"at most {MAX_PROPS} keys")
-        for key, v in value.items():
-            if not _PROP_KEY_RE.match(key):
-                raise Rejected("invalid_format", f.name, "keys are 1-64 of A-Z a-z 0-9 _ . -")
-            if isinstance(v, str):
-                if len(v) > MAX_PROP_VALUE:
-                    raise Rejected("too_long", f.name, f"values at most {MAX_PROP_VALUE} characters")
-            elif not (v is None or isinstance(v, (bool, int, float))):
-                raise Rejected("invalid_type", f.name, "values must be strings, numbers, booleans or null")
-        return value
+        def check(value):
+            if not isinstance(value, dict):
+                raise Rejected("invalid_type", name, "must be an object")
+            if len(value) > MAX_PROPS:
+                raise Rejected("too_long", name, f"at most {MAX_PROPS} keys")
+            for key, v in value.items():
+                if not _PROP_KEY_RE.match(key):
+                    raise Rejected("invalid_format", name, "keys are 1-64 of A-Z a-z 0-9 _ . -")
+                if isinstance(v, str):
+                    if len(v) > MAX_PROP_VALUE:
+                        raise Rejected("too_long", name, f"values at most {MAX_PROP_VALUE} characters")
+                elif not (v is None or isinstance(v, (bool, int, float))):
+                    raise Rejected("invalid_type", name, "values must be strings, numbers, booleans or null")
+            return value
+        return check
     raise AssertionError(k)
+
+
+_CHECKS = {f.name: _checker(f) for f in COMMON_FIELDS}
 
 
 def check_envelope(obj) -> tuple[str, int, list, list[str]]:
@@ -184,14 +216,17 @@ def check_envelope(obj) -> tuple[str, int, list, list[str]]:
 
 def depth(obj, limit: int = MAX_DEPTH) -> int:
     """JSON nesting depth of ``obj``, counted up to ``limit + 1`` (iterative: any depth is safe to measure)."""
-    deepest, stack = 0, [(obj, 1)]
+    if not isinstance(obj, (dict, list)):
+        return 0
+    deepest, stack = 1, [(obj, 1)]
     while stack:
         o, d = stack.pop()
-        if isinstance(o, (dict, list)):
-            deepest = max(deepest, d)
-            if d > limit:
-                return d
-            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+        if d > deepest:
+            deepest = d
+        if d > limit:
+            return d
+        # only containers go on the stack: a scalar adds no depth (an event's ~10 values are mostly scalars)
+        stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o) if isinstance(v, (dict, list)))
     return deepest
 
 
@@ -199,19 +234,22 @@ def check_event(obj) -> tuple[dict, list[str]]:
     """Validate one event. Returns (clean event holding only known fields, ignored field names)."""
     if not isinstance(obj, dict):
         raise Rejected("invalid_type", "", "event must be a JSON object")
-    if depth(obj) > MAX_DEPTH:
-        raise Rejected("too_deep", "", f"JSON nested deeper than {MAX_DEPTH} levels")
+    for v in obj.values():
+        if isinstance(v, (dict, list)):  # honest events hold one flat object (props): measured only then
+            if depth(obj) > MAX_DEPTH:
+                raise Rejected("too_deep", "", f"JSON nested deeper than {MAX_DEPTH} levels")
+            break
     for name in REQUIRED_COMMON:
-        if name not in obj or obj[name] is None:
+        if obj.get(name) is None:
             raise Rejected("missing_field", name)
-    etype = check_value(_FIELDS["type"], obj["type"])
+    etype = _CHECKS["type"](obj["type"])
     clean, ignored = {}, []
     for key, value in obj.items():
-        f = _FIELDS.get(key)
-        if f is None:
+        check = _CHECKS.get(key)
+        if check is None:
             ignored.append(key)
         elif value is not None:
-            clean[key] = check_value(f, value)
+            clean[key] = check(value)
     for name in REQUIRED_BY_TYPE[etype]:
         if name not in clean:
             raise Rejected("missing_field", name, f"required for {etype}")

@@ -3,6 +3,7 @@ import pathlib
 
 import jsonschema
 import pytest
+from hypothesis import event as hyp_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -140,3 +141,131 @@ def test_uuid5_text_is_the_standard_uuid5():
         ns = uuid.UUID(int=rng.getrandbits(128))
         name = "".join(rng.choice("ab/é😀-0") for _ in range(rng.randint(0, 40)))
         assert uuid5_text(ns, name) == str(uuid.uuid5(ns, name))
+
+# -- the validator against the rules as first written (one kind dispatch per value, every value walked for
+#    depth): drawn events of any shape must get the same clean event, ignored names or refusal
+
+
+def _reference_check_value(f, value):
+    k = f.kind
+    if k in ("id", "text", "uuid", "enum"):
+        if not isinstance(value, str):
+            raise Rejected("invalid_type", f.name, "must be a string")
+        if k == "uuid":
+            if not contract._UUID_RE.match(value):
+                raise Rejected("invalid_format", f.name, "must be a UUID")
+            return value.lower()
+        if k == "enum":
+            if value not in f.choices:
+                raise Rejected("unknown_type" if f.name == "type" else "invalid_value", f.name,
+                               "must be one of " + ",".join(f.choices))
+            return value
+        if len(value) > f.max_len:
+            raise Rejected("too_long", f.name, f"at most {f.max_len} characters")
+        if k == "id" and not contract._ID_RE.match(value):
+            raise Rejected("invalid_format", f.name, "1+ characters of A-Z a-z 0-9 _ . : @ -")
+        return value
+    if k in ("int", "ts"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise Rejected("invalid_type", f.name, "must be an integer")
+        lo, hi = (float(contract.MIN_TS_MS), float(contract.MAX_TS_MS)) if k == "ts" else (f.lo, f.hi)
+        if not lo <= value <= hi:
+            raise Rejected("out_of_range", f.name, f"must be within [{int(lo)}, {int(hi)}]")
+        return value
+    if k == "num":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Rejected("invalid_type", f.name, "must be a number")
+        if not f.lo <= value <= f.hi:  # also rejects NaN
+            raise Rejected("out_of_range", f.name, f"must be within [{f.lo:g}, {f.hi:g}]")
+        return float(value)
+    if k == "props":
+        if not isinstance(value, dict):
+            raise Rejected("invalid_type", f.name, "must be an object")
+        if len(value) > contract.MAX_PROPS:
+            raise Rejected("too_long", f.name, f"at most {contract.MAX_PROPS} keys")
+        for key, v in value.items():
+            if not contract._PROP_KEY_RE.match(key):
+                raise Rejected("invalid_format", f.name, "keys are 1-64 of A-Z a-z 0-9 _ . -")
+            if isinstance(v, str):
+                if len(v) > contract.MAX_PROP_VALUE:
+                    raise Rejected("too_long", f.name, f"values at most {contract.MAX_PROP_VALUE} characters")
+            elif not (v is None or isinstance(v, (bool, int, float))):
+                raise Rejected("invalid_type", f.name, "values must be strings, numbers, booleans or null")
+        return value
+    raise AssertionError(k)
+
+
+def _reference_depth(obj, limit=contract.MAX_DEPTH):
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, list)):
+            deepest = max(deepest, d)
+            if d > limit:
+                return d
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return deepest
+
+
+def _reference_check_event(obj):
+    if not isinstance(obj, dict):
+        raise Rejected("invalid_type", "", "event must be a JSON object")
+    if _reference_depth(obj) > contract.MAX_DEPTH:
+        raise Rejected("too_deep", "", f"JSON nested deeper than {contract.MAX_DEPTH} levels")
+    for name in contract.REQUIRED_COMMON:
+        if name not in obj or obj[name] is None:
+            raise Rejected("missing_field", name)
+    fields = {f.name: f for f in contract.COMMON_FIELDS}
+    etype = _reference_check_value(fields["type"], obj["type"])
+    clean, ignored = {}, []
+    for key, value in obj.items():
+        f = fields.get(key)
+        if f is None:
+            ignored.append(key)
+        elif value is not None:
+            clean[key] = _reference_check_value(f, value)
+    for name in contract.REQUIRED_BY_TYPE[etype]:
+        if name not in clean:
+            raise Rejected("missing_field", name, f"required for {etype}")
+    if etype == "content_progress" and not any(n in clean for n in contract.PROGRESS_ANY_OF):
+        raise Rejected("missing_field", "progress_pct", "content_progress needs page, progress_pct or media_position_s")
+    return clean, ignored
+
+
+def _outcome(check, obj):
+    try:
+        return ("ok", *check(obj))
+    except Rejected as r:
+        return ("refused", r.as_dict())
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                     st.integers(0, 120), st.floats(0, 120), st.integers(contract.MIN_TS_MS - 5, contract.MIN_TS_MS + 5),
+                     st.text(max_size=80), st.sampled_from(["3f2504e0-4f89-11d3-9a0c-0305e82c3301", "room-1", "x y",
+                                                            "email", "engagement", "content_progress", "share"]))
+_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                      st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                     max_leaves=30)
+_names = st.sampled_from([f.name for f in contract.COMMON_FIELDS] + ["extra", "nested", ""])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_names, st.one_of(_json, _scalars), max_size=6), st.booleans(), st.integers(0, 2),
+       st.integers(0, 20))
+def test_check_event_agrees_with_the_reference_rules(drawn, complete, keep, nest):
+    obj = dict(drawn)
+    if complete:  # mostly-valid events too, so the per-type rules and the normalisation are reached
+        obj = {"event_id": "3F2504E0-4F89-11D3-9A0C-0305E82C3301", "type": "content_progress", "room_id": "r-1",
+               "visitor_id": "v", "session_id": "s", "ts": 1_767_225_600_000.0, "progress_pct": 50, "content_id": "deck",
+               **dict(list(drawn.items())[:keep])}
+    deep: object = 1
+    for _ in range(nest):
+        deep = [deep]
+    obj["props_deep"] = deep
+    got = _outcome(contract.check_event, obj)
+    assert got == _outcome(_reference_check_event, obj)
+    assert contract.depth(obj) == _reference_depth(obj)
+    hyp_event(got[0])  # how often the drawn events passed (pytest --hypothesis-show-statistics)
