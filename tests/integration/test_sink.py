@@ -132,3 +132,84 @@ def test_one_insert_per_table_across_partitions_in_chunks_and_a_replay_stores_no
     asyncio.run(drain(second, f"sc-{tag}-replay"))
     assert [t for _, _, t in second.calls] == tokens
     assert chdb_store.query("SELECT count() FROM events") == [(600,)]
+
+
+class Slow:
+    """The real store with each insert taking a while, recording how many inserts ran at once and in what
+    order each partition's offset ranges were inserted."""
+
+    def __init__(self, store, seconds):
+        import threading
+
+        self.store, self.seconds, self.lock = store, seconds, threading.Lock()
+        self.running, self.most, self.tokens = 0, 0, []
+
+    def insert_json(self, table, arrays, dedup_token=None):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(self.seconds)
+            self.store.insert_json(table, arrays, dedup_token)
+            self.tokens.append(dedup_token)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_batches_gathered_during_a_slow_insert_go_in_one_at_a_time_in_offset_order_and_are_committed(kafka, chdb_store):
+    """While one batch is inserted the next is gathered: never two inserts at once, each partition's ranges
+    inserted in offset order without gap or overlap, every row stored once, and the group's committed offsets
+    reach the end of every partition."""
+    chdb_store.execute("TRUNCATE TABLE events")
+    tag = uuid.uuid4().hex[:8]
+    s = Settings(kafka_bootstrap=kafka.bootstrap, topic_rows_prefix=f"sp{tag}.rows.", sink_group=f"sp-{tag}",
+                 topic_events=f"sp{tag}.events", topic_dead_letters=f"sp{tag}.dead", sink_batch_ms=50,
+                 sink_batch_rows=100, topic_partitions=3)
+    now = int(time.time() * 1000)
+    rows = process([records.accepted_event(live_event("engagement"), site="acme", received_at=now, ts=now,
+                                           token_status="none", stakeholder_id="", ip="", user_agent="")
+                    for _ in range(1500)], [])["events"]
+    topic = row_topic(s, "events")
+    store = Slow(chdb_store, 0.15)
+
+    async def scenario():
+        await ensure_topics(s)
+        worker = SinkWorker(s, store)
+        task = asyncio.create_task(worker.run())
+        p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+        await p.start()
+        try:  # produced while the sink runs, so batches keep arriving during inserts
+            for i in range(0, len(rows), 25):
+                await p.send_and_wait(topic, records.encode_many(rows[i:i + 25]), partition=(i // 25) % 3)
+                await asyncio.sleep(0.005)
+        finally:
+            await p.stop()
+        await wait_until_async(lambda: worker.metrics.rows.labels("events")._value.get() >= len(rows), timeout=90,
+                               what="every row inserted")
+        committed = {}
+        for _ in range(100):  # the last batch's commit follows its insert
+            committed = {tp.partition: await worker.consumer.committed(tp) for tp in worker.consumer.assignment()
+                         if tp.topic == topic}
+            if committed == {0: 20, 1: 20, 2: 20}:
+                break
+            await asyncio.sleep(0.05)
+        worker.stop()
+        await task
+        return committed
+
+    committed = asyncio.run(scenario())
+    assert store.most == 1, f"{store.most} inserts ran at once"
+    assert committed == {0: 20, 1: 20, 2: 20}, committed
+    assert chdb_store.query("SELECT count(), uniqExact(event_id) FROM events") == [(1500, 1500)]
+    ranges: dict[int, list[tuple[int, int]]] = {0: [], 1: [], 2: []}
+    for token in store.tokens:
+        for part in token.split("#")[0].split(","):
+            _, partition, span = part.rsplit("/", 2)
+            first, last = (int(x) for x in span.split("-"))
+            if not ranges[int(partition)] or ranges[int(partition)][-1] != (first, last):  # a chunked batch repeats
+                ranges[int(partition)].append((first, last))
+    assert len(store.tokens) > 3  # several batches, gathered while others were inserted
+    for partition, spans in ranges.items():
+        assert spans[0][0] == 0 and spans[-1][1] == 19, (partition, spans)
+        assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:])), (partition, spans)
