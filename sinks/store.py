@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
-import shutil
 import tempfile
 import threading
+import time
 import urllib.parse
 from typing import Any, Protocol
 
@@ -70,6 +70,19 @@ def _array_items(array: bytes) -> memoryview:
     return v[start:end]
 
 
+def clear_stale(spool: str, before: float) -> int:
+    """Remove the spool files last written before ``before`` (epoch seconds); returns how many."""
+    removed = 0
+    for entry in os.scandir(spool):
+        try:
+            if entry.is_file() and entry.stat().st_mtime < before:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:  # removed meanwhile
+            pass
+    return removed
+
+
 class ChdbStore:
     """chdb engine bound to ``path``. One per process; a second process on the same path fails."""
 
@@ -81,11 +94,11 @@ class ChdbStore:
         self._conn.query(f"SET max_query_size = {MAX_INSERT_QUERY_BYTES}")  # inserts carry their rows in the query
         self._lock = threading.Lock()
         self._readonly = None
-        # inserts hand chdb their rows as a file it reads itself (see _insert_json); files left by a crash are
-        # removed here
+        # inserts hand chdb their rows as a file it reads itself (see _insert_json); files a crash left behind
+        # (an hour old: never one another store on the same directory is inserting) are removed here
         self._spool = os.path.join(path, "dealbeacon-insert-spool")
-        shutil.rmtree(self._spool, ignore_errors=True)
-        os.makedirs(self._spool)
+        os.makedirs(self._spool, exist_ok=True)
+        clear_stale(self._spool, time.time() - 3600)
 
     def open_session(self, statements: list[str]):
         """A new session on the same engine, configured by ``statements`` (e.g. limits, then readonly)."""

@@ -50,6 +50,29 @@ def test_rows_as_json_arrays_are_stored_exactly_whatever_their_text_holds(store)
     assert sorted(store.query(f"SELECT {cols} FROM events")) == want
 
 
+def test_inserts_leave_no_spool_file_and_stale_ones_are_cleared(store, tmp_path):
+    """Each insert's rows go to chdb as a spool file: gone once the insert returns, and once it failed (rows
+    that do not parse, whitespace and an empty array around them); files a crash left behind go at start."""
+    import os
+    import time
+
+    from sinks.store import clear_stale
+
+    rec = records.accepted_event(event(), site="s", received_at=NOW_MS, ts=NOW_MS, token_status="none",
+                                 stakeholder_id="", ip="", user_agent="")
+    store.insert_json("events", [b" \n" + records.encode_many(process([rec], [])["events"]) + b"\n ", b" [ ] "])
+    with pytest.raises(Exception):
+        store.insert_json("events", [b'[{"event_id": "not a uuid", "ts": "soon"}]'])
+    assert os.listdir(store._spool) == []
+    assert store.query(f"SELECT count() FROM events WHERE event_id = '{rec['event_id']}'") == [(1,)]
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_bytes(b"[]")
+    new.write_bytes(b"[]")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert clear_stale(str(tmp_path), time.time() - 3600) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.json"]
+
+
 @pytest.fixture(scope="module")
 def engine(chdb_store):
     eng = AnalystEngine(chdb_store.open_session, Limits(max_execution_s=20, max_memory_bytes=300_000_000))
