@@ -33,13 +33,13 @@ from streams.scoring import (
     ScoringConfig,
     StakeholderScore,
     add_day,
+    daily_total,
     deal_parts,
     deal_score,
     event_points,
     is_person,
     stakeholder_band,
     stored_velocity,
-    sum_daily,
     top_reasons,
     value_at,
     velocity,
@@ -221,7 +221,9 @@ def _fire(state: RoomState, alerts: list[Alert], out: dict) -> tuple[str, ...]:
 def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
     before = state.bands
     scores = dict(state.scores)
-    summed = sum_daily(scores) if scores and state.room.stage not in acfg.closed_stages else None  # (bands and row)
+    # the daily total, for the bands and the deal row
+    total = daily_total(scores) if scores and state.room.stage not in acfg.closed_stages else None
+    summed = sorted(total.items()) if total is not None else None
     bands, alerts = evaluate(state.room, state.facts, scores, state.bands, now, cfg, acfg, summed)
     state = evolve(state, bands=bands, fired=_fire(state, alerts, out), clock_ms=max(state.clock_ms, now))
     if state.room.stage in acfg.closed_stages:
@@ -233,7 +235,7 @@ def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: Alert
         out.setdefault("stakeholder_scores", []).extend(_stakeholder_row(state, sid, scores[sid], now, cfg) for sid in changed)
     day = now // DAY_MS
     if state.scores and (day > state.snapshot_day or (before.deal and before.deal != bands.deal)):
-        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg, acfg, summed))
+        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg, acfg, total))
         state = evolve(state, snapshot_day=max(day, state.snapshot_day))
     return state
 
@@ -368,21 +370,20 @@ def _stakeholder_row(state: RoomState, sid: str, s: StakeholderScore, at: int, c
 
 
 def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS,
-                  whole: DealScore | None = None) -> dict[str, float]:
+                  whole: DealScore | None = None, total: dict[int, float] | None = None) -> dict[str, float]:
     """The win model's inputs for this room at ``at`` (streams/winmodel.py): scored on its people only.
-    ``whole``: the room's deal score at ``at`` (visitors included), reused when the room has no visitor."""
+    ``whole``: the room's deal score at ``at`` (visitors included), and ``total``: its ``daily_total``, both
+    reused when the room has no visitor."""
     roles = dict(state.room.invited)
     scores = {sid: s for sid, s in state.scores if is_person(sid)}
     engaged_ids: tuple[str, ...] | list[str]
-    if whole is not None and len(scores) == len(state.scores):
+    people_only = len(scores) == len(state.scores)
+    if whole is not None and people_only:
         engaged_ids, breadth, depth, recency = whole.engaged, whole.breadth, whole.depth, whole.recency
     else:  # the people's parts alone (the rest of a deal score, its daily history and band, is not a feature)
         engaged_ids, _, _, breadth, depth, recency = deal_parts(scores, roles, max(1, len(roles)), at, cfg)
         breadth, depth, recency = round(breadth, 4), round(depth, 4), round(recency, 4)
-    daily: dict[int, float] = {}
-    for s in scores.values():
-        for day, v in s.daily:
-            daily[day] = daily.get(day, 0.0) + v
+    daily = total if total is not None and people_only else daily_total(scores)
     stages = [name for name, _ in acfg.cadence_days]
     pos = stages.index(state.room.stage) / max(1, len(stages) - 1) if state.room.stage in stages else 0.0
     engaged = len([sid for sid in engaged_ids if sid in roles])
@@ -392,12 +393,15 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
 
 
 def _deal_row(state: RoomState, at: int, cfg: ScoringConfig, acfg: AlertConfig,
-              summed: list[tuple[int, float]] | None = None) -> dict:
+              total: dict[int, float] | None = None) -> dict:
+    """``total``: the room's ``daily_total``, when the caller has it."""
     roles = dict(state.room.invited)
     scores = dict(state.scores)
-    d = deal_score(scores, roles, max(1, len(roles)), at, cfg, summed)
+    if total is None:
+        total = daily_total(scores)
+    d = deal_score(scores, roles, max(1, len(roles)), at, cfg, sorted(total.items()))
     engaged = len(d.engaged)
-    feats = deal_features(state, at, cfg, acfg, whole=d)
+    feats = deal_features(state, at, cfg, acfg, whole=d, total=total)
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,
             "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,
             "velocity": stored_velocity(d.velocity), "band": d.band, "engaged": engaged,

@@ -353,10 +353,16 @@ def engaged_ids(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: Sco
     return [sid for sid, s in stakeholders.items() if is_person(sid) and is_engaged(s, now_ms, cfg)]
 
 
-def sum_daily(stakeholders: dict[str, StakeholderScore]) -> list[tuple[int, float]]:
-    """The stakeholders' daily points summed per day (``deal_band``'s and ``deal_score``'s ``summed``)."""
+def daily_total(stakeholders: dict[str, StakeholderScore]) -> dict[int, float]:
+    """The stakeholders' daily points summed per day, days in the order first met (stakeholder by
+    stakeholder): the win model's features sum over it in that order."""
     total: dict[int, float] = {}
     for s in stakeholders.values():
         for d, v in s.daily:
             total[d] = total.get(d, 0.0) + v
-    return sorted(total.items())
+    return total
+
+
+def sum_daily(stakeholders: dict[str, StakeholderScore]) -> list[tuple[int, float]]:
+    """The stakeholders' daily points summed per day, by day (``deal_band``'s and ``deal_score``'s ``summed``)."""
+    return sorted(daily_total(stakeholders).items())
