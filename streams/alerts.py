@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from typing import Any
 
 from streams.model import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, alert_config, evolve  # noqa: F401
 from streams.scoring import (
@@ -78,12 +79,20 @@ TimeRule = Callable[[TimeView, ScoringConfig, AlertConfig], list[Alert]]
 SAME_PERSON_DEVICES = 2  # devices one person's link may open on before it reads as forwarded
 
 
+def _holds(pairs: tuple[tuple[str, Any], ...], key: str) -> bool:
+    """Whether ``key`` is the first of one of ``pairs`` (a loop: cheaper than any() over a generator)."""
+    for k, _ in pairs:  # noqa: SIM110
+        if k == key:
+            return True
+    return False
+
+
 def new_stakeholder_by_link(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     """A valid link opened by someone off the committee; or a person's link on a third device (a second one is
     the same person's phone or laptop, not news), once per person."""
     if not v.sid:
         return []
-    if not any(s == v.sid for s, _ in v.facts.stakeholders) and not any(s == v.sid for s, _ in v.room.invited):
+    if not _holds(v.facts.stakeholders, v.sid) and not _holds(v.room.invited, v.sid):
         return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid} opened the room with a valid link but is not on "
                         "the invited committee", f"Find out {v.sid}'s role and add them to the deal")]
     known_visitors = {vis for s, vis in v.facts.token_visitors if s == v.sid}
@@ -170,10 +179,14 @@ def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     if v.facts.hot_ms and v.ts - v.facts.hot_ms < acfg.hot_every_days * DAY_MS:
         return []
     today = v.ts // DAY_MS
-    todays = sum(p for d, p in v.daily_points if d == today)
+    todays = 0.0  # the room's days are sorted and distinct: today's, if any, is found from the end
+    for d, p in reversed(v.daily_points):
+        if d <= today:
+            todays = p if d == today else 0.0
+            break
     if todays < acfg.spike_min_points:
         return []  # below the floor whatever the average day
-    if today - min(d for d, _ in v.daily_points) < acfg.hot_baseline_days:
+    if today - v.daily_points[0][0] < acfg.hot_baseline_days:
         return []  # no baseline yet: a deal's first days are not a spike
     before = [p for d, p in v.daily_points if today - acfg.spike_window_days <= d < today]
     avg = sum(before) / acfg.spike_window_days

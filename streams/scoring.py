@@ -358,6 +358,9 @@ def daily_total(stakeholders: dict[str, StakeholderScore]) -> dict[int, float]:
     stakeholder): the win model's features sum over it in that order."""
     total: dict[int, float] = {}
     for s in stakeholders.values():
+        if not total:  # the first one's days are distinct: no lookups (the same 0.0 + v as below)
+            total = {d: 0.0 + v for d, v in s.daily}
+            continue
         for d, v in s.daily:
             total[d] = total.get(d, 0.0) + v
     return total

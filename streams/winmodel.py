@@ -127,7 +127,10 @@ def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple
             "reached": round(min(1.0, people / max(1, invited)), 4),
             # how much a member takes in on a day they come (pages, minutes, content), on a log scale
             "per_visit": round(math.log1p(points / max(1, pairs)) / 4, 4)}
-    out.update({f"{k}2": round(out[k] ** 2, 4) for k in ("intensity", "per_visit", "reached")})  # the curve at the top
+    # the curve at the top
+    out["intensity2"] = round(out["intensity"] ** 2, 4)
+    out["per_visit2"] = round(out["per_visit"] ** 2, 4)
+    out["reached2"] = round(out["reached"] ** 2, 4)
     return out
 
 
