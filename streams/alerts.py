@@ -179,14 +179,10 @@ def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     if v.facts.hot_ms and v.ts - v.facts.hot_ms < acfg.hot_every_days * DAY_MS:
         return []
     today = v.ts // DAY_MS
-    todays = 0.0  # the room's days are sorted and distinct: today's, if any, is found from the end
-    for d, p in reversed(v.daily_points):
-        if d <= today:
-            todays = p if d == today else 0.0
-            break
+    todays = sum(p for d, p in v.daily_points if d == today)
     if todays < acfg.spike_min_points:
         return []  # below the floor whatever the average day
-    if today - v.daily_points[0][0] < acfg.hot_baseline_days:
+    if today - min(d for d, _ in v.daily_points) < acfg.hot_baseline_days:
         return []  # no baseline yet: a deal's first days are not a spike
     before = [p for d, p in v.daily_points if today - acfg.spike_window_days <= d < today]
     avg = sum(before) / acfg.spike_window_days
