@@ -14,6 +14,20 @@ from tests.support.data import live_event
 from tests.support.waiting import wait_until_async
 
 
+def _settings(kafka, prefix: str, **kw) -> tuple[Settings, str]:
+    """Topics and a group of the test's own."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(kafka_bootstrap=kafka.bootstrap, topic_rows_prefix=f"{prefix}{tag}.rows.", sink_group=f"{prefix}-{tag}",
+                    topic_events=f"{prefix}{tag}.events", topic_dead_letters=f"{prefix}{tag}.dead", **kw), tag
+
+
+def _event_rows(n: int) -> list[dict]:
+    now = int(time.time() * 1000)
+    return process([records.accepted_event(live_event("engagement"), site="acme", received_at=now, ts=now,
+                                           token_status="none", stakeholder_id="", ip="", user_agent="")
+                    for _ in range(n)], [])["events"]
+
+
 class Unreachable:
     """The real store, unreachable for its first ``failures`` inserts (as a server that is down)."""
 
@@ -40,13 +54,8 @@ async def _produce(s, rows):
 def test_clickhouse_down_pauses_backs_off_and_resumes_without_loss(kafka, chdb_store):
     for table in ("events", "dead_letters"):
         chdb_store.execute(f"TRUNCATE TABLE {table}")
-    tag = uuid.uuid4().hex[:8]
-    s = Settings(kafka_bootstrap=kafka.bootstrap, topic_rows_prefix=f"sk{tag}.rows.", sink_group=f"sk-{tag}",
-                 topic_events=f"sk{tag}.events", topic_dead_letters=f"sk{tag}.dead", sink_batch_ms=200)
-    now = int(time.time() * 1000)
-    rows = process([records.accepted_event(live_event("engagement"), site="acme", received_at=now, ts=now,
-                                           token_status="none", stakeholder_id="", ip="", user_agent="")
-                    for _ in range(500)], [])["events"]
+    s, tag = _settings(kafka, "sk", sink_batch_ms=200)
+    rows = _event_rows(500)
     store = Unreachable(chdb_store, failures=4)
     metrics = SinkMetrics()
 
@@ -89,14 +98,8 @@ def test_one_insert_per_table_across_partitions_in_chunks_and_a_replay_stores_no
     brings more), tokened by the ranges they hold; a second sink group replaying the very same ranges (as after a
     crash before the commit) adds no row, even counted without FINAL."""
     chdb_store.execute("TRUNCATE TABLE events")
-    tag = uuid.uuid4().hex[:8]
-    s = Settings(kafka_bootstrap=kafka.bootstrap, topic_rows_prefix=f"sc{tag}.rows.", sink_group=f"sc-{tag}",
-                 topic_events=f"sc{tag}.events", topic_dead_letters=f"sc{tag}.dead", sink_batch_ms=300,
-                 sink_batch_rows=120, topic_partitions=3)
-    now = int(time.time() * 1000)
-    rows = process([records.accepted_event(live_event("engagement"), site="acme", received_at=now, ts=now,
-                                           token_status="none", stakeholder_id="", ip="", user_agent="")
-                    for _ in range(600)], [])["events"]
+    s, tag = _settings(kafka, "sc", sink_batch_ms=300, sink_batch_rows=120, topic_partitions=3)
+    rows = _event_rows(600)
 
     async def produce():
         p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
@@ -162,14 +165,8 @@ def test_batches_gathered_during_a_slow_insert_go_in_one_at_a_time_in_offset_ord
     inserted in offset order without gap or overlap, every row stored once, and the group's committed offsets
     reach the end of every partition."""
     chdb_store.execute("TRUNCATE TABLE events")
-    tag = uuid.uuid4().hex[:8]
-    s = Settings(kafka_bootstrap=kafka.bootstrap, topic_rows_prefix=f"sp{tag}.rows.", sink_group=f"sp-{tag}",
-                 topic_events=f"sp{tag}.events", topic_dead_letters=f"sp{tag}.dead", sink_batch_ms=50,
-                 sink_batch_rows=100, topic_partitions=3)
-    now = int(time.time() * 1000)
-    rows = process([records.accepted_event(live_event("engagement"), site="acme", received_at=now, ts=now,
-                                           token_status="none", stakeholder_id="", ip="", user_agent="")
-                    for _ in range(1500)], [])["events"]
+    s, tag = _settings(kafka, "sp", sink_batch_ms=50, sink_batch_rows=100, topic_partitions=3)
+    rows = _event_rows(1500)
     topic = row_topic(s, "events")
     store = Slow(chdb_store, 0.15)
 
