@@ -26,7 +26,6 @@ _UTC = dt.UTC
 # partitions are months: a server-side backfill may span Settings.max_backfill_days (~10 years, 122 months) in
 # one group commit; ClickHouse's default of 100 would fail the whole batch, other clients' requests included
 MAX_PARTITIONS_PER_INSERT = 1000
-MAX_INSERT_QUERY_BYTES = 1 << 30  # the store's own session only (analysts' sessions keep their limits)
 
 
 def _time_columns(table: str) -> list[str]:
@@ -91,7 +90,6 @@ class ChdbStore:
 
         self.path = path
         self._conn = chdb.connect(path)
-        self._conn.query(f"SET max_query_size = {MAX_INSERT_QUERY_BYTES}")  # inserts carry their rows in the query
         self._lock = threading.Lock()
         self._readonly = None
         # inserts hand chdb their rows as a file it reads itself (see _insert_json); files a crash left behind
