@@ -235,7 +235,7 @@ def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: Alert
         out.setdefault("stakeholder_scores", []).extend(_stakeholder_row(state, sid, scores[sid], now, cfg) for sid in changed)
     day = now // DAY_MS
     if state.scores and (day > state.snapshot_day or (before.deal and before.deal != bands.deal)):
-        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg, acfg, total))
+        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg, acfg, total, summed))
         state = evolve(state, snapshot_day=max(day, state.snapshot_day))
     return state
 
@@ -393,13 +393,15 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
 
 
 def _deal_row(state: RoomState, at: int, cfg: ScoringConfig, acfg: AlertConfig,
-              total: dict[int, float] | None = None) -> dict:
-    """``total``: the room's ``daily_total``, when the caller has it."""
+              total: dict[int, float] | None = None, summed: list[tuple[int, float]] | None = None) -> dict:
+    """``total``: the room's ``daily_total`` and ``summed`` the same by day, when the caller has them."""
     roles = dict(state.room.invited)
     scores = dict(state.scores)
     if total is None:
         total = daily_total(scores)
-    d = deal_score(scores, roles, max(1, len(roles)), at, cfg, sorted(total.items()))
+    if summed is None:
+        summed = sorted(total.items())
+    d = deal_score(scores, roles, max(1, len(roles)), at, cfg, summed)
     engaged = len(d.engaged)
     feats = deal_features(state, at, cfg, acfg, whole=d, total=total)
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,

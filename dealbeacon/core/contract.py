@@ -10,6 +10,7 @@ Unknown fields: the server ignores them (never stored) and counts them in the me
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,9 +116,10 @@ def check_value(f: Field, value):
     return _checker(f)(value)
 
 
+@functools.cache
 def _checker(f: Field) -> Callable[[Any], Any]:
-    """The field's validator as one closure (ingest runs it for every value of every event: no per-call
-    dispatch on the kind)."""
+    """The field's validator as one closure, built once per field (ingest runs it for every value of every
+    event: no per-call dispatch on the kind)."""
     k, name = f.kind, f.name
     if k in ("id", "text", "uuid", "enum"):
         if k == "uuid":
