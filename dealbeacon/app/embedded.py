@@ -16,6 +16,7 @@ import itertools
 import logging
 import time
 import zlib
+from collections.abc import Callable
 
 import orjson
 
@@ -337,8 +338,10 @@ class LoggedHandoff:
     """
 
     def __init__(self, store, process, locallog, *, linger_ms: int = 2, apply_ms: int = 250,
-                 apply_max_records: int = 20_000, backlog_records: int = 100_000, backlog_bytes: int = 512 << 20):
+                 apply_max_records: int = 20_000, backlog_records: int = 100_000, backlog_bytes: int = 512 << 20,
+                 on_behind: Callable[[bool], None] | None = None):
         self.store, self.process, self.log = store, process, locallog
+        self.on_behind, self.behind = on_behind, False
         self.apply_s = apply_ms / 1000
         self.queue = GroupQueue(linger_ms / 1000)
         self.apply_max_records = apply_max_records
@@ -390,6 +393,16 @@ class LoggedHandoff:
         self._unapplied.append(entry)
         self.backlog_records += len(entry.events) + len(entry.dead)
         self.backlog_bytes += entry.size
+        self._pressure()
+
+    def _pressure(self) -> None:
+        """Tell ``on_behind`` when the backlog crosses half its bound (either way): the process may then favour
+        the writer that drains it over the answers (dealbeacon up: a longer GIL switch interval)."""
+        behind = 2 * self.backlog_records > self.max_backlog_records or 2 * self.backlog_bytes > self.max_backlog_bytes
+        if behind != self.behind:
+            self.behind = behind
+            if self.on_behind is not None:
+                self.on_behind(behind)
 
     async def submit(self, events: list[dict], dead_letters: list[dict]) -> dict[int, str]:
         if not events and not dead_letters:
@@ -492,6 +505,7 @@ class LoggedHandoff:
             e = self._unapplied.popleft()
             self.backlog_records -= len(e.events) + len(e.dead)
             self.backlog_bytes -= e.size
+        self._pressure()
 
     async def _commit(self, entries: list[_Entry], token: str) -> None:
         events = [r for e in entries for r in e.events]

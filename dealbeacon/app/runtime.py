@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 
 from prometheus_client import Gauge
 
@@ -101,7 +102,8 @@ def _delivery_config(store) -> dict[str, list[dict]]:
     return out
 
 
-def embedded_handoff(settings: Settings, store, processor) -> EmbeddedHandoff | LoggedHandoff:
+def embedded_handoff(settings: Settings, store, processor,
+                     on_behind: Callable[[bool], None] | None = None) -> EmbeddedHandoff | LoggedHandoff:
     if not settings.embedded_log:
         return EmbeddedHandoff(store, processor, linger_ms=settings.embedded_linger_ms,
                                max_batch=settings.embedded_max_batch)
@@ -111,7 +113,7 @@ def embedded_handoff(settings: Settings, store, processor) -> EmbeddedHandoff | 
                          linger_ms=settings.embedded_linger_ms, apply_ms=settings.embedded_apply_ms,
                          apply_max_records=settings.embedded_apply_max_records,
                          backlog_records=settings.embedded_backlog_records,
-                         backlog_bytes=settings.embedded_backlog_bytes)
+                         backlog_bytes=settings.embedded_backlog_bytes, on_behind=on_behind)
 
 
 async def _ticker(settings: Settings, sites: SiteRegistry, handoff) -> None:
@@ -145,7 +147,8 @@ def _stop(servers, engine: AnalystEngine) -> None:
     engine.shutdown()
 
 
-async def run_embedded(settings: Settings, *, started: asyncio.Event | None = None) -> None:
+async def run_embedded(settings: Settings, *, started: asyncio.Event | None = None,
+                       on_behind: Callable[[bool], None] | None = None) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
     socks = [serving.listen(settings.host, settings.port), serving.listen(settings.host, settings.sql_port)]
     settings = settings.replace(port=serving.port_of(socks[0]), sql_port=serving.port_of(socks[1]))
@@ -181,7 +184,7 @@ async def run_embedded(settings: Settings, *, started: asyncio.Event | None = No
     rooms = await asyncio.to_thread(processor.load)
     delivering = asyncio.create_task(deliverer.run())
     trimming = asyncio.create_task(memory.give_back_every(5.0))  # freed batch memory back to the system
-    handoff = embedded_handoff(settings, store, processor)
+    handoff = embedded_handoff(settings, store, processor, on_behind)
     await handoff.start()
     ticker = asyncio.create_task(_ticker(settings, sites, handoff)) if settings.clock == "wall" else None
     refits = asyncio.create_task(refit_loop(

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     embedded_log_segment_bytes: Positive = 64 << 20
     embedded_log_min_free_bytes: Annotated[int, Field(ge=0)] = 100 << 20  # disk reserve: below it, appends answer 503
     embedded_gil_switch_ms: Annotated[float, Field(gt=0, le=100)] = 1.0  # `up`: sys.setswitchinterval (CPython: 5)
+    embedded_gil_switch_behind_ms: Annotated[float, Field(gt=0, le=100)] = 5.0  # the same, backlog over half full
     # -- Kafka (distributed mode)
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_events: str = "dealbeacon.events"

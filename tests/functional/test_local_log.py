@@ -208,12 +208,14 @@ def test_a_record_the_store_refuses_is_dead_lettered_and_holds_nothing_else(stor
 
 def test_a_store_that_takes_nothing_fills_a_bounded_backlog_then_503_and_loses_nothing(store, tmp_path):
     down = DownStore(store)
+    pressure = []  # what the writer told the process: the backlog crossed half its bound (True), then back (False)
 
     async def scenario():
-        h, _ = _handoff(down, tmp_path / "log", apply_ms=20, backlog_records=30)
+        h, _ = _handoff(down, tmp_path / "log", apply_ms=20, backlog_records=30, on_behind=pressure.append)
         await h.start()
         accepted, refused = [], 0
         for i in range(12):
+            assert pressure == ([True] if len(accepted) > 15 else []), (len(accepted), pressure)
             req = [_rec(event("room_view", room=f"room-{i}")) for _ in range(5)]
             try:
                 await h.submit(req, [])
@@ -225,7 +227,7 @@ def test_a_store_that_takes_nothing_fills_a_bounded_backlog_then_503_and_loses_n
         assert not h.store_ok and not h.ready() and _count(store, "events") == 0
         down.up = True
         await _wait_applied(h, timeout=30)
-        assert h.ready()
+        assert h.ready() and pressure == [True, False]
         await h.stop()
         return accepted, refused
 
