@@ -11,11 +11,13 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import orjson
 
 DEMO_SITE_KEY = "demo"
+# the demo's history (about 21k events, replayed at start) within seconds: at the default 500/s it took 38 s
+DEMO_RATE_LIMIT_EVENTS_PER_S = 5_000.0
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,14 @@ class SiteRegistry:
         os.replace(tmp, path)
 
     def ensure_demo(self, path: str) -> Site:
-        """Create the documented demo site (key ``demo``, any origin) once, with a random secret."""
+        """Create the documented demo site (key ``demo``, any origin) once, with a random secret and a rate limit
+        its history's replay fits in."""
         site = self.get(DEMO_SITE_KEY)
         if site is None:
-            site = self.add(Site(DEMO_SITE_KEY, secrets.token_urlsafe(24), ("*",)))
+            site = self.add(Site(DEMO_SITE_KEY, secrets.token_urlsafe(24), ("*",),
+                                 rate_limit_events_per_s=DEMO_RATE_LIMIT_EVENTS_PER_S))
+            self.save(path)
+        elif site.rate_limit_events_per_s is None:  # made by an older version: the default limit
+            site = self.add(replace(site, rate_limit_events_per_s=DEMO_RATE_LIMIT_EVENTS_PER_S))
             self.save(path)
         return site

@@ -100,21 +100,12 @@ DAY_MS = 86_400_000
 QUOTA_PER_QUARTER = 150_000.0  # each simulated seller's target
 
 
-async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 40, days: int = 90, seed: int = 7,
-                    now_ms: int | None = None, spread_days: int = 120) -> dict:
-    """Give the demo a history: the three live rooms with their committees (rooms API), ``deals`` simulated
-    buying committees whose rooms opened one after another over ``spread_days`` and live ``days`` each
-    (dealbeacon/sim/simulator.py; the last ones still open today), replayed as a server-side sender so their
-    timestamps are kept, and a quarterly quota per simulated seller. The wall-clock ticker then scores them
-    and raises alerts; the analytics dashboard has closed won and lost deals, slipped close dates and
-    pipeline to show."""
+async def seed_live_rooms(base_url: str, site_key: str, secret: str, *, now_ms: int | None = None) -> None:
+    """The three live rooms with their committees (rooms API): the live visits carry their stakeholders' tokens."""
     import time
 
-    from dealbeacon.sim.simulate import build, replay
-
     now_ms = now_ms or int(time.time() * 1000)
-    headers = {"Authorization": f"Bearer {secret}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {secret}"}, timeout=10) as client:
         for n, (room_id, committee) in enumerate(ROOMS):
             body = {"name": room_id.split("-", 1)[1].title(), "owner": f"seller-{n % 2 + 1}", "stage": "proposal",
                     "amount": 25_000.0 * (n + 1), "stakeholders": [
@@ -123,6 +114,21 @@ async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 4
                     "expected_close": dt.datetime.fromtimestamp(now_ms / 1000 + 30 * 86_400, dt.UTC).date().isoformat()}
             r = await client.put(f"/v1/sites/{site_key}/rooms/{room_id}", json=body)
             r.raise_for_status()
+
+
+async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 40, days: int = 90, seed: int = 7,
+                    now_ms: int | None = None, spread_days: int = 120) -> dict:
+    """Give the demo a history: ``deals`` simulated buying committees whose rooms opened one after another over
+    ``spread_days`` and live ``days`` each (dealbeacon/sim/simulator.py; the last ones still open today),
+    replayed as a server-side sender so their timestamps are kept, and a quarterly quota per simulated seller.
+    The wall-clock ticker then scores them and raises alerts; the analytics dashboard has closed won and lost
+    deals, slipped close dates and pipeline to show. (The live rooms: ``seed_live_rooms``.)"""
+    import time
+
+    from dealbeacon.sim.simulate import build, replay
+
+    now_ms = now_ms or int(time.time() * 1000)
+    headers = {"Authorization": f"Bearer {secret}"}
     start = now_ms - (spread_days + days // 2) * DAY_MS  # the rooms opened last are still open today
     ops = build(site_key, secret, deals=deals, seed=seed, days=days, start_ms=start, tick_hours=0, now_ms=now_ms,
                 spread_days=spread_days)
@@ -156,13 +162,20 @@ async def run_demo_traffic(endpoint: str, site_key: str, secret: str, *, max_eve
             for i in range(0, len(events), 20):
                 chunk = events[i:i + 20]
                 body = {"site": site_key, "sent_at": clock_ms(), "events": chunk}
-                try:
-                    r = await client.post(endpoint, json=body, headers={"User-Agent": "dealbeacon-demo/1 (simulated buyer)"})
+                for attempt in range(5):  # as the beacon does: a 429 or 503 is sent again after Retry-After
+                    try:
+                        r = await client.post(endpoint, json=body,
+                                              headers={"User-Agent": "dealbeacon-demo/1 (simulated buyer)"})
+                    except httpx.HTTPError as e:
+                        log.warning("demo batch failed: %s", e)
+                        break
                     if r.status_code == 202:
                         sent += r.json()["accepted"]
+                    elif r.status_code in (429, 503) and attempt < 4:
+                        await asyncio.sleep(min(5.0, float(r.headers.get("retry-after") or 1)))
+                        continue
                     else:
                         log.warning("demo batch answered %s: %s", r.status_code, r.text[:200])
-                except httpx.HTTPError as e:
-                    log.warning("demo batch failed: %s", e)
+                    break
             await asyncio.sleep(pause_s * rng.uniform(0.5, 1.5))
     return sent
