@@ -76,8 +76,9 @@ def up(settings: Settings) -> None:
     # 5 ms GIL switch interval a request waits up to 5 ms at each hand-back; 1 ms cut the 202's p95 from 58-59
     # to 38-43 ms at the same stored rate (bench/ingest_bench.py, three alternating runs each). But while the
     # backlog is over half full, the answers are mostly 503s and what counts is the writer draining it: at 1 ms
-    # the goodput under twice the sustained rate fell to 0.72-0.89 of that rate, at 5 ms 0.99-1.05
-    # (tests/e2e/test_overload.py's two loads, alternating runs, 2026-12-05). So the interval follows the backlog.
+    # the goodput under twice the sustained rate was 0.72-0.99 of that rate (median 0.85, 11 runs), at 5 ms
+    # 0.99-1.05 (4 runs), following the backlog 0.87-1.03 (median 0.96, 7 runs) (tests/e2e/test_overload.py's
+    # two loads, 2026-12-05). So the interval follows the backlog.
     keeping_up, behind = settings.embedded_gil_switch_ms / 1000, settings.embedded_gil_switch_behind_ms / 1000
     sys.setswitchinterval(keeping_up)
     asyncio.run(run_embedded(settings, on_behind=lambda b: sys.setswitchinterval(behind if b else keeping_up)))
