@@ -2,7 +2,7 @@
 silence. Local dates in the configured time zone; explicit instants in, days out."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -20,13 +20,15 @@ class WorkCalendar:
     tz: str = "UTC"
     weekend: tuple[int, ...] = (5, 6)  # Monday = 0: Saturday and Sunday
     holidays: tuple[str, ...] = ()  # local ISO dates (YYYY-MM-DD)
+    _off: frozenset[int] = field(init=False, repr=False, compare=False)
+    _weekend: frozenset[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # derived lookups (the rules ask for working days on every tick)
         object.__setattr__(self, "_off", frozenset(date.fromisoformat(h).toordinal() for h in self.holidays))
         object.__setattr__(self, "_weekend", frozenset(self.weekend))
 
     def is_working(self, day: date) -> bool:
-        return day.weekday() not in self._weekend and day.toordinal() not in self._off  # type: ignore[attr-defined]
+        return day.weekday() not in self._weekend and day.toordinal() not in self._off
 
     def working_days(self, start_ms: int, end_ms: int) -> float:
         """Working time from ``start_ms`` to ``end_ms`` in days: the parts of working days between the two
@@ -45,7 +47,7 @@ class WorkCalendar:
             extra = ((last - day).days - MAX_SPAN_DAYS) * 5 / 7
             day = last - timedelta(days=MAX_SPAN_DAYS)
             start = datetime.combine(day, time(), zone)
-        weekend, off = self._weekend, self._off  # type: ignore[attr-defined]
+        weekend, off = self._weekend, self._off
         total = 0.0
         first, final = day.toordinal(), last.toordinal()
         wd = day.weekday()

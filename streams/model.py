@@ -3,7 +3,7 @@ velocity bands last seen, alerts, and the alert rules' configuration. Pure data;
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from streams.calendar import WorkCalendar
 
@@ -42,7 +42,7 @@ class AlertConfig:
     def for_stages(cls, stages: tuple[str, ...], cadences: dict[str, float], closed: tuple[str, ...],
                    default_days: float, calendar: WorkCalendar = WorkCalendar()) -> AlertConfig:
         """The config for a site's own stage list: known cadences kept, the given ones added or overriding."""
-        known = {**dict(cls.cadence_days), **cadences}
+        known = {**dict(cls().cadence_days), **cadences}
         return cls(cadence_days=tuple((s, float(known[s])) for s in stages if s in known and s not in closed),
                    closed_stages=tuple(closed), default_cadence_days=float(default_days), calendar=calendar)
 
@@ -120,7 +120,19 @@ def evolve(obj, **changes):
     """``dataclasses.replace`` for the core's frozen value types, without re-running ``__init__``: a copy of the
     fields with ``changes`` on top. Only for dataclasses without ``__post_init__``, slots or cached values
     (Room, RoomFacts, BandState, RoomState, StakeholderScore); the state machine calls it for every event."""
+    d = getattr(obj, "__dict__", None)
+    if d is None:  # compiled (mypyc: native classes hold no __dict__): the constructor, fields by name
+        cls = obj.__class__
+        names = _FIELDS.get(cls)
+        if names is None:
+            names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+        kw = {n: getattr(obj, n) for n in names}
+        kw.update(changes)
+        return cls(**kw)
     new = object.__new__(obj.__class__)
-    new.__dict__.update(obj.__dict__)
+    new.__dict__.update(d)
     new.__dict__.update(changes)
     return new
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}

@@ -43,13 +43,15 @@ class ScoringConfig:
     breadth_weights: tuple[float, float] = (0.6, 0.4)  # (engaged / invited, key roles covered)
     # the deal score's parts, summing to 1: breadth, depth, recency, velocity
     deal_weights: tuple[float, float, float, float] = (0.35, 0.3, 0.2, 0.15)
+    _weights: dict[str, float] = field(init=False, repr=False, compare=False)
+    _kinds: dict[str, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # lookups every event makes, derived once (the config is frozen)
         object.__setattr__(self, "_weights", dict(self.type_weights))
         object.__setattr__(self, "_kinds", dict(self.content_kinds))
 
     def weight(self, etype: str) -> float:
-        return self._weights.get(etype, 0.0)  # type: ignore[attr-defined]
+        return self._weights.get(etype, 0.0)
 
     def kind(self, content_id: str) -> str:
         cid = content_id.lower()
@@ -60,7 +62,7 @@ class ScoringConfig:
 
     def kind_multiplier(self, content_id: str, declared: str = "") -> float:
         if declared:
-            return self._kinds.get(declared, 1.0)  # type: ignore[attr-defined]
+            return self._kinds.get(declared, 1.0)
         cid = content_id.lower()
         for kind, mult in self.content_kinds:
             if kind in cid:
@@ -211,7 +213,7 @@ def daily_velocity(daily, now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | 
     """``velocity`` of (day, points) pairs."""
     w = cfg.velocity_window_days
     today = now_ms // DAY_MS
-    recent = previous = 0
+    recent = previous = 0.0
     mid, low = today - w, today - 2 * w
     for d, v in daily:  # in the pairs' order: the same sums as summing each window apart
         if d > today:

@@ -96,7 +96,7 @@ def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple
     ``person_days``: (person, their (day, points)) for each committee member (the history a room keeps; days with
     points count as active)."""
     since = today - max(1.0, age_days)
-    momentum: float = 0
+    momentum = 0.0
     lived = 0
     for d, v in daily:
         if v > 0 and d <= today:
@@ -105,7 +105,7 @@ def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple
             if d > since:
                 lived += 1
     pairs = 0  # (person, day) with points in the room's lifetime so far (a person's days are distinct)
-    points: float = 0
+    points = 0.0
     people = 0
     for _, days in person_days:
         mine = 0

@@ -222,3 +222,24 @@ def test_anonymous_visitors_are_bounded_per_room():
     keys = [k for k, _ in r.states[b"acme/deal-1"].scores]
     assert "ops" in keys and len([k for k in keys if k.startswith("visitor:")]) == deals.MAX_ANONYMOUS
     assert "visitor:anon-0" not in keys and f"visitor:anon-{deals.MAX_ANONYMOUS + 29}" in keys
+
+
+def test_evolve_copies_fields_with_changes_with_or_without_an_instance_dict():
+    """``evolve`` is ``dataclasses.replace`` without ``__init__`` for the core's value types; an object without
+    ``__dict__`` (slots, or a class compiled by mypyc) goes through its constructor instead. Both give what
+    ``replace`` gives, and leave the original as it was."""
+    import dataclasses
+
+    from streams.model import Room, evolve
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Slotted:
+        a: int
+        b: tuple[str, ...] = ()
+        c: float = 0.5
+
+    for obj, changes in ((Room("r-1", stage="demo", created_ms=5), {"stage": "proposal", "owner": "ana"}),
+                         (Slotted(1, ("x",)), {"c": 2.5}), (Slotted(3), {})):
+        out = evolve(obj, **changes)
+        assert out == dataclasses.replace(obj, **changes) and type(out) is type(obj) and out is not obj
+    assert Room("r-1", stage="demo", created_ms=5).stage == "demo"
