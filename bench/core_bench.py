@@ -24,6 +24,7 @@ import orjson  # noqa: E402
 
 from dealbeacon.core import records  # noqa: E402
 from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate  # noqa: E402
+import streams  # noqa: E402
 from streams.deals import dumps, loads  # noqa: E402
 from streams.processors import is_event, process_batch  # noqa: E402
 
@@ -94,6 +95,8 @@ def main() -> None:
     events = sum(1 for r in recs if is_event(r))
     groups = batches(recs, a.batch)
     print(f"records: {len(recs)} ({events} events, {len(recs) - events} room updates and ticks) in {len(groups)} batches")
+    print(f"core module: {'compiled' if streams.COMPILED else 'interpreted'} (scripts/build_core.py; "
+          "DEALBEACON_CORE=interpreted runs the sources)")
     best, rows, digest = min(run_core(groups) for _ in range(max(1, a.repeat)))
     decode = min(run_decode(groups) for _ in range(max(1, a.repeat)))
     print(f"core:   {events / best:,.0f} events/s ({len(recs) / best:,.0f} records/s, {1e6 * best / events:.1f} us/event), "

@@ -14,4 +14,14 @@ if [ "${1:-}" = "test" ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# the pure core compiled with mypyc (scripts/build_core.py, 1.25-1.35x, same rows), unless already built from
+# these sources; without a C compiler, or if the build fails, the core runs interpreted
+.venv/bin/python -m pip install -q "mypy>=1.10"
+if ! .venv/bin/python -c "import streams, sys; sys.exit(0 if streams.COMPILED else 1)"; then
+  if command -v cc >/dev/null; then
+    .venv/bin/python scripts/build_core.py || echo "compiled core not built: the core runs interpreted"
+  else
+    echo "no C compiler (cc): the core runs interpreted"
+  fi
+fi
 echo "python deps ready in .venv ($(.venv/bin/python --version))"
