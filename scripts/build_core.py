@@ -11,7 +11,6 @@ the sources (an edited core runs interpreted until it is built again) and ``DEAL
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import shutil
@@ -20,18 +19,10 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from streams import source_digests  # noqa: E402
+
 MODULES = ["scoring", "calendar", "model", "alerts", "deals", "processors", "activity", "winmodel"]
-# what the compiled modules were type-checked against: a change in any of these needs a new build
-WATCHED = ("streams", "dealbeacon/core")
-
-
-def source_digests(root: str = ROOT) -> dict[str, str]:
-    out = {}
-    for d in WATCHED:
-        for path in sorted(glob.glob(os.path.join(root, d, "*.py"))):
-            with open(path, "rb") as fh:
-                out[os.path.relpath(path, root)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
 
 
 def main() -> int:

@@ -10,6 +10,19 @@ import json
 import os
 import sys
 
+WATCHED = ("streams", os.path.join("dealbeacon", "core"))  # what a build of the core was type-checked against
+
+
+def source_digests(root: str) -> dict[str, str]:
+    """sha256 of every watched source under ``root``, by path relative to it."""
+    out = {}
+    for d in WATCHED:
+        for name in sorted(os.listdir(os.path.join(root, d))):
+            if name.endswith(".py"):
+                with open(os.path.join(root, d, name), "rb") as fh:
+                    out[os.path.join(d, name)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
 
 def compiled_core(root: str, env: dict | os._Environ = os.environ) -> str | None:
     """The directory of a build of the core made from exactly the sources under ``root``, or None."""
@@ -19,18 +32,10 @@ def compiled_core(root: str, env: dict | os._Environ = os.environ) -> str | None
     try:
         with open(os.path.join(build, "manifest.json"), "rb") as fh:
             manifest = json.load(fh)
-        if manifest.get("python") != sys.implementation.cache_tag:
+        # an edited, added or removed source: interpreted until built again
+        if manifest.get("python") != sys.implementation.cache_tag or manifest.get("sources") != source_digests(root):
             return None
-        for rel, digest in manifest["sources"].items():
-            with open(os.path.join(root, rel), "rb") as fh:
-                if hashlib.sha256(fh.read()).hexdigest() != digest:
-                    return None
-        watched = {os.path.relpath(os.path.join(d, f), root) for d in (os.path.join(root, "streams"),
-                                                                       os.path.join(root, "dealbeacon", "core"))
-                   for f in os.listdir(d) if f.endswith(".py")}
-        if watched != set(manifest["sources"]):  # a module added or removed since the build
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
     return build
 

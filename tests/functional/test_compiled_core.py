@@ -39,14 +39,8 @@ def _tree(tmp_path):
     """A copy of the watched sources and a manifest of them (no compiled modules needed to judge it)."""
     for d in ("streams", os.path.join("dealbeacon", "core")):
         shutil.copytree(os.path.join(ROOT, d), tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    try:
-        import build_core
-    finally:
-        sys.path.pop(0)
     (tmp_path / ".build" / "core").mkdir(parents=True)
-    manifest = {"python": sys.implementation.cache_tag, "modules": build_core.MODULES,
-                "sources": build_core.source_digests(str(tmp_path))}
+    manifest = {"python": sys.implementation.cache_tag, "sources": streams.source_digests(str(tmp_path))}
     (tmp_path / ".build" / "core" / "manifest.json").write_text(json.dumps(manifest))
     return str(tmp_path), manifest
 
