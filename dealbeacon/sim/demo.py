@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import httpx
 
 from dealbeacon.core import tokens
 from dealbeacon.core.periods import period_of
+from dealbeacon.sim.simulate import build, replay, send
 
 log = logging.getLogger("dealbeacon.sim.demo")
 
@@ -102,8 +104,6 @@ QUOTA_PER_QUARTER = 150_000.0  # each simulated seller's target
 
 async def seed_live_rooms(base_url: str, site_key: str, secret: str, *, now_ms: int | None = None) -> None:
     """The three live rooms with their committees (rooms API): the live visits carry their stakeholders' tokens."""
-    import time
-
     now_ms = now_ms or int(time.time() * 1000)
     async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {secret}"}, timeout=10) as client:
         for n, (room_id, committee) in enumerate(ROOMS):
@@ -123,10 +123,6 @@ async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 4
     replayed as a server-side sender so their timestamps are kept, and a quarterly quota per simulated seller.
     The wall-clock ticker then scores them and raises alerts; the analytics dashboard has closed won and lost
     deals, slipped close dates and pipeline to show. (The live rooms: ``seed_live_rooms``.)"""
-    import time
-
-    from dealbeacon.sim.simulate import build, replay
-
     now_ms = now_ms or int(time.time() * 1000)
     headers = {"Authorization": f"Bearer {secret}"}
     start = now_ms - (spread_days + days // 2) * DAY_MS  # the rooms opened last are still open today
@@ -150,32 +146,20 @@ async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 4
 async def run_demo_traffic(endpoint: str, site_key: str, secret: str, *, max_events: int, seed: int = 7,
                            pause_s: float = 1.0, clock_ms=None) -> int:
     """Post simulated visits to ``endpoint`` until ``max_events`` were accepted. Returns the count sent."""
-    import time
-
     clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
     rng = random.Random(seed)
     visitors = make_visitors(secret, rng, clock_ms() // 1000)
     sent = 0
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers={"User-Agent": "dealbeacon-demo/1 (simulated buyer)"}) as client:
         while sent < max_events:
             events = visit_events(rng.choice(visitors), rng, clock_ms())[: max_events - sent]
             for i in range(0, len(events), 20):
                 chunk = events[i:i + 20]
                 body = {"site": site_key, "sent_at": clock_ms(), "events": chunk}
-                for attempt in range(5):  # as the beacon does: a 429 or 503 is sent again after Retry-After
-                    try:
-                        r = await client.post(endpoint, json=body,
-                                              headers={"User-Agent": "dealbeacon-demo/1 (simulated buyer)"})
-                    except httpx.HTTPError as e:
-                        log.warning("demo batch failed: %s", e)
-                        break
-                    if r.status_code == 202:
-                        sent += r.json()["accepted"]
-                    elif r.status_code in (429, 503) and attempt < 4:
-                        await asyncio.sleep(min(5.0, float(r.headers.get("retry-after") or 1)))
-                        continue
-                    else:
-                        log.warning("demo batch answered %s: %s", r.status_code, r.text[:200])
-                    break
+                try:  # as the beacon does: a 429 or 503 is sent again, with backoff
+                    r = await send(client, "POST", endpoint, body, time.monotonic() + 30)
+                    sent += r.json()["accepted"]
+                except (TimeoutError, RuntimeError) as e:
+                    log.warning("demo batch not taken: %s", e)
             await asyncio.sleep(pause_s * rng.uniform(0.5, 1.5))
     return sent

@@ -40,11 +40,11 @@ async def replay(url: str, site: str, secret: str, ops: list[Op], *, speed: floa
                 if wait > 0:
                     await asyncio.sleep(wait)
             if op.kind == "room":
-                r = await _send(client, "PUT", f"/v1/sites/{site}/rooms/{op.room_id}", op.body, end)
+                r = await send(client, "PUT", f"/v1/sites/{site}/rooms/{op.room_id}", op.body, end)
             elif op.kind == "clock":
-                r = await _send(client, "POST", f"/v1/sites/{site}/clock", op.body, end)
+                r = await send(client, "POST", f"/v1/sites/{site}/clock", op.body, end)
             else:
-                r = await _send(client, "POST", "/v1/events", op.body, end)
+                r = await send(client, "POST", "/v1/events", op.body, end)
                 counts["accepted"] += r.json()["accepted"]
                 counts["rejected"] += len(r.json()["rejected"])
             counts[op.kind] += 1
@@ -63,7 +63,7 @@ class _Busy(Exception):
     """The server answered 429 or 503: try again."""
 
 
-async def _send(client: httpx.AsyncClient, method: str, path: str, body: dict, end: float) -> httpx.Response:
+async def send(client: httpx.AsyncClient, method: str, path: str, body: dict, end: float) -> httpx.Response:
     """One request, retried with backoff (0.1 s doubling to 2 s) on network errors, 429 and 503 until ``end``."""
     async def once() -> httpx.Response:
         r = await client.request(method, path, json=body)
