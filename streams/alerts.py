@@ -388,9 +388,22 @@ def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[i
     return fold(facts, rec, ts, sid, kind, alerts, acfg, room), alerts
 
 
+def observe_in_run(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[int, float], ...], points: float,
+                   cfg: ScoringConfig, acfg: AlertConfig, kinds: dict[str, str]) -> tuple[RoomFacts, list[Alert]]:
+    """``observe`` for a run of events (streams/deals.py): the facts returned leave ``last_activity_ms`` as it
+    was (the caller folds the run's latest time in when the run ends; no event rule reads it), so the usual
+    event, which establishes nothing else, returns ``facts`` itself."""
+    ts, sid = int(rec["ts"]), rec.get("stakeholder_id", "")
+    kind = _kind(cfg, rec.get("content_id", ""), room, kinds)
+    view = EventView(room, facts, rec, ts, sid, kind, daily_points, points)
+    alerts = [a for rule in EVENT_RULES for a in rule(view, cfg, acfg)]
+    return fold(facts, rec, ts, sid, kind, alerts, acfg, room, False), alerts
+
+
 def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list[Alert] = (),  # type: ignore[assignment]
-         acfg: AlertConfig = ALERTS, room: Room | None = None) -> RoomFacts:
-    """What one event establishes about the room."""
+         acfg: AlertConfig = ALERTS, room: Room | None = None, activity: bool = True) -> RoomFacts:
+    """What one event establishes about the room. ``activity=False``: ``last_activity_ms`` is left as it is (and
+    ``facts`` itself returned when nothing else changes)."""
     etype = rec.get("type", "")
     shares, visitors = facts.shared_to, facts.visitors  # rebuilt only when this event adds to them
     visitor = rec.get("visitor_id", "")
@@ -431,7 +444,13 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
     viewed = facts.viewed_kinds
     if kind and etype == "content_view" and kind not in viewed:
         viewed = tuple(sorted((*viewed, kind)))
-    return evolve(facts, last_activity_ms=max(facts.last_activity_ms, ts), stakeholders=stakeholders,
+    last = max(facts.last_activity_ms, ts) if activity else facts.last_activity_ms
+    if (last == facts.last_activity_ms and stakeholders is facts.stakeholders and token_visitors is facts.token_visitors
+            and pricing_days is facts.pricing_days and opened == facts.proposal_opened_ms
+            and max_pct == facts.proposal_max_pct and viewed is facts.viewed_kinds and shares is facts.shared_to
+            and visitors is facts.visitors and hot_ms == facts.hot_ms and active is facts.active_days):
+        return facts
+    return evolve(facts, last_activity_ms=last, stakeholders=stakeholders,
                   token_visitors=token_visitors, pricing_days=pricing_days,
                   proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=viewed,
                   shared_to=shares, visitors=visitors, hot_ms=hot_ms, active_days=active)

@@ -23,7 +23,7 @@ import orjson
 from dealbeacon.core.contract import DEFAULT_STAGES
 from dealbeacon.core.records import uuid5_text
 from streams.activity import activity_kinds, activity_row
-from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe
+from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe_in_run
 from streams.model import evolve
 from streams.scoring import (
     DAY_MS,
@@ -102,16 +102,49 @@ def _remember_internal_device(state: RoomState, rec: dict) -> RoomState:
 _FOLDED = ("room", "model", "tick", "clock", "erase")  # the records that end a run of buyer events
 
 
+class _Run:
+    """A run of buyer events folding into a room: what each event moves (the room's facts, daily points, clock
+    and fired episodes), held here and written into the state once, when the run ends."""
+
+    __slots__ = ("facts", "daily", "clock_ms", "fired", "latest", "accs", "fresh")
+
+    def __init__(self, state: RoomState) -> None:
+        self.facts = state.facts  # its last_activity_ms is folded in when the run ends (observe_in_run)
+        self.daily = state.daily
+        self.clock_ms = state.clock_ms
+        self.fired = state.fired
+        self.latest = 0  # the run's latest event time
+        self.accs: list[str] = []  # the scores made mutable (ScoreAcc) during the run
+        self.fresh = False  # a stakeholder scored for the first time (the scores are re-sorted by id)
+
+    def end(self, state: RoomState, scores: dict[str, StakeholderScore | ScoreAcc]) -> RoomState:
+        for sid in self.accs:
+            acc = scores.get(sid)
+            if isinstance(acc, ScoreAcc):
+                scores[sid] = acc.freeze()
+        if self.fresh:  # scores are kept in id order (the order they are stored and summed in)
+            ordered = sorted(scores.items())
+            scores.clear()
+            scores.update(ordered)
+        facts = self.facts
+        if self.latest > facts.last_activity_ms:
+            facts = evolve(facts, last_activity_ms=self.latest)
+        return evolve(state, daily=self.daily, facts=facts, clock_ms=self.clock_ms, fired=self.fired)
+
+
 def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT,
          acfg: AlertConfig = ALERTS) -> tuple[RoomState, dict[str, list[dict]]]:
-    """Fold one batch of a room's records (events, room updates, ticks) into its state."""
+    """Fold one batch of a room's records (events, room updates, ticks) into its state. The scores are a dict
+    for the whole batch (in id order, as stored), written back into the state once at its end."""
     out: dict[str, list[dict]] = {}
     touched: set[str] = set()
     if state is None:
         first = recs[0]
         t0 = int(first.get("ts") or first.get("updated_at") or first.get("now") or 0)
         state = new_state(first["site"], first["room_id"], t0)
-    work: dict[str, StakeholderScore | ScoreAcc] | None = None  # the scores, mutable while a run of events folds in
+    scores: dict[str, StakeholderScore | ScoreAcc] = dict(state.scores)
+    rescored = False
+    run: _Run | None = None
     kinds: dict[str, str] = {}
     dirty = False  # scores moved since the last score rows: they are written when the run ends
 
@@ -119,23 +152,22 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         # at the run's own time, before a tick, room update or erase moves the clock or the state on: the rows
         # are the same however the records were batched (one record at a time writes them at the same instants)
         at = st.clock_ms
-        scores = dict(st.scores)
         out.setdefault("stakeholder_scores", []).extend(
-            _stakeholder_row(st, sid, scores[sid], at, cfg) for sid in sorted(touched) if sid in scores)
-        out.setdefault("deal_scores", []).append(_deal_row(st, at, cfg, acfg))
+            _stakeholder_row(st, sid, scores[sid], at, cfg) for sid in sorted(touched) if sid in scores)  # type: ignore[arg-type]
+        out.setdefault("deal_scores", []).append(_deal_row(st, scores, at, cfg, acfg))  # type: ignore[arg-type]
         touched.clear()
 
     for rec in recs:
         kind = rec.get("record", "event")
         if kind == "event" and not is_internal(state, rec):
-            if work is None:
-                work, kinds = dict(state.scores), state.room.kinds  # the room itself stays as it is during a run
-            state = _event(state, rec, out, cfg, acfg, work, kinds)
+            if run is None:
+                run, kinds = _Run(state), state.room.kinds  # the room itself stays as it is during a run
+            _event(state, run, rec, out, cfg, acfg, scores, kinds)
             touched.add(stakeholder_key(rec))
-            dirty = True
+            dirty = rescored = True
             continue
-        if work is not None:
-            state, work = evolve(state, scores=_frozen(work)), None
+        if run is not None:
+            state, run = run.end(state, scores), None
         if kind not in _FOLDED:  # the seller's own visits: stored with the events, never scored or alerted on
             state = _remember_internal_device(state, rec)
             continue
@@ -149,22 +181,23 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         elif kind == "model":
             state = _take_model(state, rec)
         elif kind in ("tick", "clock"):
-            state = _tick(state, int(rec["now"]), out, cfg, acfg)
+            state = _tick(state, scores, int(rec["now"]), out, cfg, acfg)  # type: ignore[arg-type]
         elif kind == "erase":
-            state = forget(state, str(rec["stakeholder"]), int(rec["requested_at"]), out)
+            who = str(rec["stakeholder"])
+            state = forget(state, who, int(rec["requested_at"]), out)
+            if scores.pop(who, None) is not None:
+                rescored = True
             dirty = True
-    if work is not None:
-        state = evolve(state, scores=_frozen(work))
+    if run is not None:
+        state = run.end(state, scores)
     if dirty:
         score_rows(state)
+    if rescored:
+        state = evolve(state, scores=tuple(scores.items()))
     return state, out
 
 
 _NO_SCORE = StakeholderScore()
-
-
-def _frozen(work: dict[str, StakeholderScore | ScoreAcc]) -> tuple[tuple[str, StakeholderScore], ...]:
-    return tuple(sorted((sid, s.freeze() if isinstance(s, ScoreAcc) else s) for sid, s in work.items()))
 
 
 def _take_model(state: RoomState, rec: dict) -> RoomState:
@@ -176,39 +209,48 @@ def _take_model(state: RoomState, rec: dict) -> RoomState:
         return state
 
 
-def _event(state: RoomState, rec: dict, out: dict, cfg: ScoringConfig, acfg: AlertConfig,
-           scores: dict[str, StakeholderScore | ScoreAcc], kinds: dict[str, str]) -> RoomState:
-    """Fold one buyer event in. ``scores``: the room's scores as a dict, updated in place (``step`` writes them
-    back into the state once the run of events ends); ``kinds``: ``state.room.kinds``."""
+def _event(state: RoomState, run: _Run, rec: dict, out: dict, cfg: ScoringConfig, acfg: AlertConfig,
+           scores: dict[str, StakeholderScore | ScoreAcc], kinds: dict[str, str]) -> None:
+    """Fold one buyer event into ``run`` and ``scores`` (updated in place); ``kinds``: ``state.room.kinds``."""
     ts = int(rec["ts"])
     sid = stakeholder_key(rec)
     points = event_points(rec, cfg, kinds)
     known = scores.get(sid)
-    acc = known if isinstance(known, ScoreAcc) else ScoreAcc(known or _NO_SCORE)
+    if isinstance(known, ScoreAcc):
+        acc = known
+    else:
+        acc = scores[sid] = ScoreAcc(known or _NO_SCORE)
+        run.accs.append(sid)
     acc.add(rec, points, cfg)
-    scores[sid] = acc
-    if known is None and len(scores) > MAX_ANONYMOUS and sid.startswith("visitor:"):
-        # bounded state: a public link can draw many one-off visitors (only a newcomer can tip the count over)
-        anonymous = [(s.last_seen_ms, k) for k, s in scores.items() if k.startswith("visitor:")]
-        over = len(anonymous) - MAX_ANONYMOUS
-        if over == 1:  # the usual case: the newcomer tipped it by one (min: nsmallest(1)'s answer, cheaper)
-            del scores[min(anonymous)[1]]
-        elif over > 1:
-            for _, k in heapq.nsmallest(over, anonymous):
-                del scores[k]
-    for kind in activity_kinds(state.facts, rec):
+    if known is None:
+        run.fresh = True
+        if len(scores) > MAX_ANONYMOUS and sid.startswith("visitor:"):
+            # bounded state: a public link can draw many one-off visitors (only a newcomer can tip the count over)
+            anonymous = [(s.last_seen_ms, k) for k, s in scores.items() if k.startswith("visitor:")]
+            over = len(anonymous) - MAX_ANONYMOUS
+            if over == 1:  # the usual case: the newcomer tipped it by one (min: nsmallest(1)'s answer, cheaper)
+                del scores[min(anonymous)[1]]
+            elif over > 1:
+                for _, k in heapq.nsmallest(over, anonymous):
+                    del scores[k]
+    facts = run.facts
+    for kind in activity_kinds(facts, rec):
         out.setdefault("activities", []).append(activity_row(state.site, state.room.room_id, state.room.owner, rec, kind))
     pts = points[0]
     day = ts // DAY_MS
-    daily = add_day(state.daily, day, pts, day - 2 * acfg.spike_window_days + 1)
-    facts, alerts = observe(state.room, state.facts, rec, daily, pts, cfg, acfg, kinds)
-    fired = _fire(state, alerts, out) if alerts else state.fired
-    return evolve(state, daily=daily, facts=facts, clock_ms=max(state.clock_ms, ts), fired=fired)
+    daily = run.daily = add_day(run.daily, day, pts, day - 2 * acfg.spike_window_days + 1)
+    run.facts, alerts = observe_in_run(state.room, facts, rec, daily, pts, cfg, acfg, kinds)
+    if alerts:
+        run.fired = _fire(state, run.fired, alerts, out)
+    if ts > run.clock_ms:
+        run.clock_ms = ts
+    if ts > run.latest:
+        run.latest = ts
 
 
-def _fire(state: RoomState, alerts: list[Alert], out: dict) -> tuple[str, ...]:
+def _fire(state: RoomState, fired_before: tuple[str, ...], alerts: list[Alert], out: dict) -> tuple[str, ...]:
     """The one episode mechanism: an alert is raised unless its episode key already fired; returns the keys."""
-    fired = list(state.fired)
+    fired = list(fired_before)
     for a in alerts:
         if a.episode and a.episode in fired:
             continue
@@ -218,14 +260,16 @@ def _fire(state: RoomState, alerts: list[Alert], out: dict) -> tuple[str, ...]:
     return tuple(fired[-_MAX_FIRED:])
 
 
-def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: AlertConfig) -> RoomState:
+def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: dict, cfg: ScoringConfig,
+          acfg: AlertConfig) -> RoomState:
+    """The time rules at ``now``; ``scores``: the room's, as a dict in id order."""
     before = state.bands
-    scores = dict(state.scores)
     # the daily total, for the bands and the deal row
     total = daily_total(scores) if scores and state.room.stage not in acfg.closed_stages else None
     summed = sorted(total.items()) if total is not None else None
     bands, alerts = evaluate(state.room, state.facts, scores, state.bands, now, cfg, acfg, summed)
-    state = evolve(state, bands=bands, fired=_fire(state, alerts, out), clock_ms=max(state.clock_ms, now))
+    state = evolve(state, bands=bands, fired=_fire(state, state.fired, alerts, out) if alerts else state.fired,
+                   clock_ms=max(state.clock_ms, now))
     if state.room.stage in acfg.closed_stages:
         return state
     # time moves scores and bands without events: a row whenever a band changes, and a daily deal snapshot
@@ -234,8 +278,8 @@ def _tick(state: RoomState, now: int, out: dict, cfg: ScoringConfig, acfg: Alert
     if changed:
         out.setdefault("stakeholder_scores", []).extend(_stakeholder_row(state, sid, scores[sid], now, cfg) for sid in changed)
     day = now // DAY_MS
-    if state.scores and (day > state.snapshot_day or (before.deal and before.deal != bands.deal)):
-        out.setdefault("deal_scores", []).append(_deal_row(state, now, cfg, acfg, total, summed))
+    if scores and (day > state.snapshot_day or (before.deal and before.deal != bands.deal)):
+        out.setdefault("deal_scores", []).append(_deal_row(state, scores, now, cfg, acfg, total, summed))
         state = evolve(state, snapshot_day=max(day, state.snapshot_day))
     return state
 
@@ -370,14 +414,16 @@ def _stakeholder_row(state: RoomState, sid: str, s: StakeholderScore, at: int, c
 
 
 def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS,
-                  whole: DealScore | None = None, total: dict[int, float] | None = None) -> dict[str, float]:
+                  whole: DealScore | None = None, total: dict[int, float] | None = None,
+                  everyone: dict[str, StakeholderScore] | None = None) -> dict[str, float]:
     """The win model's inputs for this room at ``at`` (streams/winmodel.py): scored on its people only.
     ``whole``: the room's deal score at ``at`` (visitors included), and ``total``: its ``daily_total``, both
-    reused when the room has no visitor."""
+    reused when the room has no visitor; ``everyone``: the room's scores as a dict, when the caller has them."""
     roles = dict(state.room.invited)
-    scores = {sid: s for sid, s in state.scores if is_person(sid)}
+    pairs = everyone.items() if everyone is not None else state.scores
+    scores = {sid: s for sid, s in pairs if is_person(sid)}
     engaged_ids: tuple[str, ...] | list[str]
-    people_only = len(scores) == len(state.scores)
+    people_only = len(scores) == len(pairs)
     if whole is not None and people_only:
         engaged_ids, breadth, depth, recency = whole.engaged, whole.breadth, whole.depth, whole.recency
     else:  # the people's parts alone (the rest of a deal score, its daily history and band, is not a feature)
@@ -392,18 +438,18 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
                         (at - state.room.created_ms) / DAY_MS, at // DAY_MS, person_days)
 
 
-def _deal_row(state: RoomState, at: int, cfg: ScoringConfig, acfg: AlertConfig,
+def _deal_row(state: RoomState, scores: dict[str, StakeholderScore], at: int, cfg: ScoringConfig, acfg: AlertConfig,
               total: dict[int, float] | None = None, summed: list[tuple[int, float]] | None = None) -> dict:
-    """``total``: the room's ``daily_total`` and ``summed`` the same by day, when the caller has them."""
+    """``scores``: the room's, as a dict in id order; ``total``: their ``daily_total`` and ``summed`` the same by
+    day, when the caller has them."""
     roles = dict(state.room.invited)
-    scores = dict(state.scores)
     if total is None:
         total = daily_total(scores)
     if summed is None:
         summed = sorted(total.items())
     d = deal_score(scores, roles, max(1, len(roles)), at, cfg, summed)
     engaged = len(d.engaged)
-    feats = deal_features(state, at, cfg, acfg, whole=d, total=total)
+    feats = deal_features(state, at, cfg, acfg, whole=d, total=total, everyone=scores)
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,
             "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,
             "velocity": stored_velocity(d.velocity), "band": d.band, "engaged": engaged,
