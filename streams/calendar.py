@@ -3,7 +3,7 @@ silence. Local dates in the configured time zone; explicit instants in, days out
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -38,34 +38,44 @@ class WorkCalendar:
         return _working_days(self, start_ms, end_ms)  # the rules ask for the same spans tick after tick
 
     def _span(self, start_ms: int, end_ms: int) -> float:
+        """In the zone's wall-clock time, as Python's datetimes of one zone subtract and compare: a local day is
+        24 hours whatever its length, so each counts 1. Integer microseconds of the wall clock, after the two
+        conversions of the instants (the same floats as the datetime arithmetic; tests/unit/test_calendar.py)."""
         zone = _zone(self.tz)
-        start = datetime.fromtimestamp(start_ms / 1000, zone)
-        end = datetime.fromtimestamp(end_ms / 1000, zone)
-        day, last = start.date(), end.date()
+        start = _wall_us(datetime.fromtimestamp(start_ms / 1000, zone))
+        end = _wall_us(datetime.fromtimestamp(end_ms / 1000, zone))
+        first, final = start // DAY_US + _EPOCH_ORDINAL, end // DAY_US + _EPOCH_ORDINAL
         extra = 0.0
-        if (last - day).days > MAX_SPAN_DAYS:
-            extra = ((last - day).days - MAX_SPAN_DAYS) * 5 / 7
-            day = last - timedelta(days=MAX_SPAN_DAYS)
-            start = datetime.combine(day, time(), zone)
+        if final - first > MAX_SPAN_DAYS:
+            extra = (final - first - MAX_SPAN_DAYS) * 5 / 7
+            first = final - MAX_SPAN_DAYS
+            start = (first - _EPOCH_ORDINAL) * DAY_US
         weekend, off = self._weekend, self._off
         total = 0.0
-        first, final = day.toordinal(), last.toordinal()
-        wd = day.weekday()
+        wd = (first + 6) % 7  # date.fromordinal(first).weekday()
         for n in range(first, final + 1):
             if (wd + n - first) % 7 not in weekend and n not in off:
                 if first < n < final:  # a whole local day between the two instants counts exactly 1
                     total += 1.0
                 else:
-                    d = date.fromordinal(n)
-                    d0 = datetime.combine(d, time(), zone)
-                    d1 = datetime.combine(d + timedelta(days=1), time(), zone)
-                    lo, hi = max(start, d0), min(end, d1)
+                    d0 = (n - _EPOCH_ORDINAL) * DAY_US
+                    lo, hi = max(start, d0), min(end, d0 + DAY_US)
                     if hi > lo:
-                        total += (hi - lo).total_seconds() / (d1 - d0).total_seconds()
+                        total += (hi - lo) / 1_000_000 / 86400.0
         return total + extra
 
     def day_of(self, ms: int) -> date:
         return datetime.fromtimestamp(ms / 1000, _zone(self.tz)).date()
+
+
+DAY_US = 86_400_000_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _wall_us(t: datetime) -> int:
+    """Microseconds from 1970-01-01 00:00 to ``t``'s wall-clock time (its zone's offset ignored)."""
+    return ((t.toordinal() - _EPOCH_ORDINAL) * 86_400 + t.hour * 3600 + t.minute * 60 + t.second) * 1_000_000 \
+        + t.microsecond
 
 
 @lru_cache(maxsize=1 << 16)

@@ -40,3 +40,19 @@ def test_working_days_equal_the_day_by_day_reference_exactly():
         assert cal.working_days(start, end) == reference(cal, start, end)  # and again, from the cache
     assert WorkCalendar("Europe/Berlin").is_working(date(2026, 12, 25))
     assert not WorkCalendar("Europe/Berlin", holidays=("2026-12-25",)).is_working(date(2026, 12, 25))
+
+
+def test_spans_that_start_or_end_inside_a_dst_change_equal_the_reference():
+    """The fast path counts in wall-clock microseconds: instants a few hours either side of a change of offset
+    (a lost hour, a repeated one, Lord Howe's half hour) give the reference's floats exactly."""
+    rng = random.Random(9)
+    changes = [("Europe/Berlin", "2026-03-29T01:00"), ("Europe/Berlin", "2026-10-25T01:00"),
+               ("America/New_York", "2026-03-08T07:00"), ("America/New_York", "2026-11-01T06:00"),
+               ("Australia/Lord_Howe", "2026-04-04T15:00")]
+    for tz, when in changes:
+        cal = WorkCalendar(tz, weekend=())
+        at = int(datetime.fromisoformat(when + "+00:00").timestamp() * 1000)
+        for _ in range(300):
+            start = at + rng.randrange(-3 * 3_600_000, 3 * 3_600_000)
+            end = rng.choice([start + rng.randrange(3 * 3_600_000), at + rng.randrange(3 * DAY)])
+            assert cal._span(start, end) == reference(cal, start, end), (tz, start, end)

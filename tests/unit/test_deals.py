@@ -243,3 +243,25 @@ def test_evolve_copies_fields_with_changes_with_or_without_an_instance_dict():
         out = evolve(obj, **changes)
         assert out == dataclasses.replace(obj, **changes) and type(out) is type(obj) and out is not obj
     assert Room("r-1", stage="demo", created_ms=5).stage == "demo"
+
+
+def test_moved_copies_every_field_it_is_not_given():
+    """``moved`` is ``evolve`` written out for the five fields runs and ticks move: a state with a distinct value
+    in every field comes back equal to ``dataclasses.replace`` with the same five, whatever the field order."""
+    import dataclasses
+
+    from streams.alerts import BandState, Room, RoomFacts
+    from streams.scoring import StakeholderScore
+    from streams.winmodel import PRIOR, WinModel
+
+    state = deals.RoomState(site="s-1", room=Room("r-1", stage="demo", created_ms=5),
+                            facts=RoomFacts(last_activity_ms=7), scores=(("ops", StakeholderScore(1.5, 9)),),
+                            bands=BandState("Active"), daily=((3, 2.0),), clock_ms=11, snapshot_day=13,
+                            fired=("quiet/1/low",), partition=17, offset=19, meta=(("owner", "ana"),),
+                            model=WinModel("fit-x", PRIOR, 2, 3))
+    assert len(dataclasses.fields(state)) == 13  # a new field must be added to ``moved`` too
+    new = dict(facts=RoomFacts(last_activity_ms=23), bands=BandState("Dark"), daily=((4, 1.0),), clock_ms=29,
+               snapshot_day=31, fired=("hot/4",))
+    assert deals.moved(state, **new) == dataclasses.replace(state, **new)
+    assert deals.moved(state, state.facts, state.bands, state.daily, state.clock_ms, state.snapshot_day,
+                       state.fired) == state
