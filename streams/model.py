@@ -126,9 +126,7 @@ def evolve(obj, **changes):
         names = _FIELDS.get(cls)
         if names is None:
             names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
-        kw = {n: getattr(obj, n) for n in names}
-        kw.update(changes)
-        return cls(**kw)
+        return cls(*[changes[n] if n in changes else getattr(obj, n) for n in names])  # positional: no keywords to match
     new = object.__new__(obj.__class__)
     new.__dict__.update(d)
     new.__dict__.update(changes)
