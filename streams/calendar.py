@@ -8,6 +8,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 MAX_SPAN_DAYS = 1000  # beyond this, every further day counts as 5/7 of a working day (bounded work per call)
+MAX_SPANS = 1 << 14  # spans remembered per calendar (one per site and buyer zone; streams/alerts.py in_zone)
 
 
 @lru_cache(maxsize=64)
@@ -22,10 +23,12 @@ class WorkCalendar:
     holidays: tuple[str, ...] = ()  # local ISO dates (YYYY-MM-DD)
     _off: frozenset[int] = field(init=False, repr=False, compare=False)
     _weekend: frozenset[int] = field(init=False, repr=False, compare=False)
+    _spans: dict[tuple[int, int], float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # derived lookups (the rules ask for working days on every tick)
         object.__setattr__(self, "_off", frozenset(date.fromisoformat(h).toordinal() for h in self.holidays))
         object.__setattr__(self, "_weekend", frozenset(self.weekend))
+        object.__setattr__(self, "_spans", {})  # spans asked before: a room's gaps are asked again every tick
 
     def is_working(self, day: date) -> bool:
         return day.weekday() not in self._weekend and day.toordinal() not in self._off
@@ -35,7 +38,14 @@ class WorkCalendar:
         instants, each local day counting 1 (23 or 25 hours on a DST change count 1 too)."""
         if end_ms <= start_ms:
             return 0.0
-        return _working_days(self, start_ms, end_ms)  # the rules ask for the same spans tick after tick
+        spans = self._spans  # per calendar (a lookup keyed by the calendar itself would hash it every time)
+        key = (start_ms, end_ms)
+        days = spans.get(key)
+        if days is None:
+            if len(spans) >= MAX_SPANS:
+                spans.clear()
+            days = spans[key] = self._span(start_ms, end_ms)
+        return days
 
     def _span(self, start_ms: int, end_ms: int) -> float:
         """In the zone's wall-clock time, as Python's datetimes of one zone subtract and compare: a local day is
@@ -77,7 +87,3 @@ def _wall_us(t: datetime) -> int:
     return ((t.toordinal() - _EPOCH_ORDINAL) * 86_400 + t.hour * 3600 + t.minute * 60 + t.second) * 1_000_000 \
         + t.microsecond
 
-
-@lru_cache(maxsize=1 << 16)
-def _working_days(cal: WorkCalendar, start_ms: int, end_ms: int) -> float:
-    return cal._span(start_ms, end_ms)

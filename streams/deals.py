@@ -24,7 +24,7 @@ from dealbeacon.core.contract import DEFAULT_STAGES
 from dealbeacon.core.records import uuid5_text
 from streams.activity import activity_kinds, activity_row
 from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe_in_run
-from streams.model import evolve
+from streams.model import active_at, evolve
 from streams.scoring import (
     DAY_MS,
     DEFAULT,
@@ -128,7 +128,7 @@ class _Run:
             scores.update(ordered)
         facts = self.facts
         if self.latest > facts.last_activity_ms:
-            facts = evolve(facts, last_activity_ms=self.latest)
+            facts = active_at(facts, self.latest)
         return moved(state, facts, state.bands, self.daily, self.clock_ms, state.snapshot_day, self.fired)
 
 
@@ -279,7 +279,7 @@ def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: 
                 _stakeholder_row(state, sid, scores[sid], now, cfg) for sid in changed)
         day = now // DAY_MS
         if scores and (day > snapshot_day or (before.deal and before.deal != bands.deal)):
-            out.setdefault("deal_scores", []).append(_deal_row(state, scores, now, cfg, acfg, total, summed))
+            out.setdefault("deal_scores", []).append(_deal_row(state, scores, now, cfg, acfg, total, summed, bands.deal))
             snapshot_day = max(day, snapshot_day)
     return moved(state, state.facts, bands, state.daily, max(state.clock_ms, now), snapshot_day, fired)
 
@@ -448,15 +448,16 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
 
 
 def _deal_row(state: RoomState, scores: dict[str, StakeholderScore], at: int, cfg: ScoringConfig, acfg: AlertConfig,
-              total: dict[int, float] | None = None, summed: list[tuple[int, float]] | None = None) -> dict:
-    """``scores``: the room's, as a dict in id order; ``total``: their ``daily_total`` and ``summed`` the same by
-    day, when the caller has them."""
+              total: dict[int, float] | None = None, summed: list[tuple[int, float]] | None = None,
+              band: str = "") -> dict:
+    """``scores``: the room's, as a dict in id order; ``total``: their ``daily_total``, ``summed`` the same by
+    day, and ``band`` the deal's band at ``at``, when the caller has them."""
     roles = dict(state.room.invited)
     if total is None:
         total = daily_total(scores)
     if summed is None:
         summed = sorted(total.items())
-    d = deal_score(scores, roles, max(1, len(roles)), at, cfg, summed)
+    d = deal_score(scores, roles, max(1, len(roles)), at, cfg, summed, band)
     engaged = len(d.engaged)
     feats = deal_features(state, at, cfg, acfg, whole=d, total=total, everyone=scores)
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,

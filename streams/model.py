@@ -98,6 +98,14 @@ class RoomFacts:
     internal_visitors: tuple[str, ...] = ()  # devices (visitor ids) seen with the seller's team's identity (bounded)
 
 
+def active_at(f: RoomFacts, last_activity_ms: int) -> RoomFacts:
+    """``f`` with ``last_activity_ms``: ``evolve`` written out (a run of events ends with it; tests/unit/test_deals.py
+    checks it copies every field)."""
+    return RoomFacts(last_activity_ms, f.stakeholders, f.token_visitors, f.pricing_days, f.proposal_opened_ms,
+                     f.proposal_max_pct, f.viewed_kinds, f.shared_to, f.visitors, f.hot_ms, f.active_days,
+                     f.internal_visitors)
+
+
 @dataclass(frozen=True)
 class Alert:
     kind: str

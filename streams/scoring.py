@@ -236,10 +236,12 @@ def band(vel: float | None, cfg: ScoringConfig = DEFAULT) -> str:
     return "Cooling" if vel >= cfg.dark_velocity else "Dark"
 
 
-def standing(daily, first_seen_ms: int, last_seen_ms: int, now_ms: int, cfg: ScoringConfig = DEFAULT) -> str:
+def standing(daily, first_seen_ms: int, last_seen_ms: int, now_ms: int, cfg: ScoringConfig = DEFAULT,
+             vel: float | None = None, has_vel: bool = False) -> str:
     """The band at ``now_ms``: ``New`` while too young for a velocity (first seen within the current window),
     else the velocity's band; recency caps it (at most Cooling after ``cooling_after_days`` without activity,
-    Dark after ``dark_after_days``), so bands move with time even when no event arrives."""
+    Dark after ``dark_after_days``), so bands move with time even when no event arrives. ``vel`` (with
+    ``has_vel``): ``daily_velocity(daily, now_ms)``, when the caller has it."""
     if not last_seen_ms:
         return "Dark"
     idle_days = (now_ms - last_seen_ms) / DAY_MS
@@ -248,7 +250,7 @@ def standing(daily, first_seen_ms: int, last_seen_ms: int, now_ms: int, cfg: Sco
     if now_ms - first_seen_ms < cfg.velocity_window_days * DAY_MS:
         b = "New"
     else:
-        b = band(daily_velocity(daily, now_ms, cfg), cfg)
+        b = band(vel if has_vel else daily_velocity(daily, now_ms, cfg), cfg)
     if idle_days >= cfg.cooling_after_days and b in ("Active", "New"):
         return "Cooling"
     return b
@@ -312,9 +314,11 @@ def deal_parts(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
 
 
 def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str], invited: int, now_ms: int,
-               cfg: ScoringConfig = DEFAULT, summed: list[tuple[int, float]] | None = None) -> DealScore:
+               cfg: ScoringConfig = DEFAULT, summed: list[tuple[int, float]] | None = None,
+               band: str = "") -> DealScore:
     """Roll stakeholder scores up to a 0-100 deal score. ``roles``: stakeholder id -> role of the invited
-    committee; ``invited``: committee size (>= 1); ``summed``: as for ``deal_band``."""
+    committee; ``invited``: committee size (>= 1); ``summed``: as for ``deal_band``; ``band``: the deal's band
+    at ``now_ms`` (``deal_band``), when the caller has it."""
     engaged, engaged_invited, covered, breadth, depth, recency = deal_parts(stakeholders, roles, invited, now_ms, cfg)
     if summed is None:
         summed = sum_daily(stakeholders) if stakeholders else []
@@ -334,7 +338,10 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     missing = set(cfg.key_roles) & set(roles.values()) - covered
     if missing:
         reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
-    band = deal_band(stakeholders, now_ms, cfg, summed)
+    if not band:
+        band = "Dark" if not stakeholders else standing(
+            summed, min(s.first_seen_ms for s in stakeholders.values()),
+            max(s.last_seen_ms for s in stakeholders.values()), now_ms, cfg, vel, True)
     reasons.append(f"deal {band}")
     return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons), band,
                      tuple(engaged))

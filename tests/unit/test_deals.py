@@ -265,3 +265,15 @@ def test_moved_copies_every_field_it_is_not_given():
     assert deals.moved(state, **new) == dataclasses.replace(state, **new)
     assert deals.moved(state, state.facts, state.bands, state.daily, state.clock_ms, state.snapshot_day,
                        state.fired) == state
+
+
+def test_active_at_copies_every_field_but_the_last_activity():
+    import dataclasses
+
+    from streams.alerts import RoomFacts
+    from streams.model import active_at
+
+    facts = RoomFacts(1, (("ops", 2),), (("ops", "v-1"),), (3,), 4, 5.5, ("pricing",), (("a@x", "ops", 6, ""),),
+                      ("v-2",), 7, (8,), ("v-3",))
+    assert len(dataclasses.fields(facts)) == 12 and len({repr(getattr(facts, f.name)) for f in dataclasses.fields(facts)}) == 12
+    assert active_at(facts, 9) == dataclasses.replace(facts, last_activity_ms=9)
