@@ -9,12 +9,13 @@ same ids and a subscriber receives each action once.
 from __future__ import annotations
 
 import uuid
+from typing import Final
 
 from dealbeacon.core.records import uuid5_text
 from streams.model import RoomFacts
 
-_NS = uuid.UUID("6a1f0e1c-3b8d-4d52-9a57-0f5c2e7d8b13")
-EVENT_ACTIVITY = {"room_view": "room_opened", "content_view": "content_viewed", "download": "downloaded",
+_NS: Final = uuid.UUID("6a1f0e1c-3b8d-4d52-9a57-0f5c2e7d8b13")
+EVENT_ACTIVITY: Final = {"room_view": "room_opened", "content_view": "content_viewed", "download": "downloaded",
                   "share": "shared"}
 
 

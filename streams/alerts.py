@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Final
 
 from streams.model import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, alert_config, evolve  # noqa: F401
 from streams.scoring import (
@@ -27,9 +27,9 @@ from streams.scoring import (
     value_at,
 )
 
-SHARE_CLAIM_DAYS = 14  # a new anonymous visitor is linked to a share made at most this many days before
-MAX_SHARES = 32
-MAX_VISITORS = 50
+SHARE_CLAIM_DAYS: Final = 14  # a new anonymous visitor is linked to a share made at most this many days before
+MAX_SHARES: Final = 32
+MAX_VISITORS: Final = 50
 
 
 class EventView:
@@ -76,7 +76,7 @@ TimeRule = Callable[[TimeView, ScoringConfig, AlertConfig], list[Alert]]
 
 # ---------------------------------------------------------------- event rules (positive signals)
 
-SAME_PERSON_DEVICES = 2  # devices one person's link may open on before it reads as forwarded
+SAME_PERSON_DEVICES: Final = 2  # devices one person's link may open on before it reads as forwarded
 
 
 def _holds(pairs: tuple[tuple[str, Any], ...], key: str) -> bool:
@@ -194,7 +194,7 @@ def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     return []
 
 
-EVENT_RULES: tuple[EventRule, ...] = (new_stakeholder_by_link, shared, shared_link_opened, pricing_revisited,
+EVENT_RULES: Final[tuple[EventRule, ...]] = (new_stakeholder_by_link, shared, shared_link_opened, pricing_revisited,
                                       proposal_read, hot)
 
 
@@ -305,8 +305,8 @@ def quiet(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
                     episode=f"quiet/{v.facts.last_activity_ms}/{sev}")]
 
 
-_EPOCH = date(1970, 1, 1)
-LIVE = ("Active", "Cooling", "New")
+_EPOCH: Final = date(1970, 1, 1)
+LIVE: Final = ("Active", "Cooling", "New")
 
 
 def _past_usual(v: TimeView, acfg: AlertConfig) -> bool:
@@ -363,7 +363,7 @@ def proposal_unopened(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> lis
     return []
 
 
-TIME_RULES: tuple[TimeRule, ...] = (quiet, room_unopened, deal_went_dark, stakeholder_dark, single_threaded, proposal_unopened)
+TIME_RULES: Final[tuple[TimeRule, ...]] = (quiet, room_unopened, deal_went_dark, stakeholder_dark, single_threaded, proposal_unopened)
 
 
 # ---------------------------------------------------------------- running them
@@ -404,7 +404,7 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
          acfg: AlertConfig = ALERTS, room: Room | None = None, activity: bool = True) -> RoomFacts:
     """What one event establishes about the room. ``activity=False``: ``last_activity_ms`` is left as it is (and
     ``facts`` itself returned when nothing else changes)."""
-    etype = rec.get("type", "")
+    etype: str = rec.get("type", "")
     shares, visitors = facts.shared_to, facts.visitors  # rebuilt only when this event adds to them
     visitor = rec.get("visitor_id", "")
     if not sid and etype == "room_view" and visitor and visitor not in visitors:
@@ -464,7 +464,7 @@ def bands_at(scores: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfi
                      tuple(sorted((sid, stakeholder_band(s, now_ms, cfg)) for sid, s in scores.items() if is_person(sid))))
 
 
-_ZONED: dict[tuple[int, str], tuple[AlertConfig, AlertConfig]] = {}
+_ZONED: Final[dict[tuple[int, str], tuple[AlertConfig, AlertConfig]]] = {}
 
 
 def in_zone(acfg: AlertConfig, tz: str) -> AlertConfig:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
+from typing import Final
 from zoneinfo import ZoneInfo
 
-MAX_SPAN_DAYS = 1000  # beyond this, every further day counts as 5/7 of a working day (bounded work per call)
-MAX_SPANS = 1 << 14  # spans remembered per calendar (one per site and buyer zone; streams/alerts.py in_zone)
+MAX_SPAN_DAYS: Final = 1000  # beyond this, every further day counts as 5/7 of a working day (bounded work per call)
+MAX_SPANS: Final = 1 << 14  # spans remembered per calendar (one per site and buyer zone; streams/alerts.py in_zone)
 
 
 @lru_cache(maxsize=64)
@@ -78,8 +79,8 @@ class WorkCalendar:
         return datetime.fromtimestamp(ms / 1000, _zone(self.tz)).date()
 
 
-DAY_US = 86_400_000_000
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+DAY_US: Final = 86_400_000_000
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 
 
 def _wall_us(t: datetime) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -47,9 +47,9 @@ from streams.scoring import (
 from streams.winmodel import PRIOR_MODEL, WinModel
 from streams.winmodel import features as win_features
 
-_NS = uuid.UUID("6f1d3a52-9a43-4d0e-8a0e-5b1b2f6f0d11")
-_MAX_FIRED = 64
-MAX_ANONYMOUS = 50  # anonymous visitors scored per room (the least recently seen make room)
+_NS: Final = uuid.UUID("6f1d3a52-9a43-4d0e-8a0e-5b1b2f6f0d11")
+_MAX_FIRED: Final = 64
+MAX_ANONYMOUS: Final = 50  # anonymous visitors scored per room (the least recently seen make room)
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def stakeholder_key(rec: dict) -> str:
     return rec.get("stakeholder_id") or f"visitor:{rec.get('visitor_id', '')}"
 
 
-INTERNAL_PREFIX = "seller:"  # a visit made with a seller's own page token (ingest names it seller:<id>)
-MAX_INTERNAL_VISITORS = 50
+INTERNAL_PREFIX: Final = "seller:"  # a visit made with a seller's own page token (ingest names it seller:<id>)
+MAX_INTERNAL_VISITORS: Final = 50
 
 
 def is_internal(state: RoomState, rec: dict) -> bool:
@@ -99,7 +99,7 @@ def _remember_internal_device(state: RoomState, rec: dict) -> RoomState:
     return evolve(state, facts=evolve(state.facts, internal_visitors=devices))
 
 
-_FOLDED = ("room", "model", "tick", "clock", "erase")  # the records that end a run of buyer events
+_FOLDED: Final = ("room", "model", "tick", "clock", "erase")  # the records that end a run of buyer events
 
 
 class _Run:
@@ -158,7 +158,7 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         touched.clear()
 
     for rec in recs:
-        kind = rec.get("record", "event")
+        kind: str = rec.get("record", "event")
         if kind == "event" and not is_internal(state, rec):
             if run is None:
                 run, kinds = _Run(state), state.room.kinds  # the room itself stays as it is during a run
@@ -197,7 +197,7 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
     return state, out
 
 
-_NO_SCORE = StakeholderScore()
+_NO_SCORE: Final = StakeholderScore()
 
 
 def _take_model(state: RoomState, rec: dict) -> RoomState:
@@ -343,7 +343,7 @@ def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
     return state
 
 
-HISTORY_FIELDS = ("stage", "owner", "amount", "expected_close")  # the deal fields KPIs follow over time
+HISTORY_FIELDS: Final = ("stage", "owner", "amount", "expected_close")  # the deal fields KPIs follow over time
 
 
 def _field_value(name: str, value) -> str:
@@ -443,7 +443,7 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
     pos = stages.index(state.room.stage) / max(1, len(stages) - 1) if state.room.stage in stages else 0.0
     engaged = len([sid for sid in engaged_ids if sid in roles])
     person_days = [(sid, s.daily) for sid, s in scores.items() if sid in roles]
-    return win_features(breadth, depth, recency, daily.items(), engaged, len(roles), pos,
+    return win_features(breadth, depth, recency, daily, engaged, len(roles), pos,
                         (at - state.room.created_ms) / DAY_MS, at // DAY_MS, person_days)
 
 

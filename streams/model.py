@@ -4,6 +4,7 @@ velocity bands last seen, alerts, and the alert rules' configuration. Pure data;
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Final
 
 from streams.calendar import WorkCalendar
 
@@ -47,7 +48,7 @@ class AlertConfig:
                    closed_stages=tuple(closed), default_cadence_days=float(default_days), calendar=calendar)
 
 
-ALERTS = AlertConfig()
+ALERTS: Final = AlertConfig()
 
 
 def alert_config(s) -> AlertConfig:

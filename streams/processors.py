@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterable
+from typing import Final
 
 import orjson
 
@@ -17,9 +18,9 @@ from dealbeacon.core import records
 from streams import deals
 from streams.alerts import ALERTS, AlertConfig
 
-_EVENT_STRINGS = ("site", "type", "room_id", "visitor_id", "session_id", "stakeholder_id", "token_status",
+_EVENT_STRINGS: Final = ("site", "type", "room_id", "visitor_id", "session_id", "stakeholder_id", "token_status",
                   "content_id", "href", "share_channel", "share_to", "cta", "url", "referrer", "ip", "user_agent")
-_EVENT_NULLABLE = ("page", "progress_pct", "scroll_pct", "media_position_s")
+_EVENT_NULLABLE: Final = ("page", "progress_pct", "scroll_pct", "media_position_s")
 
 
 def event_row(rec: dict) -> dict:
@@ -39,7 +40,7 @@ def event_row(rec: dict) -> dict:
             "engaged_ms": get("engaged_ms", 0), "props": orjson.dumps(props).decode() if props else ""}
 
 
-_DEAD_FIELDS = ("dl_id", "received_at", "site", "stage", "reason", "field", "detail", "event_index", "event_id",
+_DEAD_FIELDS: Final = ("dl_id", "received_at", "site", "stage", "reason", "field", "detail", "event_index", "event_id",
                 "payload", "ip", "user_agent")
 
 
@@ -57,10 +58,10 @@ def process(events: list[dict], dead_letters: list[dict]) -> dict[str, list[dict
     return out
 
 
-CONFIG_RECORDS = {"channel": "channels", "seller": "sellers", "alert_action": "alert_actions", "erase": "erasures",
+CONFIG_RECORDS: Final = {"channel": "channels", "seller": "sellers", "alert_action": "alert_actions", "erase": "erasures",
                   "quota": "quotas"}
 # records that reach every room of the site: a clock tick, a win model, an erase without a room_id
-SITE_WIDE = ("clock", "model", "erase")
+SITE_WIDE: Final = ("clock", "model", "erase")
 
 
 def config_rows(recs: list[dict]) -> dict[str, list[dict]]:

@@ -10,9 +10,11 @@ All weights and windows live in ``ScoringConfig``. Wired through streams/deals.p
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
-DAY_MS = 86_400_000
+DAY_MS: Final = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class ScoringConfig:
         return 1.0
 
 
-DEFAULT = ScoringConfig()
+DEFAULT: Final = ScoringConfig()
 
 
 def decay(value: float, from_ms: int, to_ms: int, half_life_days: float) -> float:
@@ -83,7 +85,7 @@ def decay(value: float, from_ms: int, to_ms: int, half_life_days: float) -> floa
 def event_points(rec: dict, cfg: ScoringConfig = DEFAULT, kinds: dict[str, str] | None = None) -> tuple[float, str]:
     """Raw points of one event and the reason it counts under (e.g. 'content_view:pricing'); ``kinds``: the
     room's catalogue (content id -> declared kind)."""
-    etype = rec.get("type", "")
+    etype: str = rec.get("type", "")
     base = cfg.weight(etype)
     if etype == "engagement":
         base *= rec.get("engaged_ms", 0) / 60_000
@@ -122,6 +124,13 @@ class ScoreAcc:
     again). Folding events one by one here gives exactly the floats ``apply_event`` gives."""
 
     __slots__ = ("value", "updated_ms", "first_seen_ms", "last_seen_ms", "reasons", "caps", "daily")
+    value: float
+    updated_ms: int
+    first_seen_ms: int
+    last_seen_ms: int
+    reasons: dict[str, float]
+    caps: dict[tuple[int, str], float]
+    daily: list[tuple[int, float]]
 
     def __init__(self, s: StakeholderScore) -> None:
         self.value, self.updated_ms = s.value, s.updated_ms
@@ -201,7 +210,11 @@ def value_at(state: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT)
 
 def top_reasons(state: StakeholderScore, now_ms: int, n: int = 3, cfg: ScoringConfig = DEFAULT) -> list[tuple[str, float]]:
     decayed = [(r, decay(v, state.updated_ms, now_ms, cfg.half_life_days)) for r, v in state.reasons]
-    return sorted(decayed, key=lambda x: (-x[1], x[0]))[:n]
+    return sorted(decayed, key=_by_weight)[:n]
+
+
+def _by_weight(x: tuple[str, float]) -> tuple[float, str]:
+    return -x[1], x[0]
 
 
 def velocity(state: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:
@@ -209,7 +222,7 @@ def velocity(state: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFAULT)
     return daily_velocity(state.daily, now_ms, cfg)
 
 
-def daily_velocity(daily, now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:
+def daily_velocity(daily: Sequence[tuple[int, float]], now_ms: int, cfg: ScoringConfig = DEFAULT) -> float | None:
     """``velocity`` of (day, points) pairs."""
     w = cfg.velocity_window_days
     today = now_ms // DAY_MS
@@ -236,7 +249,7 @@ def band(vel: float | None, cfg: ScoringConfig = DEFAULT) -> str:
     return "Cooling" if vel >= cfg.dark_velocity else "Dark"
 
 
-def standing(daily, first_seen_ms: int, last_seen_ms: int, now_ms: int, cfg: ScoringConfig = DEFAULT,
+def standing(daily: Sequence[tuple[int, float]], first_seen_ms: int, last_seen_ms: int, now_ms: int, cfg: ScoringConfig = DEFAULT,
              vel: float | None = None, has_vel: bool = False) -> str:
     """The band at ``now_ms``: ``New`` while too young for a velocity (first seen within the current window),
     else the velocity's band; recency caps it (at most Cooling after ``cooling_after_days`` without activity,
@@ -266,9 +279,19 @@ def deal_band(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: Scori
     ``summed``: their daily points already summed, when the caller has them."""
     if not stakeholders:
         return "Dark"
-    return standing(summed if summed is not None else sum_daily(stakeholders),
-                    min(s.first_seen_ms for s in stakeholders.values()),
-                    max(s.last_seen_ms for s in stakeholders.values()), now_ms, cfg)
+    first, last = _seen(stakeholders)
+    return standing(summed if summed is not None else sum_daily(stakeholders), first, last, now_ms, cfg)
+
+
+def _seen(stakeholders: dict[str, StakeholderScore]) -> tuple[int, int]:
+    """The earliest first sight and the latest last sight among ``stakeholders`` (not empty)."""
+    first = last = -1
+    for s in stakeholders.values():
+        if first < 0 or s.first_seen_ms < first:
+            first = s.first_seen_ms
+        if s.last_seen_ms > last:
+            last = s.last_seen_ms
+    return first, last
 
 
 def stored_velocity(vel: float | None) -> float | None:
@@ -307,8 +330,14 @@ def deal_parts(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     w_engaged, w_roles = cfg.breadth_weights
     breadth = w_engaged * min(1.0, len(engaged_invited if roles else engaged) / max(1, invited)) \
         + w_roles * len(covered) / len(cfg.key_roles)
-    depth = min(1.0, sum(values.values()) / cfg.depth_saturation)
-    last = max((s.last_seen_ms for s in stakeholders.values()), default=0)
+    summed = 0.0  # loops, not sum() and max() over generators: compiled, these are typed
+    for v in values.values():
+        summed += v
+    depth = min(1.0, summed / cfg.depth_saturation)
+    last = 0
+    for s in stakeholders.values():
+        if s.last_seen_ms > last:
+            last = s.last_seen_ms
     recency = decay(1.0, last, now_ms, cfg.recency_half_life_days) if last else 0.0
     return engaged, engaged_invited, covered, breadth, depth, recency
 
@@ -339,9 +368,7 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     if missing:
         reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
     if not band:
-        band = "Dark" if not stakeholders else standing(
-            summed, min(s.first_seen_ms for s in stakeholders.values()),
-            max(s.last_seen_ms for s in stakeholders.values()), now_ms, cfg, vel, True)
+        band = "Dark" if not stakeholders else standing(summed, *_seen(stakeholders), now_ms, cfg, vel, True)
     reasons.append(f"deal {band}")
     return DealScore(round(value, 2), round(breadth, 4), round(depth, 4), round(recency, 4), vel, tuple(reasons), band,
                      tuple(engaged))

@@ -28,30 +28,31 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 
-FEATURES = ("breadth", "depth", "recency", "momentum", "rhythm", "people", "stage", "age", "intensity", "reached",
+FEATURES: Final = ("breadth", "depth", "recency", "momentum", "rhythm", "people", "stage", "age", "intensity", "reached",
             "per_visit", "intensity2", "per_visit2", "reached2")
-PRIOR_VERSION = "prior-1"
+PRIOR_VERSION: Final = "prior-1"
 # per age band, intercept first, then one weight per feature: a fit on the simulator's site history
 # (bench/signal_quality.py, seed 7), rounded. Not any real site's: it stands in until a site's own closed deals
 # replace it.
-PRIOR: tuple[tuple[float, ...], ...] = (  # per age band
+PRIOR: Final[tuple[tuple[float, ...], ...]] = (  # per age band
     (-1.3, -3.8, 2.3, 1.8, 0.4, -1.7, 3.4, 0.5, -13.4, -6.5, -0.7, -2.9, 7.0, 9.5, 0.7),
     (-7.4, -1.4, 1.3, -1.7, 0.1, -0.5, 2.5, -0.2, 0.6, -0.6, 3.6, 3.9, 5.3, 7.0, -2.7),
     (-10.3, -0.9, 1.0, -1.4, -0.6, -0.1, -1.9, 0.7, -0.2, 1.7, 7.2, 6.9, 3.7, 8.5, -2.4),
     (-11.6, -0.5, 1.0, -0.5, -0.8, -0.8, -1.5, 0.5, 0.4, 1.7, 6.3, 8.8, 3.1, 9.8, -2.2),
     (-10.1, -0.2, 1.3, 0.2, -1.0, -1.7, -1.4, 0.5, -1.4, 0.4, 5.1, 9.2, 3.4, 10.5, -1.8),
 )
-MIN_WON = 50
-MIN_LOST = 50
-RIDGE = 0.1
-AGE_BANDS = (14, 28, 42, 63)  # days: one model per stretch of a deal's life (2, 4, 6 and 9 weeks, after)
-AGE_SCALE_DAYS = 120.0  # the age feature is days / this
-EVERY_DAYS = 7
-MIN_RATE_DAYS = 7.0  # rates of activity are over at least this many days
-MAX_DEALS = 2000  # the most recent closed deals a fit reads
+MIN_WON: Final = 50
+MIN_LOST: Final = 50
+RIDGE: Final = 0.1
+AGE_BANDS: Final = (14, 28, 42, 63)  # days: one model per stretch of a deal's life (2, 4, 6 and 9 weeks, after)
+AGE_SCALE_DAYS: Final = 120.0  # the age feature is days / this
+EVERY_DAYS: Final = 7
+MIN_RATE_DAYS: Final = 7.0  # rates of activity are over at least this many days
+MAX_DEALS: Final = 2000  # the most recent closed deals a fit reads
 
 
 def band_of(age_days: float) -> int:
@@ -86,19 +87,19 @@ class WinModel:
         return cls(str(rec["version"]), coef, int(rec.get("won", 0)), int(rec.get("lost", 0)))
 
 
-PRIOR_MODEL = WinModel()
+PRIOR_MODEL: Final = WinModel()
 
 
-def features(breadth: float, depth: float, recency: float, daily: Iterable[tuple[int, float]], engaged: int,
+def features(breadth: float, depth: float, recency: float, daily: dict[int, float], engaged: int,
              invited: int, stage_pos: float, age_days: float, today: int,
-             person_days: Iterable[tuple[str, Iterable[tuple[int, float]]]] = ()) -> dict[str, float]:
-    """The model's inputs. ``daily``: the room's points per day (day number, points); ``today``: the day of now;
+             person_days: Sequence[tuple[str, tuple[tuple[int, float], ...]]] = ()) -> dict[str, float]:
+    """The model's inputs. ``daily``: the room's points per day (day number -> points); ``today``: the day of now;
     ``person_days``: (person, their (day, points)) for each committee member (the history a room keeps; days with
     points count as active)."""
     since = today - max(1.0, age_days)
     momentum = 0.0
     lived = 0
-    for d, v in daily:
+    for d, v in daily.items():
         if v > 0 and d <= today:
             if d > today - 14:
                 momentum += v
