@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 DAY_MS: Final = 86_400_000
 
@@ -392,13 +392,17 @@ def engaged_ids(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: Sco
 def daily_total(stakeholders: dict[str, StakeholderScore]) -> dict[int, float]:
     """The stakeholders' daily points summed per day, days in the order first met (stakeholder by
     stakeholder): the win model's features sum over it in that order."""
-    total: dict[int, float] = {}
+    total: dict[Any, float] = {}
+    pair: tuple[Any, float]  # the day stays the object it is (compiled, an int key would be re-made per lookup)
     for s in stakeholders.values():
+        days: tuple[tuple[Any, float], ...] = s.daily
         if not total:  # the first one's days are distinct: no lookups (the same 0.0 + v as below)
-            total = {d: 0.0 + v for d, v in s.daily}
+            for pair in days:
+                total[pair[0]] = 0.0 + pair[1]
             continue
-        for d, v in s.daily:
-            total[d] = total.get(d, 0.0) + v
+        for pair in days:
+            d = pair[0]
+            total[d] = total.get(d, 0.0) + pair[1]
     return total
 
 
