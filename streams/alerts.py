@@ -179,13 +179,22 @@ def hot(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     if v.facts.hot_ms and v.ts - v.facts.hot_ms < acfg.hot_every_days * DAY_MS:
         return []
     today = v.ts // DAY_MS
-    todays = sum(p for d, p in v.daily_points if d == today)
+    todays = 0.0  # loops, not sum() and min() over generators: compiled, these are typed (the same sums, in order)
+    first = today
+    for d, p in v.daily_points:
+        if d == today:
+            todays += p
+        if d < first:
+            first = d
     if todays < acfg.spike_min_points:
         return []  # below the floor whatever the average day
-    if today - min(d for d, _ in v.daily_points) < acfg.hot_baseline_days:
+    if today - first < acfg.hot_baseline_days:
         return []  # no baseline yet: a deal's first days are not a spike
-    before = [p for d, p in v.daily_points if today - acfg.spike_window_days <= d < today]
-    avg = sum(before) / acfg.spike_window_days
+    window = 0.0
+    for d, p in v.daily_points:
+        if today - acfg.spike_window_days <= d < today:
+            window += p
+    avg = window / acfg.spike_window_days
     threshold = max(acfg.spike_min_points, acfg.spike_factor * avg)
     if todays >= threshold > todays - v.points:
         return [v.alert("hot", "medium", v.who, f"{todays:.0f} engagement points today vs {avg:.1f} on an average "
@@ -325,9 +334,15 @@ def deal_went_dark(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[A
 
 def stakeholder_dark(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
     """A person's band became Dark (anonymous visitors have no bands); the champion's is its own kind."""
-    before, invited, out = dict(v.before.stakeholders), dict(v.room.invited), []
+    out: list[Alert] = []
+    before: dict[str, str] | None = None
+    invited: dict[str, str] = {}
     for sid, b in v.now.stakeholders:
-        if before.get(sid) in LIVE and b == "Dark":
+        if b != "Dark":
+            continue
+        if before is None:  # (the usual tick has nobody Dark: no lookups to build)
+            before, invited = dict(v.before.stakeholders), dict(v.room.invited)
+        if before.get(sid) in LIVE:
             role = invited.get(sid, "stakeholder")
             kind = "champion_dark" if role == "champion" else "stakeholder_dark"
             out.append(v.alert(kind, "high" if role == "champion" else "medium", [sid], f"{sid} ({role}) went from "

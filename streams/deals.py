@@ -209,7 +209,7 @@ def _take_model(state: RoomState, rec: dict) -> RoomState:
         return state
 
 
-def _event(state: RoomState, run: _Run, rec: dict, out: dict, cfg: ScoringConfig, acfg: AlertConfig,
+def _event(state: RoomState, run: _Run, rec: dict, out: dict[str, list[dict]], cfg: ScoringConfig, acfg: AlertConfig,
            scores: dict[str, StakeholderScore | ScoreAcc], kinds: dict[str, str]) -> None:
     """Fold one buyer event into ``run`` and ``scores`` (updated in place); ``kinds``: ``state.room.kinds``."""
     ts = int(rec["ts"])
@@ -248,7 +248,7 @@ def _event(state: RoomState, run: _Run, rec: dict, out: dict, cfg: ScoringConfig
         run.latest = ts
 
 
-def _fire(state: RoomState, fired_before: tuple[str, ...], alerts: list[Alert], out: dict) -> tuple[str, ...]:
+def _fire(state: RoomState, fired_before: tuple[str, ...], alerts: list[Alert], out: dict[str, list[dict]]) -> tuple[str, ...]:
     """The one episode mechanism: an alert is raised unless its episode key already fired; returns the keys."""
     fired = list(fired_before)
     for a in alerts:
@@ -260,7 +260,7 @@ def _fire(state: RoomState, fired_before: tuple[str, ...], alerts: list[Alert], 
     return tuple(fired[-_MAX_FIRED:])
 
 
-def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: dict, cfg: ScoringConfig,
+def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: dict[str, list[dict]], cfg: ScoringConfig,
           acfg: AlertConfig) -> RoomState:
     """The time rules at ``now``; ``scores``: the room's, as a dict in id order."""
     before = state.bands
@@ -302,7 +302,7 @@ def internal_team(people: list[dict], domains: list[str]) -> tuple[tuple[str, ..
     return tuple(p["id"] for p in team), tuple(sorted(at | {p["email"].lower() for p in team if p.get("email")}))
 
 
-def _room_update(state: RoomState, rec: dict, out: dict) -> RoomState:
+def _room_update(state: RoomState, rec: dict, out: dict[str, list[dict]]) -> RoomState:
     room = state.room
     at = int(rec["updated_at"])
     changes: dict = {}
@@ -352,7 +352,7 @@ def _field_value(name: str, value) -> str:
     return repr(float(value)) if name == "amount" else str(value)
 
 
-def _field_history(state: RoomState, rec: dict, at: int, owner: str, out: dict) -> None:
+def _field_history(state: RoomState, rec: dict, at: int, owner: str, out: dict[str, list[dict]]) -> None:
     """One ``deal_field_history`` row per tracked field this update changes (old -> new, at the CRM's
     ``updated_at``); the first description of a deal records every field it gives (old value '')."""
     meta = dict(state.meta)
@@ -370,7 +370,7 @@ def _field_history(state: RoomState, rec: dict, at: int, owner: str, out: dict) 
                  "changed_at": at, "owner": owner})
 
 
-def forget(state: RoomState, who: str, at_ms: int, out: dict) -> RoomState:
+def forget(state: RoomState, who: str, at_ms: int, out: dict[str, list[dict]]) -> RoomState:
     """Erase a person from the room's state: score, band, facts, invitation and email (``visitor:<id>`` for an
     anonymous visitor). A described room gets a new rooms row without them (newer, so it replaces the old)."""
     visitor = who[len("visitor:"):] if who.startswith("visitor:") else None
@@ -405,7 +405,7 @@ def room_row(state: RoomState) -> dict:
             "updated_at": int(meta["updated_at"])}
 
 
-def _alert_rows(state: RoomState, alerts: list[Alert], out: dict) -> None:
+def _alert_rows(state: RoomState, alerts: list[Alert], out: dict[str, list[dict]]) -> None:
     for a in alerts:
         aid = uuid5_text(_NS, f"{state.site}/{a.room_id}/{a.kind}/{a.severity}/{','.join(a.stakeholders)}/{a.at_ms}")
         out.setdefault("alerts", []).append({
@@ -414,9 +414,17 @@ def _alert_rows(state: RoomState, alerts: list[Alert], out: dict) -> None:
             "evidence": a.evidence, "suggestion": a.suggestion, "at": a.at_ms})
 
 
+def role_of(invited: tuple[tuple[str, str], ...], sid: str) -> str:
+    """``dict(invited).get(sid, "")`` without building the dict (the last entry for an id wins, as in a dict)."""
+    for i in range(len(invited) - 1, -1, -1):
+        if invited[i][0] == sid:
+            return invited[i][1]
+    return ""
+
+
 def _stakeholder_row(state: RoomState, sid: str, s: StakeholderScore, at: int, cfg: ScoringConfig) -> dict:
     return {"site": state.site, "room_id": state.room.room_id, "stakeholder_id": sid,
-            "role": dict(state.room.invited).get(sid, ""), "at": at, "score": round(value_at(s, at, cfg), 4),
+            "role": role_of(state.room.invited, sid), "at": at, "score": round(value_at(s, at, cfg), 4),
             "band": stakeholder_band(s, at, cfg) if is_person(sid) else "Visitor",
             "velocity": stored_velocity(velocity(s, at, cfg)), "first_seen": s.first_seen_ms, "last_seen": s.last_seen_ms,
             "reasons": orjson.dumps([[r, round(v, 3)] for r, v in top_reasons(s, at, 3, cfg)]).decode()}

@@ -33,11 +33,15 @@ class AlertConfig:
     quiet_alpha: float = 0.002  # unusual: a silence the room's rate of active days makes less likely than this
 
     default_cadence_days: float = 7  # a stage without a cadence of its own (custom stage lists)
+    _cadences: dict[str, float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # the lookup every tick makes, derived once (the config is frozen)
+        object.__setattr__(self, "_cadences", dict(self.cadence_days))
 
     def cadence(self, stage: str) -> float | None:
         if stage in self.closed_stages:
             return None
-        return dict(self.cadence_days).get(stage, self.default_cadence_days)
+        return self._cadences.get(stage, self.default_cadence_days)
 
     @classmethod
     def for_stages(cls, stages: tuple[str, ...], cadences: dict[str, float], closed: tuple[str, ...],

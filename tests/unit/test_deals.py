@@ -277,3 +277,10 @@ def test_active_at_copies_every_field_but_the_last_activity():
                       ("v-2",), 7, (8,), ("v-3",))
     assert len(dataclasses.fields(facts)) == 12 and len({repr(getattr(facts, f.name)) for f in dataclasses.fields(facts)}) == 12
     assert active_at(facts, 9) == dataclasses.replace(facts, last_activity_ms=9)
+
+
+def test_role_of_answers_as_a_dict_of_the_committee_would():
+    invited = (("ana", "champion"), ("bo", "legal"), ("ana", "economic_buyer"))  # a CRM may list someone twice
+    for sid in ("ana", "bo", "cy"):
+        assert deals.role_of(invited, sid) == dict(invited).get(sid, "")
+    assert deals.role_of((), "ana") == ""
