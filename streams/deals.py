@@ -38,6 +38,7 @@ from streams.scoring import (
     deal_score,
     event_points,
     is_person,
+    rounded,
     stakeholder_band,
     stored_velocity,
     top_reasons,
@@ -424,10 +425,10 @@ def role_of(invited: tuple[tuple[str, str], ...], sid: str) -> str:
 
 def _stakeholder_row(state: RoomState, sid: str, s: StakeholderScore, at: int, cfg: ScoringConfig) -> dict:
     return {"site": state.site, "room_id": state.room.room_id, "stakeholder_id": sid,
-            "role": role_of(state.room.invited, sid), "at": at, "score": round(value_at(s, at, cfg), 4),
+            "role": role_of(state.room.invited, sid), "at": at, "score": rounded(value_at(s, at, cfg), 4),
             "band": stakeholder_band(s, at, cfg) if is_person(sid) else "Visitor",
             "velocity": stored_velocity(velocity(s, at, cfg)), "first_seen": s.first_seen_ms, "last_seen": s.last_seen_ms,
-            "reasons": orjson.dumps([[r, round(v, 3)] for r, v in top_reasons(s, at, 3, cfg)]).decode()}
+            "reasons": orjson.dumps([[r, rounded(v, 3)] for r, v in top_reasons(s, at, 3, cfg)]).decode()}
 
 
 def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS,
@@ -445,7 +446,7 @@ def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg:
         engaged_ids, breadth, depth, recency = whole.engaged, whole.breadth, whole.depth, whole.recency
     else:  # the people's parts alone (the rest of a deal score, its daily history and band, is not a feature)
         engaged_ids, _, _, breadth, depth, recency = deal_parts(scores, roles, max(1, len(roles)), at, cfg)
-        breadth, depth, recency = round(breadth, 4), round(depth, 4), round(recency, 4)
+        breadth, depth, recency = rounded(breadth, 4), rounded(depth, 4), rounded(recency, 4)
     daily = total if total is not None and people_only else daily_total(scores)
     stages = [name for name, _ in acfg.cadence_days]
     pos = stages.index(state.room.stage) / max(1, len(stages) - 1) if state.room.stage in stages else 0.0
@@ -472,7 +473,7 @@ def _deal_row(state: RoomState, scores: dict[str, StakeholderScore], at: int, cf
             "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,
             "velocity": stored_velocity(d.velocity), "band": d.band, "engaged": engaged,
             "invited": len(roles), "reasons": orjson.dumps(list(d.reasons)).decode(),
-            "win_probability": round(state.model.predict(feats), 4), "model_version": state.model.version,
+            "win_probability": rounded(state.model.predict(feats), 4), "model_version": state.model.version,
             "features": orjson.dumps(feats).decode()}
 
 

@@ -32,6 +32,8 @@ from typing import Final
 
 import numpy as np
 
+from streams.scoring import rounded
+
 FEATURES: Final = ("breadth", "depth", "recency", "momentum", "rhythm", "people", "stage", "age", "intensity", "reached",
             "per_visit", "intensity2", "per_visit2", "reached2")
 PRIOR_VERSION: Final = "prior-1"
@@ -116,22 +118,22 @@ def features(breadth: float, depth: float, recency: float, daily: dict[int, floa
                 points += v
         pairs += mine
         people += mine > 0
-    out = {"breadth": round(breadth, 4), "depth": round(depth, 4), "recency": round(recency, 4),
-            "momentum": round(math.log1p(momentum) / 6, 4),
+    out = {"breadth": rounded(breadth, 4), "depth": rounded(depth, 4), "recency": rounded(recency, 4),
+            "momentum": rounded(math.log1p(momentum) / 6, 4),
             # rates over at least a week: a room two days old with a visit on each is not yet "every day"
-            "rhythm": round(min(1.0, lived / max(MIN_RATE_DAYS, age_days)), 4),
-            "people": round(min(1.0, engaged / max(1, invited)), 4), "stage": round(stage_pos, 4),
-            "age": round(min(age_days, AGE_SCALE_DAYS) / AGE_SCALE_DAYS, 4),
+            "rhythm": rounded(min(1.0, lived / max(MIN_RATE_DAYS, age_days)), 4),
+            "people": rounded(min(1.0, engaged / max(1, invited)), 4), "stage": rounded(stage_pos, 4),
+            "age": rounded(min(age_days, AGE_SCALE_DAYS) / AGE_SCALE_DAYS, 4),
             # how often each member who took part comes back, and how much of the committee ever did
-            "intensity": round(1 + math.log(max(0.01, min(1.0, pairs / max(1, people)
+            "intensity": rounded(1 + math.log(max(0.01, min(1.0, pairs / max(1, people)
                                                           / max(MIN_RATE_DAYS, min(age_days, 60.0))))) / 5, 4),
-            "reached": round(min(1.0, people / max(1, invited)), 4),
+            "reached": rounded(min(1.0, people / max(1, invited)), 4),
             # how much a member takes in on a day they come (pages, minutes, content), on a log scale
-            "per_visit": round(math.log1p(points / max(1, pairs)) / 4, 4)}
+            "per_visit": rounded(math.log1p(points / max(1, pairs)) / 4, 4)}
     # the curve at the top
-    out["intensity2"] = round(out["intensity"] ** 2, 4)
-    out["per_visit2"] = round(out["per_visit"] ** 2, 4)
-    out["reached2"] = round(out["reached"] ** 2, 4)
+    out["intensity2"] = rounded(out["intensity"] ** 2, 4)
+    out["per_visit2"] = rounded(out["per_visit"] ** 2, 4)
+    out["reached2"] = rounded(out["reached"] ** 2, 4)
     return out
 
 

@@ -164,3 +164,33 @@ def test_a_run_folded_in_place_is_exactly_the_frozen_fold(events):
         ref = reference_apply(ref, e)
     assert acc.freeze() == ref
     assert fold(events) == ref
+
+
+def test_rounded_is_round_to_the_bit():
+    """``rounded`` against Python's own ``round``: uniform values, both signs, tiny and huge magnitudes, exact
+    decimal ties (where the binary value decides), values a hair off a tie, zeros, infinities and NaN."""
+    import random
+    import struct
+
+    from streams.scoring import rounded
+
+    rng = random.Random(3)
+    values = [0.0, -0.0, 1e-12, -1e-12, 0.00005, -0.00005, 2.675, 1.0005, 0.12345, 1e15, -1e15, 5e8, 2e9,
+              float("inf"), float("-inf")]
+    for i in range(60_000):
+        digits = rng.choice((2, 3, 4))
+        kind = i % 5
+        if kind == 0:
+            values.append(rng.uniform(-200, 200))
+        elif kind == 1:
+            values.append((rng.randint(-10**6, 10**6) + 0.5) / 10**digits)
+        elif kind == 2:
+            values.append(rng.randint(-10**6, 10**6) / 10**digits)
+        elif kind == 3:
+            values.append(math.ldexp(rng.random(), rng.randint(-60, 40)) * rng.choice((1, -1)))
+        else:
+            values.append((rng.randint(0, 10**5) + 0.5) / 10**digits + rng.choice((-1, 1)) * math.ldexp(1, -48))
+    for x in values:
+        for digits in (2, 3, 4):
+            assert struct.pack("d", rounded(x, digits)) == struct.pack("d", round(x, digits)), (x, digits)
+    assert math.isnan(rounded(float("nan"), 4))
