@@ -194,7 +194,8 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
     if dirty:
         score_rows(state)
     if rescored:
-        state = evolve(state, scores=tuple(scores.items()))
+        state = moved(state, state.facts, state.bands, state.daily, state.clock_ms, state.snapshot_day, state.fired,
+                      tuple(scores.items()))  # type: ignore[arg-type]
     return state, out
 
 
@@ -286,12 +287,13 @@ def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: 
 
 
 def moved(state: RoomState, facts: RoomFacts, bands: BandState, daily: tuple[tuple[int, float], ...], clock_ms: int,
-          snapshot_day: int, fired: tuple[str, ...]) -> RoomState:
+          snapshot_day: int, fired: tuple[str, ...],
+          scores: tuple[tuple[str, StakeholderScore], ...] | None = None) -> RoomState:
     """``state`` with what runs of events and ticks move, every other field as it is: ``evolve`` written out for
     the two calls the core makes per run and per tick (compiled, a generic ``evolve`` of this 13-field type cost
     2 us, 2026-12-05). tests/unit/test_deals.py checks it copies every field."""
-    return RoomState(state.site, state.room, facts, state.scores, bands, daily, clock_ms, snapshot_day, fired,
-                     state.partition, state.offset, state.meta, state.model)
+    return RoomState(state.site, state.room, facts, state.scores if scores is None else scores, bands, daily, clock_ms,
+                     snapshot_day, fired, state.partition, state.offset, state.meta, state.model)
 
 
 def internal_team(people: list[dict], domains: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -140,7 +140,7 @@ class ScoreAcc:
     reasons and caps as dicts and the daily points as a list, changed in place (``freeze`` makes the value
     again). Folding events one by one here gives exactly the floats ``apply_event`` gives."""
 
-    __slots__ = ("value", "updated_ms", "first_seen_ms", "last_seen_ms", "reasons", "caps", "daily")
+    __slots__ = ("value", "updated_ms", "first_seen_ms", "last_seen_ms", "reasons", "caps", "daily", "resort")
     value: float
     updated_ms: int
     first_seen_ms: int
@@ -148,6 +148,7 @@ class ScoreAcc:
     reasons: dict[str, float]
     caps: dict[tuple[int, str], float]
     daily: list[tuple[int, float]]
+    resort: bool  # a reason or cap key was added (at the end): ``freeze`` sorts them again
 
     def __init__(self, s: StakeholderScore) -> None:
         self.value, self.updated_ms = s.value, s.updated_ms
@@ -155,6 +156,7 @@ class ScoreAcc:
         self.reasons = dict(s.reasons)
         self.caps = dict(s.day_type_points)
         self.daily = list(s.daily)
+        self.resort = False  # (a value's reasons and caps are sorted by key, and dicts keep that order)
 
     def add(self, rec: dict, points: tuple[float, str], cfg: ScoringConfig = DEFAULT) -> None:
         ts = int(rec["ts"])
@@ -176,13 +178,18 @@ class ScoreAcc:
                 reasons[r] = v = v * factor
                 if v <= 1e-9:
                     faded.append(r)
-        v = reasons[reason] = reasons.get(reason, 0.0) + contribution  # (a faded reason counted again adds to what is left)
+        had = reasons.get(reason)
+        if had is None:
+            self.resort = True
+        v = reasons[reason] = (0.0 if had is None else had) + contribution  # (a faded reason counted again adds to what is left)
         if v <= 1e-9:
             faded.append(reason)
         for r in faded:
             if reasons.get(r, 1.0) <= 1e-9:
                 del reasons[r]
         if pts > 0:
+            if key not in caps:
+                self.resort = True
             caps[key] = used + pts
         low = day - 1  # caps of recent days only
         for k in [k for k in caps if k[0] < low]:
@@ -194,8 +201,12 @@ class ScoreAcc:
         self.last_seen_ms = max(self.last_seen_ms, ts)
 
     def freeze(self) -> StakeholderScore:
-        return StakeholderScore(self.value, self.updated_ms, self.first_seen_ms, self.last_seen_ms,
-                                tuple(sorted(self.reasons.items())), tuple(sorted(self.caps.items())), tuple(self.daily))
+        if self.resort:
+            reasons, caps = tuple(sorted(self.reasons.items())), tuple(sorted(self.caps.items()))
+        else:  # nothing added: still in key order
+            reasons, caps = tuple(self.reasons.items()), tuple(self.caps.items())
+        return StakeholderScore(self.value, self.updated_ms, self.first_seen_ms, self.last_seen_ms, reasons, caps,
+                                tuple(self.daily))
 
 
 def _add_day_list(daily: list[tuple[int, float]], day: int, pts: float, keep_from: int) -> None:

@@ -263,6 +263,8 @@ def test_moved_copies_every_field_it_is_not_given():
     new = dict(facts=RoomFacts(last_activity_ms=23), bands=BandState("Dark"), daily=((4, 1.0),), clock_ms=29,
                snapshot_day=31, fired=("hot/4",))
     assert deals.moved(state, **new) == dataclasses.replace(state, **new)
+    scores = (("cy", StakeholderScore(2.5, 10)),)
+    assert deals.moved(state, **new, scores=scores) == dataclasses.replace(state, **new, scores=scores)
     assert deals.moved(state, state.facts, state.bands, state.daily, state.clock_ms, state.snapshot_day,
                        state.fired) == state
 
