@@ -435,23 +435,30 @@ def _stakeholder_row(state: RoomState, sid: str, s: StakeholderScore, at: int, c
 
 def deal_features(state: RoomState, at: int, cfg: ScoringConfig = DEFAULT, acfg: AlertConfig = ALERTS,
                   whole: DealScore | None = None, total: dict[int, float] | None = None,
-                  everyone: dict[str, StakeholderScore] | None = None) -> dict[str, float]:
+                  everyone: dict[str, StakeholderScore] | None = None,
+                  roles: dict[str, str] | None = None) -> dict[str, float]:
     """The win model's inputs for this room at ``at`` (streams/winmodel.py): scored on its people only.
     ``whole``: the room's deal score at ``at`` (visitors included), and ``total``: its ``daily_total``, both
-    reused when the room has no visitor; ``everyone``: the room's scores as a dict, when the caller has them."""
-    roles = dict(state.room.invited)
-    pairs = everyone.items() if everyone is not None else state.scores
-    scores = {sid: s for sid, s in pairs if is_person(sid)}
+    reused when the room has no visitor; ``everyone``: the room's scores as a dict, and ``roles`` its
+    committee's, when the caller has them."""
+    if roles is None:
+        roles = dict(state.room.invited)
+    if everyone is None:
+        everyone = dict(state.scores)
+    people_only = True
+    for sid in everyone:
+        if not is_person(sid):
+            people_only = False
+            break
+    scores = everyone if people_only else {sid: s for sid, s in everyone.items() if is_person(sid)}
     engaged_ids: tuple[str, ...] | list[str]
-    people_only = len(scores) == len(pairs)
     if whole is not None and people_only:
         engaged_ids, breadth, depth, recency = whole.engaged, whole.breadth, whole.depth, whole.recency
     else:  # the people's parts alone (the rest of a deal score, its daily history and band, is not a feature)
         engaged_ids, _, _, breadth, depth, recency = deal_parts(scores, roles, max(1, len(roles)), at, cfg)
         breadth, depth, recency = rounded(breadth, 4), rounded(depth, 4), rounded(recency, 4)
     daily = total if total is not None and people_only else daily_total(scores)
-    stages = [name for name, _ in acfg.cadence_days]
-    pos = stages.index(state.room.stage) / max(1, len(stages) - 1) if state.room.stage in stages else 0.0
+    pos = acfg.stage_position(state.room.stage)
     engaged = len([sid for sid in engaged_ids if sid in roles])
     person_days = [(sid, s.daily) for sid, s in scores.items() if sid in roles]
     return win_features(breadth, depth, recency, daily, engaged, len(roles), pos,
@@ -470,7 +477,7 @@ def _deal_row(state: RoomState, scores: dict[str, StakeholderScore], at: int, cf
         summed = sorted(total.items())
     d = deal_score(scores, roles, max(1, len(roles)), at, cfg, summed, band)
     engaged = len(d.engaged)
-    feats = deal_features(state, at, cfg, acfg, whole=d, total=total, everyone=scores)
+    feats = deal_features(state, at, cfg, acfg, whole=d, total=total, everyone=scores, roles=roles)
     return {"site": state.site, "room_id": state.room.room_id, "owner": state.room.owner, "stage": state.room.stage,
             "at": at, "score": d.value, "breadth": d.breadth, "depth": d.depth, "recency": d.recency,
             "velocity": stored_velocity(d.velocity), "band": d.band, "engaged": engaged,

@@ -34,9 +34,19 @@ class AlertConfig:
 
     default_cadence_days: float = 7  # a stage without a cadence of its own (custom stage lists)
     _cadences: dict[str, float] = field(init=False, repr=False, compare=False)
+    _positions: dict[str, float] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:  # the lookup every tick makes, derived once (the config is frozen)
+    def __post_init__(self) -> None:  # lookups every tick and score row make, derived once (the config is frozen)
         object.__setattr__(self, "_cadences", dict(self.cadence_days))
+        stages = [name for name, _ in self.cadence_days]
+        positions: dict[str, float] = {}
+        for i, name in enumerate(stages):
+            positions.setdefault(name, i / max(1, len(stages) - 1))
+        object.__setattr__(self, "_positions", positions)
+
+    def stage_position(self, stage: str) -> float:
+        """Where ``stage`` sits among the open stages, 0..1 (0.0 for a stage not among them): a win feature."""
+        return self._positions.get(stage, 0.0)
 
     def cadence(self, stage: str) -> float | None:
         if stage in self.closed_stages:

@@ -47,10 +47,12 @@ class ScoringConfig:
     deal_weights: tuple[float, float, float, float] = (0.35, 0.3, 0.2, 0.15)
     _weights: dict[str, float] = field(init=False, repr=False, compare=False)
     _kinds: dict[str, float] = field(init=False, repr=False, compare=False)
+    _key_roles: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # lookups every event makes, derived once (the config is frozen)
         object.__setattr__(self, "_weights", dict(self.type_weights))
         object.__setattr__(self, "_kinds", dict(self.content_kinds))
+        object.__setattr__(self, "_key_roles", frozenset(self.key_roles))
 
     def weight(self, etype: str) -> float:
         return self._weights.get(etype, 0.0)
@@ -356,7 +358,7 @@ def deal_parts(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     values = {sid: decay(s.value, s.updated_ms, now_ms, hl) for sid, s in stakeholders.items()}
     engaged = [sid for sid, v in values.items() if v >= floor and not sid.startswith("visitor:")]  # engaged_ids
     engaged_invited = [sid for sid in engaged if sid in roles]
-    covered = {roles[sid] for sid in engaged_invited} & set(cfg.key_roles)
+    covered = {roles[sid] for sid in engaged_invited} & cfg._key_roles
     w_engaged, w_roles = cfg.breadth_weights
     breadth = w_engaged * min(1.0, len(engaged_invited if roles else engaged) / max(1, invited)) \
         + w_roles * len(covered) / len(cfg.key_roles)
@@ -394,7 +396,7 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
         reasons.append(f"{len(engaged)} stakeholders engaged (no committee on file)")
     if covered:
         reasons.append("roles engaged: " + ", ".join(sorted(covered)))
-    missing = set(cfg.key_roles) & set(roles.values()) - covered
+    missing = cfg._key_roles & set(roles.values()) - covered
     if missing:
         reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
     if not band:
