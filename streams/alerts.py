@@ -465,10 +465,9 @@ def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list
             and max_pct == facts.proposal_max_pct and viewed is facts.viewed_kinds and shares is facts.shared_to
             and visitors is facts.visitors and hot_ms == facts.hot_ms and active is facts.active_days):
         return facts
-    return evolve(facts, last_activity_ms=last, stakeholders=stakeholders,
-                  token_visitors=token_visitors, pricing_days=pricing_days,
-                  proposal_opened_ms=opened, proposal_max_pct=max_pct, viewed_kinds=viewed,
-                  shared_to=shares, visitors=visitors, hot_ms=hot_ms, active_days=active)
+    # every field by position (a generic ``evolve`` cost 1.6 us compiled); internal_visitors is the one not folded here
+    return RoomFacts(last, stakeholders, token_visitors, pricing_days, opened, max_pct, viewed, shares, visitors, hot_ms,
+                     active, facts.internal_visitors)
 
 
 def bands_at(scores: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT,
