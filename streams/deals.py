@@ -149,15 +149,6 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
     kinds: dict[str, str] = {}
     dirty = False  # scores moved since the last score rows: they are written when the run ends
 
-    def score_rows(st: RoomState) -> None:
-        # at the run's own time, before a tick, room update or erase moves the clock or the state on: the rows
-        # are the same however the records were batched (one record at a time writes them at the same instants)
-        at = st.clock_ms
-        out.setdefault("stakeholder_scores", []).extend(
-            _stakeholder_row(st, sid, scores[sid], at, cfg) for sid in sorted(touched) if sid in scores)  # type: ignore[arg-type]
-        out.setdefault("deal_scores", []).append(_deal_row(st, scores, at, cfg, acfg))  # type: ignore[arg-type]
-        touched.clear()
-
     for rec in recs:
         kind: str = rec.get("record", "event")
         if kind == "event" and not is_internal(state, rec):
@@ -175,7 +166,7 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         if kind == "erase":
             touched.discard(str(rec["stakeholder"]))  # no row of a forgotten person, even one written before
         if dirty:
-            score_rows(state)
+            _score_rows(state, scores, touched, out, cfg, acfg)  # type: ignore[arg-type]
             dirty = False
         if kind == "room":
             state = _room_update(state, rec, out)
@@ -192,11 +183,25 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
     if run is not None:
         state = run.end(state, scores)
     if dirty:
-        score_rows(state)
+        _score_rows(state, scores, touched, out, cfg, acfg)  # type: ignore[arg-type]
     if rescored:
         state = moved(state, state.facts, state.bands, state.daily, state.clock_ms, state.snapshot_day, state.fired,
                       tuple(scores.items()))  # type: ignore[arg-type]
     return state, out
+
+
+def _score_rows(state: RoomState, scores: dict[str, StakeholderScore], touched: set[str], out: dict[str, list[dict]],
+                cfg: ScoringConfig, acfg: AlertConfig) -> None:
+    """The touched stakeholders' rows and the deal's, at the run's own time, before a tick, room update or erase
+    moves the clock or the state on: the rows are the same however the records were batched (one record at a time
+    writes them at the same instants). Clears ``touched``."""
+    at = state.clock_ms
+    rows = out.setdefault("stakeholder_scores", [])
+    for sid in sorted(touched):
+        if sid in scores:
+            rows.append(_stakeholder_row(state, sid, scores[sid], at, cfg))
+    out.setdefault("deal_scores", []).append(_deal_row(state, scores, at, cfg, acfg))
+    touched.clear()
 
 
 _NO_SCORE: Final = StakeholderScore()
