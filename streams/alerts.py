@@ -95,10 +95,15 @@ def new_stakeholder_by_link(v: EventView, cfg: ScoringConfig, acfg: AlertConfig)
     if not _holds(v.facts.stakeholders, v.sid) and not _holds(v.room.invited, v.sid):
         return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid} opened the room with a valid link but is not on "
                         "the invited committee", f"Find out {v.sid}'s role and add them to the deal")]
-    known_visitors = {vis for s, vis in v.facts.token_visitors if s == v.sid}
-    if len(known_visitors) >= SAME_PERSON_DEVICES and v.rec.get("visitor_id") not in known_visitors:
+    visitor = v.rec.get("visitor_id")
+    devices, seen = 0, False  # the person's devices so far (the pairs are distinct), and whether this is one
+    for s, vis in v.facts.token_visitors:
+        if s == v.sid:
+            devices += 1
+            seen = seen or vis == visitor
+    if devices >= SAME_PERSON_DEVICES and not seen:
         return [v.alert("new_stakeholder", "info", [v.sid], f"{v.sid}'s link was opened on a device "
-                        f"{len(known_visitors) + 1}: more than one person's phone and laptop",
+                        f"{devices + 1}: more than one person's phone and laptop",
                         f"The link may have been forwarded: ask {v.sid} who else is evaluating",
                         episode=f"devices/{v.sid}")]
     return []

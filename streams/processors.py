@@ -26,18 +26,17 @@ _EVENT_NULLABLE: Final = ("page", "progress_pct", "scroll_pct", "media_position_
 def event_row(rec: dict) -> dict:
     """The events table's row of an accepted event: _EVENT_STRINGS ("" when absent), _EVENT_NULLABLE (None), the
     id and times, engaged_ms, props as JSON text. Written out as one literal: it runs for every event."""
-    get = rec.get
-    props = get("props")
-    return {"site": get("site", ""), "type": get("type", ""), "room_id": get("room_id", ""),
-            "visitor_id": get("visitor_id", ""), "session_id": get("session_id", ""),
-            "stakeholder_id": get("stakeholder_id", ""), "token_status": get("token_status", ""),
-            "content_id": get("content_id", ""), "href": get("href", ""), "share_channel": get("share_channel", ""),
-            "share_to": get("share_to", ""), "cta": get("cta", ""), "url": get("url", ""),
-            "referrer": get("referrer", ""), "ip": get("ip", ""), "user_agent": get("user_agent", ""),
-            "page": get("page"), "progress_pct": get("progress_pct"), "scroll_pct": get("scroll_pct"),
-            "media_position_s": get("media_position_s"),
+    props = rec.get("props")  # rec.get, not a bound get: compiled, a typed dict's get is a direct call
+    return {"site": rec.get("site", ""), "type": rec.get("type", ""), "room_id": rec.get("room_id", ""),
+            "visitor_id": rec.get("visitor_id", ""), "session_id": rec.get("session_id", ""),
+            "stakeholder_id": rec.get("stakeholder_id", ""), "token_status": rec.get("token_status", ""),
+            "content_id": rec.get("content_id", ""), "href": rec.get("href", ""), "share_channel": rec.get("share_channel", ""),
+            "share_to": rec.get("share_to", ""), "cta": rec.get("cta", ""), "url": rec.get("url", ""),
+            "referrer": rec.get("referrer", ""), "ip": rec.get("ip", ""), "user_agent": rec.get("user_agent", ""),
+            "page": rec.get("page"), "progress_pct": rec.get("progress_pct"), "scroll_pct": rec.get("scroll_pct"),
+            "media_position_s": rec.get("media_position_s"),
             "event_id": rec["event_id"], "ts": rec["ts"], "client_ts": rec["client_ts"], "received_at": rec["received_at"],
-            "engaged_ms": get("engaged_ms", 0), "props": orjson.dumps(props).decode() if props else ""}
+            "engaged_ms": rec.get("engaged_ms", 0), "props": orjson.dumps(props).decode() if props else ""}
 
 
 _DEAD_FIELDS: Final = ("dl_id", "received_at", "site", "stage", "reason", "field", "detail", "event_index", "event_id",
