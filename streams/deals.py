@@ -33,6 +33,7 @@ from streams.scoring import (
     ScoringConfig,
     StakeholderScore,
     add_day,
+    by_day,
     daily_total,
     deal_parts,
     deal_score,
@@ -273,7 +274,7 @@ def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: 
     before = state.bands
     # the daily total, for the bands and the deal row
     total = daily_total(scores) if scores and state.room.stage not in acfg.closed_stages else None
-    summed = sorted(total.items()) if total is not None else None
+    summed = by_day(total) if total is not None else None
     bands, alerts = evaluate(state.room, state.facts, scores, state.bands, now, cfg, acfg, summed)
     fired = _fire(state, state.fired, alerts, out) if alerts else state.fired
     snapshot_day = state.snapshot_day
@@ -479,7 +480,7 @@ def _deal_row(state: RoomState, scores: dict[str, StakeholderScore], at: int, cf
     if total is None:
         total = daily_total(scores)
     if summed is None:
-        summed = sorted(total.items())
+        summed = by_day(total)
     d = deal_score(scores, roles, max(1, len(roles)), at, cfg, summed, band)
     engaged = len(d.engaged)
     feats = deal_features(state, at, cfg, acfg, whole=d, total=total, everyone=scores, roles=roles)

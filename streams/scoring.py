@@ -440,4 +440,10 @@ def daily_total(stakeholders: dict[str, StakeholderScore]) -> dict[int, float]:
 
 def sum_daily(stakeholders: dict[str, StakeholderScore]) -> list[tuple[int, float]]:
     """The stakeholders' daily points summed per day, by day (``deal_band``'s and ``deal_score``'s ``summed``)."""
-    return sorted(daily_total(stakeholders).items())
+    return by_day(daily_total(stakeholders))
+
+
+def by_day(total: dict[int, float]) -> list[tuple[int, float]]:
+    """``sorted(total.items())``: the days sorted as plain ints (faster than comparing pairs; days are distinct)."""
+    days: list[Any] = sorted(total)  # (each day stays the object it is: compiled, an int would be re-made)
+    return [(d, total[d]) for d in days]
