@@ -6,8 +6,11 @@ their wire encoding (what every mode does before the core), so the ratio travels
 
 Records come from the committee simulator (dealbeacon/sim/simulator.py, ``op_records``): room updates,
 events with stakeholder ids as tokens verify them, in simulated-time order, folded in batches of about
-``--batch`` records as the embedded group commit does. Rows are counted, and a digest of them printed, so a
-faster core can be checked for the same output (``--digest``).
+``--batch`` records. 180 is the group commit's size before the local log (kept: it is the figure the issue's
+bar was set against, and the hardest: each room touched in a batch writes its score rows). The modes fold larger
+batches now (the local log's writer up to 20,000 records per range, a worker up to 2000 messages): ``--batch
+2500`` is nearer them. Rows are counted, and a digest of them printed, so a faster core can be checked for the
+same output. The first run is the figure (see ``main``).
 """
 from __future__ import annotations
 
