@@ -423,15 +423,43 @@ def engaged_ids(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: Sco
 
 def daily_total(stakeholders: dict[str, StakeholderScore]) -> dict[int, float]:
     """The stakeholders' daily points summed per day, days in the order first met (stakeholder by
-    stakeholder): the win model's features sum over it in that order."""
+    stakeholder): the win model's features sum over it in that order. Each day's sum is 0.0 + the first
+    stakeholder's points + the next one's..., in stakeholder order, whichever way it is computed."""
+    lo = hi = 0
+    count = 0
+    for s in stakeholders.values():
+        for d, _ in s.daily:
+            if count == 0 or d < lo:
+                lo = d
+            if count == 0 or d > hi:
+                hi = d
+            count += 1
+    if count == 0:
+        return {}
+    span = hi - lo + 1
+    if span > 4 * count + 64:  # days far apart (a long-silent person's old days): a dict, not a sparse array
+        return _daily_total_sparse(stakeholders)
+    # one slot per day of the span (a dict grew and rehashed as days came: 28 % slower compiled, 2026-12-05)
+    sums: list[float] = [0.0] * span
+    seen: list[bool] = [False] * span
+    order: list[int] = []
+    for s in stakeholders.values():
+        for d, v in s.daily:
+            i = d - lo
+            if seen[i]:
+                sums[i] = sums[i] + v
+            else:
+                seen[i] = True
+                sums[i] = 0.0 + v
+                order.append(d)
+    return {d: sums[d - lo] for d in order}
+
+
+def _daily_total_sparse(stakeholders: dict[str, StakeholderScore]) -> dict[int, float]:
     total: dict[Any, float] = {}
     pair: tuple[Any, float]  # the day stays the object it is (compiled, an int key would be re-made per lookup)
     for s in stakeholders.values():
         days: tuple[tuple[Any, float], ...] = s.daily
-        if not total:  # the first one's days are distinct: no lookups (the same 0.0 + v as below)
-            for pair in days:
-                total[pair[0]] = 0.0 + pair[1]
-            continue
         for pair in days:
             d = pair[0]
             total[d] = total.get(d, 0.0) + pair[1]

@@ -194,3 +194,32 @@ def test_rounded_is_round_to_the_bit():
         for digits in (2, 3, 4):
             assert struct.pack("d", rounded(x, digits)) == struct.pack("d", round(x, digits)), (x, digits)
     assert math.isnan(rounded(float("nan"), 4))
+
+
+def test_daily_total_sums_each_day_in_stakeholder_order_dense_or_sparse():
+    """Against a plain dict fold: the same days in the same (first met) order, the same floats to the bit, for
+    dailies close together (one slot per day) and far apart (a long-silent person's old days)."""
+    import random
+    import struct
+
+    from streams.scoring import StakeholderScore, daily_total
+
+    def reference(scores):
+        total = {}
+        for s in scores.values():
+            for d, v in s.daily:
+                total[d] = total.get(d, 0.0) + v
+        return total
+
+    rng = random.Random(5)
+    for case in range(400):
+        start = rng.choice([20_400, 19_000, 0])
+        scores = {}
+        for k in range(rng.randint(0, 6)):
+            base = start + (rng.randint(0, 3000) if case % 4 == 0 else rng.randint(0, 40))
+            days = sorted(rng.sample(range(base, base + 60), rng.randint(0, 25)))
+            scores[f"p{k}"] = StakeholderScore(daily=tuple((d, rng.choice([0.1, 0.7, 1.0 / 3, 2.5]) * rng.randint(1, 9))
+                                                         for d in days))
+        got, want = daily_total(scores), reference(scores)
+        assert list(got) == list(want)
+        assert all(struct.pack("d", got[d]) == struct.pack("d", want[d]) for d in want)
