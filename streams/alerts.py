@@ -398,14 +398,15 @@ def _kind(cfg: ScoringConfig, content_id: str, room: Room, kinds: dict[str, str]
 
 def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[int, float], ...] = (),
             points: float = 0.0, cfg: ScoringConfig = DEFAULT,
-            acfg: AlertConfig = ALERTS, kinds: dict[str, str] | None = None) -> tuple[RoomFacts, list[Alert]]:
+            acfg: AlertConfig = ALERTS, kinds: dict[str, str] | None = None,
+            activity: bool = True) -> tuple[RoomFacts, list[Alert]]:
     """Run the event rules on one event, then fold it into the room's facts. ``kinds``: ``room.kinds``, when
-    the caller has it."""
+    the caller has it; ``activity``: as for ``fold``."""
     ts, sid = int(rec["ts"]), rec.get("stakeholder_id", "")
     kind = _kind(cfg, rec.get("content_id", ""), room, kinds)
     view = EventView(room, facts, rec, ts, sid, kind, daily_points, points)
     alerts = [a for rule in EVENT_RULES for a in rule(view, cfg, acfg)]
-    return fold(facts, rec, ts, sid, kind, alerts, acfg, room), alerts
+    return fold(facts, rec, ts, sid, kind, alerts, acfg, room, activity), alerts
 
 
 def observe_in_run(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[int, float], ...], points: float,
@@ -413,11 +414,7 @@ def observe_in_run(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[
     """``observe`` for a run of events (streams/deals.py): the facts returned leave ``last_activity_ms`` as it
     was (the caller folds the run's latest time in when the run ends; no event rule reads it), so the usual
     event, which establishes nothing else, returns ``facts`` itself."""
-    ts, sid = int(rec["ts"]), rec.get("stakeholder_id", "")
-    kind = _kind(cfg, rec.get("content_id", ""), room, kinds)
-    view = EventView(room, facts, rec, ts, sid, kind, daily_points, points)
-    alerts = [a for rule in EVENT_RULES for a in rule(view, cfg, acfg)]
-    return fold(facts, rec, ts, sid, kind, alerts, acfg, room, False), alerts
+    return observe(room, facts, rec, daily_points, points, cfg, acfg, kinds, False)
 
 
 def fold(facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str, alerts: list[Alert] = (),  # type: ignore[assignment]

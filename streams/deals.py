@@ -155,8 +155,7 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         if kind == "event" and not is_internal(state, rec):
             if run is None:
                 run, kinds = _Run(state), state.room.kinds  # the room itself stays as it is during a run
-            _event(state, run, rec, out, cfg, acfg, scores, kinds)
-            touched.add(stakeholder_key(rec))
+            touched.add(_event(state, run, rec, out, cfg, acfg, scores, kinds))
             dirty = rescored = True
             continue
         if run is not None:
@@ -218,8 +217,9 @@ def _take_model(state: RoomState, rec: dict) -> RoomState:
 
 
 def _event(state: RoomState, run: _Run, rec: dict, out: dict[str, list[dict]], cfg: ScoringConfig, acfg: AlertConfig,
-           scores: dict[str, StakeholderScore | ScoreAcc], kinds: dict[str, str]) -> None:
-    """Fold one buyer event into ``run`` and ``scores`` (updated in place); ``kinds``: ``state.room.kinds``."""
+           scores: dict[str, StakeholderScore | ScoreAcc], kinds: dict[str, str]) -> str:
+    """Fold one buyer event into ``run`` and ``scores`` (updated in place); ``kinds``: ``state.room.kinds``.
+    Returns whose score it moved (``stakeholder_key``)."""
     ts = int(rec["ts"])
     sid = stakeholder_key(rec)
     points = event_points(rec, cfg, kinds)
@@ -254,6 +254,7 @@ def _event(state: RoomState, run: _Run, rec: dict, out: dict[str, list[dict]], c
         run.clock_ms = ts
     if ts > run.latest:
         run.latest = ts
+    return sid
 
 
 def _fire(state: RoomState, fired_before: tuple[str, ...], alerts: list[Alert], out: dict[str, list[dict]]) -> tuple[str, ...]:

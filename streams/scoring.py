@@ -306,13 +306,14 @@ def stakeholder_band(s: StakeholderScore, now_ms: int, cfg: ScoringConfig = DEFA
 
 
 def deal_band(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: ScoringConfig = DEFAULT,
-              summed: list[tuple[int, float]] | None = None) -> str:
+              summed: list[tuple[int, float]] | None = None, vel: float | None = None, has_vel: bool = False) -> str:
     """The deal's band: everyone's activity together (anonymous visitors included: it is the room's).
-    ``summed``: their daily points already summed, when the caller has them."""
+    ``summed``: their daily points already summed, and ``vel`` (with ``has_vel``) their velocity at ``now_ms``,
+    when the caller has them."""
     if not stakeholders:
         return "Dark"
     first, last = _seen(stakeholders)
-    return standing(summed if summed is not None else sum_daily(stakeholders), first, last, now_ms, cfg)
+    return standing(summed if summed is not None else sum_daily(stakeholders), first, last, now_ms, cfg, vel, has_vel)
 
 
 def _seen(stakeholders: dict[str, StakeholderScore]) -> tuple[int, int]:
@@ -400,7 +401,7 @@ def deal_score(stakeholders: dict[str, StakeholderScore], roles: dict[str, str],
     if missing:
         reasons.append("not engaged yet: " + ", ".join(sorted(missing)))
     if not band:
-        band = "Dark" if not stakeholders else standing(summed, *_seen(stakeholders), now_ms, cfg, vel, True)
+        band = deal_band(stakeholders, now_ms, cfg, summed, vel, True)
     reasons.append(f"deal {band}")
     return DealScore(rounded(value, 2), rounded(breadth, 4), rounded(depth, 4), rounded(recency, 4), vel, tuple(reasons), band,
                      tuple(engaged))
