@@ -324,9 +324,9 @@ class LoggedHandoff:
     """The default embedded hand-off: a 202 means the request's records are appended to the local log
     (dealbeacon/app/locallog.py) and fsync'd. Requests that arrive together share one write and one fdatasync.
 
-    One writer applies the log to chdb every ``apply_ms`` (sooner when ``apply_max_records`` wait): the range's
-    records go through the processors at once, one insert per table, every insert tokened by the log range, the
-    room states last; then the log's cursor moves past the range. Rows become queryable within about
+    One writer applies the log to chdb in rounds, at most one per ``apply_ms`` (sooner when ``apply_max_records``
+    wait): a range's records go through the processors at once, one insert per table, every insert tokened by
+    the log range, the room states last; then the log's cursor moves past the range. Rows become queryable within about
     ``apply_ms`` of the 202. After a crash, start() replays the log from the cursor, the interrupted range as
     the same range (its tokens repeat, so the store drops what it already took), and rooms skip records their
     saved state already holds (the state carries the log position).
@@ -348,7 +348,8 @@ class LoggedHandoff:
         self.max_backlog_records, self.max_backlog_bytes = backlog_records, backlog_bytes
         self._unapplied: collections.deque[_Entry] = collections.deque()
         self.backlog_records = self.backlog_bytes = 0
-        self._apply_wakeup = asyncio.Event()
+        self._apply_wakeup = asyncio.Event()  # apply now: a whole range waits, or stop() drains
+        self._arrived = asyncio.Event()  # the log has records not yet applied
         self._tasks: list[asyncio.Task] = []
         self._forced: tuple[int, int] | None = None  # a range to write again exactly as it was begun
         self._log_ok = self.store_ok = True
@@ -391,6 +392,7 @@ class LoggedHandoff:
 
     def _push(self, entry: _Entry) -> None:
         self._unapplied.append(entry)
+        self._arrived.set()
         self.backlog_records += len(entry.events) + len(entry.dead)
         self.backlog_bytes += entry.size
         self._pressure()
@@ -443,17 +445,39 @@ class LoggedHandoff:
                 if self.backlog_records >= self.apply_max_records:
                     self._apply_wakeup.set()
 
+    @staticmethod
+    async def _wait_event(event: asyncio.Event, timeout: float | None) -> None:
+        # asyncio.wait, not wait_for: 3.11's wait_for can swallow a cancellation that lands as the event fires,
+        # and stop() then waited for this loop for ever (seen once in CI)
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()
+
     async def _apply_loop(self) -> None:
+        """At most one round per ``apply_ms``, a round applying what the log holds as it begins: a record that
+        finds no round begun within ``apply_ms`` is applied at once, records that arrive while a round runs wait
+        for the next round, which begins ``apply_ms`` after this one began (at once when a whole range,
+        ``apply_max_records``, waits). Under load, a round per interval keeps ranges
+        large: applying whatever had come in during the last range, at once, made a stream of small ranges whose
+        fixed cost (a chdb part per table, then its merges) took most of the writer's time and the CPU that the
+        answers need."""
+        started = time.monotonic()
         while True:
-            # asyncio.wait, not wait_for: 3.11's wait_for can swallow a cancellation that lands as the wakeup
-            # fires, and stop() then waited for this loop for ever (seen once in CI)
-            waiter = asyncio.ensure_future(self._apply_wakeup.wait())
-            try:
-                await asyncio.wait({waiter}, timeout=self.apply_s)
-            finally:
-                waiter.cancel()
+            if not self._unapplied:
+                self._apply_wakeup.clear()  # nothing to hurry
+                await self._wait_event(self._arrived, None)
+                self._arrived.clear()
+                continue
+            delay = started + self.apply_s - time.monotonic()
+            if delay > 0 and not self._apply_wakeup.is_set():
+                await self._wait_event(self._apply_wakeup, delay)
             self._apply_wakeup.clear()
-            while self._unapplied:
+            self._arrived.clear()
+            started = time.monotonic()
+            last = self._unapplied[-1].pos  # the round: what is in the log as it begins
+            while self._unapplied and self._unapplied[0].pos <= last:
                 try:
                     applied = await self._apply_next()
                 except Exception:  # the log's cursor could not be written (disk): the same range, later
@@ -462,6 +486,8 @@ class LoggedHandoff:
                 if not applied:
                     await asyncio.sleep(min(5.0, max(self.apply_s, 1.0)))  # the store is down: the same range later
                     break
+            if self.backlog_records >= self.apply_max_records:
+                self._apply_wakeup.set()
 
     def _next_range(self) -> list[_Entry]:
         if self._forced:
