@@ -142,6 +142,12 @@ def write_tables(store, tables: dict[str, list[dict]], token: str | None = None)
         apply_erasures(store.execute, tables["erasures"])
 
 
+def refusal(e: BaseException) -> str:
+    """The engine's reason for refusing a record: its message's first line, or the error's type when the
+    message is empty (an empty message once made the writer fail the whole range, as if the store were down)."""
+    return ((str(e).splitlines() or [""])[0] or type(e).__name__)[:300]
+
+
 def refused_dead_letters(events: list[dict], refused: dict[int, str]) -> list[dict]:
     """``store_rejected`` dead letters for the records the store refused (position -> the engine's reason)."""
     return [records.dead_letter(received_at=int(time.time() * 1000), site=str(events[i].get("site", "")),
@@ -270,7 +276,7 @@ class EmbeddedHandoff:
             try:
                 await self._commit([rec], [])
             except Exception as e:
-                refused[i] = str(e).splitlines()[0][:300]
+                refused[i] = refusal(e)
         if len(refused) == len(events):
             raise first_error
         kept = refused_dead_letters(events, refused)
@@ -562,7 +568,7 @@ class LoggedHandoff:
                 try:
                     await self._commit_records([rec], [], [record_offset(pos, i)], f"{base}.{i}")
                 except Exception as e:
-                    refused[i] = str(e).splitlines()[0][:300]
+                    refused[i] = refusal(e)
             kept = refused_dead_letters(entry.events, refused)
             try:  # the request's own dead letters, and the refused records as dead letters
                 await self._commit_records([], entry.dead + kept, [], f"{base}.dead")

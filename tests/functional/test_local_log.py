@@ -206,6 +206,41 @@ def test_a_record_the_store_refuses_is_dead_lettered_and_holds_nothing_else(stor
         ("store_rejected", "store", poisoned["event_id"])]
 
 
+class RefusingStore:
+    """The real store, refusing any insert that holds an event of ``cta`` "poison" with an error that has no
+    message (a driver's bare exception), the way an engine bug or a binding would raise it."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def insert(self, table, rows, dedup_token=None):
+        if table == "events" and any(r.get("cta") == "poison" for r in rows):
+            raise ValueError()
+        self.store.insert(table, rows, dedup_token)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_a_refusal_without_a_message_is_dead_lettered_with_the_errors_type(store, tmp_path):
+    async def scenario():
+        h, _ = _handoff(RefusingStore(store), tmp_path / "log", apply_ms=20)
+        await h.start()
+        ok = [_rec(event("room_view")), _rec(event("engagement"))]
+        bad = [_rec(event("room_view", room="room-3")), _rec(event("cta", cta="poison", room="room-3"))]
+        out = await asyncio.gather(h.submit(ok, []), h.submit(bad, []))
+        await _wait_applied(h)
+        assert h.store_ok  # one refused record is not a store that is down
+        await h.stop()
+        return out, ok + bad[:1], bad[1]
+
+    answers, kept, poisoned = asyncio.run(scenario())
+    assert answers == [{}, {}]
+    assert sorted(_ids(store, "events", "event_id")) == sorted(e["event_id"] for e in kept)
+    assert store.query("SELECT reason, detail, toString(event_id) FROM dead_letters") == [
+        ("store_rejected", "ValueError", poisoned["event_id"])]
+
+
 def test_a_store_that_takes_nothing_fills_a_bounded_backlog_then_503_and_loses_nothing(store, tmp_path):
     down = DownStore(store)
     pressure = []  # what the writer told the process: the backlog crossed half its bound (True), then back (False)
