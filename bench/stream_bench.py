@@ -3,13 +3,14 @@
 1. Faust worker events/s (decode + processors + produce rows, acked) vs a raw aiokafka consume+decode loop
    over the same data, and vs the same work in a plain aiokafka loop (bench/plain_worker.py). Each worker
    runs on topics of its own: warmed up with one message (group joined, idle), then timed from the first
-   event produced to the last row out.
+   event produced to the last row out. Best of ``--streams-repeat`` rounds, in alternating order, every
+   round printed.
 2. Sink rows/s (Kafka -> batches -> chdb insert -> commit) vs a raw bulk insert of the same rows: best of
    ``--sink-repeat`` alternating rounds of each, every round printed.
 3. Latency from POST /v1/events to the row being visible in ClickHouse (p50/p95), full stack.
 
     python bench/stream_bench.py [--events 100000] [--latency-samples 60] [--parts streams,sink,latency]
-                              [--sink-rows 500000] [--sink-repeat 3]
+                              [--sink-rows 500000] [--sink-repeat 3] [--streams-repeat 3]
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ sys.path.insert(0, ROOT)
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from dealbeacon.core import records  # noqa: E402
-from dealbeacon.kafka.topics import ensure_topics, row_topic  # noqa: E402
 from dealbeacon.core.settings import Settings  # noqa: E402
+from dealbeacon.kafka.topics import ensure_topics, row_topic  # noqa: E402
 from streams.processors import process  # noqa: E402
 from tests.support.ports import read_ports  # noqa: E402
 from tests.support.stack import start_kafka  # noqa: E402
@@ -152,26 +153,26 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(60)
 
 
-def faust_run(s: Settings, env: dict, messages: list, n: int, tmp: str) -> float:
+def faust_run(s: Settings, env: dict, messages: list, n: int, tmp: str, tag: str = "faust") -> float:
     """Seconds for one worker to turn n events into n acked rows."""
-    t, proc = _timed_worker(["-m", "dealbeacon.app.cli", "worker"], s, env, messages, n, tmp, "faust")
+    t, proc = _timed_worker(["-m", "dealbeacon.app.cli", "worker"], s, env, messages, n, tmp, tag)
     _stop(proc)
     return t
 
 
-def plain_run(s: Settings, env: dict, messages: list, n: int, tmp: str) -> float:
+def plain_run(s: Settings, env: dict, messages: list, n: int, tmp: str, tag: str = "plain") -> float:
     """The same work in a plain aiokafka loop (bench/plain_worker.py), timed the same way as ``faust_run``."""
     async def state_topic():
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic("plain.rows.room_state", s.topic_partitions, 1)])
+            await admin.create_topics([NewTopic(f"{tag}.rows.room_state", s.topic_partitions, 1)])
         finally:
             await admin.close()
 
     asyncio.run(state_topic())
-    t, proc = _timed_worker([os.path.join(ROOT, "bench", "plain_worker.py")], s, env, messages, n, tmp, "plain")
+    t, proc = _timed_worker([os.path.join(ROOT, "bench", "plain_worker.py")], s, env, messages, n, tmp, tag)
     _stop(proc)
     return t
 
@@ -317,6 +318,8 @@ def main() -> None:
     ap.add_argument("--sink-rows", type=int, default=500_000, help="rows for the sink run (its 1 s batch window "
                     "holds the last partial batch: a short run would mostly measure that)")
     ap.add_argument("--sink-repeat", type=int, default=3, help="alternating rounds of raw inserts and sink runs")
+    ap.add_argument("--streams-repeat", type=int, default=3, help="rounds of the Faust worker and the plain loop, "
+                    "in alternating order")
     ap.add_argument("--parts", default="streams,sink,latency", help="which of the runs (comma-separated)")
     ap.add_argument("--rss", default="", help="events:rooms,... e.g. 100000:5000,1000000:100000 (worker memory runs only)")
     a = ap.parse_args()
@@ -339,7 +342,7 @@ def main() -> None:
             return
         parts = set(a.parts.split(","))
         if "streams" in parts:
-            streams_runs(s, env, a.events, tmp)
+            streams_runs(s, env, a.events, tmp, a.streams_repeat)
         if "sink" in parts:
             sink_runs(s, a.sink_rows, tmp, a.sink_repeat)
         if "latency" in parts and a.latency_samples:
@@ -352,16 +355,27 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def streams_runs(s: Settings, env: dict, n: int, tmp: str) -> None:
+def streams_runs(s: Settings, env: dict, n: int, tmp: str, repeat: int = 1) -> None:
+    """The raw consume once; then ``repeat`` rounds of the Faust worker and the plain loop, each round on topics
+    of its own, the order alternating (Faust first in odd rounds): single runs on this shared 2-core VM swing by
+    +-30 % and the second of two runs met a warmer broker. Every round printed; the ratio is of the bests."""
     messages = _event_messages(_records(n))
     asyncio.run(_produce(s, s.topic_events, messages))
     raw = asyncio.run(raw_consume(s, s.topic_events, n))
-    fst = faust_run(s, env, messages, n, tmp)
-    plain = plain_run(s, env, messages, n, tmp)
-    print(f"streams: raw aiokafka consume+decode {n / raw:9.0f} ev/s | faust worker (decode, process, "
-          f"produce, acked) {n / fst:9.0f} ev/s | ratio faust/raw = {raw / fst:.3f}")
-    print(f"streams: plain aiokafka loop, same processors and outputs, acked {n / plain:9.0f} ev/s | "
-          f"ratio faust/plain = {plain / fst:.3f}")
+    fst: list[float] = []
+    plain: list[float] = []
+    for r in range(repeat):
+        runs = [(fst, faust_run, f"faust{r}"), (plain, plain_run, f"plain{r}")]
+        for out, run, tag in (runs if r % 2 == 0 else runs[::-1]):
+            out.append(run(s, env, messages, n, tmp, tag))
+        if repeat > 1:
+            print(f"streams: round {r + 1} ({'faust' if r % 2 == 0 else 'plain'} first): faust worker {n / fst[-1]:9.0f} "
+                  f"ev/s, plain loop {n / plain[-1]:9.0f} ev/s, ratio {plain[-1] / fst[-1]:.3f}")
+    best = f"best of {repeat}: " if repeat > 1 else ""
+    print(f"streams: raw aiokafka consume+decode {n / raw:9.0f} ev/s | {best}faust worker (decode, process, "
+          f"produce, acked) {n / min(fst):9.0f} ev/s | ratio faust/raw = {raw / min(fst):.3f}")
+    print(f"streams: {best}plain aiokafka loop, same processors and outputs, acked {n / min(plain):9.0f} ev/s | "
+          f"ratio faust/plain = {min(plain) / min(fst):.3f}")
 
 
 def sink_runs(s: Settings, rows_n: int, tmp: str, repeat: int) -> None:
