@@ -43,13 +43,19 @@ async def _cancel_all(tasks: list[asyncio.Task]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 class RoomStates:
-    """Every room's latest state in memory: the ``hot`` most recently used decoded, the others as their JSON
+    """Every room's latest state in memory: the ``hot`` most recently stored decoded, the others as their JSON
     compressed (zlib level 1: about 2.7 KB for a simulated 90-day room against about 31 KB decoded), decoded
-    again when a record reaches them. The same states as a plain dict, so every output is unchanged."""
+    again when a record reaches them. The same states as a plain dict, so every output is unchanged.
+
+    The writer reads with ``peek`` (a cold room is decoded for the batch, not made hot: a site-wide tick visits
+    every room in key order, and making each hot pushed another out, encoding it, for every room past the
+    first ``hot``) and stores the batch's changed states with ``put``, with the JSON it wrote to ``room_state``
+    when it has it: a hot state keeps that encoding, so pushing it out costs its compression only."""
 
     def __init__(self, hot: int = 1000):
         self.hot = hot
         self._hot: collections.OrderedDict[bytes, deals.RoomState] = collections.OrderedDict()
+        self._encoded: dict[bytes, bytes] = {}  # a hot state's JSON, when known (always that very state's)
         self._cold: dict[bytes, bytes] = {}
         self._by_site: dict[str, dict[bytes, None]] = {}  # insertion-ordered key sets
 
@@ -57,6 +63,7 @@ class RoomStates:
         return len(self._hot) + len(self._cold)
 
     def get(self, key: bytes) -> deals.RoomState | None:
+        """The room's state, made the most recently used (a cold one is decoded and made hot)."""
         state = self._hot.get(key)
         if state is not None:
             self._hot.move_to_end(key)
@@ -69,17 +76,31 @@ class RoomStates:
         self._cool()
         return state
 
-    def put(self, key: bytes, state: deals.RoomState) -> None:
+    def peek(self, key: bytes) -> deals.RoomState | None:
+        """The room's state, what is hot and cold left as it is."""
+        state = self._hot.get(key)
+        if state is not None:
+            return state
+        blob = self._cold.get(key)
+        return None if blob is None else deals.loads(zlib.decompress(blob))
+
+    def put(self, key: bytes, state: deals.RoomState, encoded: bytes | None = None) -> None:
+        """Store ``state`` as the room's; ``encoded``: ``deals.dumps(state)``, if the caller has it."""
         self._cold.pop(key, None)
         self._hot[key] = state
         self._hot.move_to_end(key)
+        if encoded is not None:
+            self._encoded[key] = encoded
+        else:
+            self._encoded.pop(key, None)
         self._by_site.setdefault(state.site, {})[key] = None
         self._cool()
 
     def _cool(self) -> None:
         while len(self._hot) > self.hot:
             key, state = self._hot.popitem(last=False)
-            self._cold[key] = zlib.compress(deals.dumps(state), 1)
+            encoded = self._encoded.pop(key, None)
+            self._cold[key] = zlib.compress(encoded if encoded is not None else deals.dumps(state), 1)
 
     def keys_of(self, site: str) -> list[bytes]:
         return list(self._by_site.get(site, ()))
@@ -104,7 +125,8 @@ class EmbeddedProcessor:
             rows = self.store.query("SELECT site, room_id, state FROM room_state FINAL"
                                     f" WHERE (site, room_id) > ({after}) ORDER BY site, room_id LIMIT {page}")
             for site, room_id, state in rows:
-                self.states.put(f"{site}/{room_id}".encode(), deals.loads(state.encode()))
+                encoded = state.encode()
+                self.states.put(f"{site}/{room_id}".encode(), deals.loads(encoded), encoded)
             if len(rows) < page:
                 return len(self.states)
             after = f"{sql_string(rows[-1][0])}, {sql_string(rows[-1][1])}"
@@ -116,15 +138,17 @@ class EmbeddedProcessor:
         """Rows for one batch, and a commit callback that makes the new room states current. With the local
         log: ``partition`` is the log's id and ``offsets`` each record's log position, so a range written again
         after a crash skips, room by room, what a saved state already holds."""
-        changed, tables = processors.process_batch(recs, dead_letters, self.states.get, self.local_rooms,
+        changed, tables = processors.process_batch(recs, dead_letters, self.states.peek, self.local_rooms,
                                                    partition, offsets if offsets is not None else -1, acfg=self.acfg)
+        encoded = {key: deals.dumps(st) for key, st in changed.items()}
         if changed:
             self._version = max(self._version + 1, time.time_ns())  # snapshot order, not domain time
             tables["room_state"] = [{"site": st.site, "room_id": st.room.room_id, "version": self._version,
-                                     "state": deals.dumps(st).decode()} for st in changed.values()]
+                                     "state": encoded[key].decode()} for key, st in changed.items()]
+
         def commit():
             for key, state in changed.items():
-                self.states.put(key, state)
+                self.states.put(key, state, encoded[key])
             for listener in self.listeners:
                 try:
                     listener(tables)

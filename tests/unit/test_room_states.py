@@ -1,6 +1,7 @@
 """Embedded mode's room states held mostly compressed: the same rows and states as a plain dict, with at most
 ``hot`` rooms decoded."""
 import orjson
+import pytest
 
 from dealbeacon.app.embedded import RoomStates
 from dealbeacon.core import records
@@ -21,7 +22,9 @@ def _records(n_deals=6, days=60):
     return out
 
 
-def test_compressed_states_give_the_rows_and_states_of_a_plain_dict():
+@pytest.mark.parametrize("way", ["get", "peek"])
+def test_compressed_states_give_the_rows_and_states_of_a_plain_dict(way):
+    """``get`` + ``put``, and the writer's way: ``peek`` + ``put`` with the JSON written to room_state."""
     recs = _records()
     plain: dict = {}
     held = RoomStates(hot=2)
@@ -32,9 +35,9 @@ def test_compressed_states_give_the_rows_and_states_of_a_plain_dict():
             group, [], plain.get, lambda site: [k for k in plain if records.room_site(k) == site])
         plain.update(changed)
         rows_plain.append(orjson.dumps(tables, option=orjson.OPT_SORT_KEYS))
-        changed, tables = processors.process_batch(group, [], held.get, held.keys_of)
+        changed, tables = processors.process_batch(group, [], getattr(held, way), held.keys_of)
         for k, s in changed.items():
-            held.put(k, s)
+            held.put(k, s, deals.dumps(s) if way == "peek" else None)
         rows_held.append(orjson.dumps(tables, option=orjson.OPT_SORT_KEYS))
         assert len(held._hot) <= 2
     assert len(plain) == 6 and len(held) == 6 and len(held._cold) == 4
