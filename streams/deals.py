@@ -271,7 +271,11 @@ def _fire(state: RoomState, fired_before: tuple[str, ...], alerts: list[Alert], 
 
 def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: dict[str, list[dict]], cfg: ScoringConfig,
           acfg: AlertConfig) -> RoomState:
-    """The time rules at ``now``; ``scores``: the room's, as a dict in id order."""
+    """The time rules at ``now``; ``scores``: the room's, as a dict in id order. A closed deal's time rules are
+    off (``evaluate``), so a tick leaves its state as it is, the clock included: the clock of a closed room moves
+    with its own records only, and the holder need not write the state again."""
+    if state.room.stage in acfg.closed_stages:
+        return state
     before = state.bands
     # the daily total, for the bands and the deal row
     total = daily_total(scores) if scores and state.room.stage not in acfg.closed_stages else None

@@ -126,6 +126,8 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
                 continue
             state = _born_with_model(key, batch, get, local, changed)
         new, rows = deals.step(state, batch, acfg=acfg)
+        if new is state and not rows:  # nothing changed (a tick of a closed deal): nothing to save again
+            continue
         if partition >= 0:
             new = dataclasses.replace(new, partition=partition, offset=last)
         changed[key] = new

@@ -286,3 +286,26 @@ def test_role_of_answers_as_a_dict_of_the_committee_would():
     for sid in ("ana", "bo", "cy"):
         assert deals.role_of(invited, sid) == dict(invited).get(sid, "")
     assert deals.role_of((), "ana") == ""
+
+
+def test_a_tick_leaves_a_closed_deal_as_it_is_and_reports_no_change():
+    """A closed deal's time rules are off: a tick changes nothing of it (not even its clock), so the holder is
+    not asked to save it again; an open deal of the same site is ticked as before. A reopened deal is ticked
+    again."""
+    r = Rooms()
+    r.feed([room(T0, room_id="won-1"), ev("content_view", T0 + 1000, room="won-1", content_id="pricing"),
+            room(T0, room_id="open-1"), ev("content_view", T0 + 1000, room="open-1", content_id="pricing")])
+    r.feed([room(T0 + 2000, room_id="won-1", stage="closed_won")])
+    won = r.states[b"acme/won-1"]
+    changed, rows = processors.process_rooms(
+        [clock(T0 + 3 * DAY_MS)], r.states.get, lambda site: [k for k in r.states if k.startswith(f"{site}/".encode())])
+    assert set(changed) == {b"acme/open-1"}  # the closed deal is not in it
+    assert all(row["room_id"] == "open-1" for table in rows.values() for row in table)
+    assert changed[b"acme/open-1"].clock_ms == T0 + 3 * DAY_MS
+    state, out = deals.step(won, [clock(T0 + 3 * DAY_MS)])
+    assert state is won and out == {}
+    r.states.update(changed)
+    r.feed([room(T0 + 4 * DAY_MS, room_id="won-1", stage="negotiation")])  # reopened
+    changed, _ = processors.process_rooms(
+        [clock(T0 + 5 * DAY_MS)], r.states.get, lambda site: [k for k in r.states if k.startswith(f"{site}/".encode())])
+    assert set(changed) == {b"acme/open-1", b"acme/won-1"} and changed[b"acme/won-1"].clock_ms == T0 + 5 * DAY_MS
