@@ -52,7 +52,7 @@ def _filters(site: str, params) -> dict[str, str]:
     for name in ("from", "to"):
         value = params.get(name, "")
         if value:
-            if not _MONTH.match(value):
+            if not _MONTH.fullmatch(value):
                 raise Rejected("invalid_value", name, "a month, YYYY-MM")
             out[name] = f"toDate('{value}-01')"
     owner = params.get("owner", "")
@@ -154,7 +154,7 @@ class AnalyticsAPI:
         if len(raw) > 262_144:
             return JSONResponse({"error": "body_too_large", "reason": "body_too_large"}, status_code=413)
         try:
-            if not _ID.match(owner):
+            if not _ID.fullmatch(owner):
                 raise Rejected("invalid_value", "owner", "1-128 characters [A-Za-z0-9._:@/-]")
             try:
                 body = orjson.loads(raw or b"{}")

@@ -141,7 +141,7 @@ class Erase(Body):
     @field_validator("room_id")
     @classmethod
     def _room(cls, v: str) -> str:
-        if v and not ID_RE.match(v):
+        if v and not ID_RE.fullmatch(v):
             raise ValueError("1-128 characters [A-Za-z0-9_.:@-], or left out")
         return v
 

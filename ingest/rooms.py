@@ -59,7 +59,7 @@ def room_routes(settings: Settings, sites: SiteRegistry, submit, clock: Clock, s
         site, raw, body = got
         room_id = request.path_params["room_id"]
         try:
-            if not (len(room_id) <= 128 and ID_RE.match(room_id)):  # what the event contract accepts, or no events
+            if not (len(room_id) <= 128 and ID_RE.fullmatch(room_id)):  # what the event contract accepts, or no events
                 raise Rejected("invalid_value", "room_id", "1-128 characters [A-Za-z0-9_.:@-], as in the beacon's events")
             if body is None:
                 raise Rejected("invalid_json", "")

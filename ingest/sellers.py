@@ -76,7 +76,7 @@ class SellerAPI:
             if len(raw) > 65_536:
                 return JSONResponse({"error": "body_too_large", "reason": "body_too_large"}, status_code=413)
             body = orjson.loads(raw or b"{}")
-            if not _ID.match(ident):
+            if not _ID.fullmatch(ident):
                 raise Rejected("invalid_value", "id", "1-128 characters [A-Za-z0-9._:@/-]")
             clean = channel_record(body) if what == "channels" else seller_record(body)
         except orjson.JSONDecodeError:
@@ -187,7 +187,7 @@ class SellerAPI:
                 return JSONResponse({"error": e.reason, **e.as_dict()}, status_code=400)
             until = now + int(hours * 3_600_000)
         alert_id = request.path_params["alert_id"]
-        if not _UUID.match(alert_id):
+        if not _UUID.fullmatch(alert_id):
             return JSONResponse({"error": "not_found", "detail": "no such alert"}, status_code=404)
         owned = await self._query(f"SELECT count() FROM alerts FINAL WHERE site = {sql_string(site)} AND owner = {sql_string(seller)} "
                                   f"AND alert_id = toUUID({sql_string(alert_id.lower())})")

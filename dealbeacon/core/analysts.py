@@ -81,7 +81,7 @@ class AnalystRegistry:
 
     def add(self, name: str, sites: list[str], password: str | None = None) -> tuple[Analyst, str]:
         """Add or replace an analyst; returns it and its password (generated unless given)."""
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise ValueError("analyst name: 1-64 characters of A-Z a-z 0-9 _ . @ -")
         if not sites:
             raise ValueError("an analyst needs at least one --site (or --all-sites)")

@@ -14,13 +14,13 @@ PERIOD_HELP = "a year (2026), a quarter (2026-Q3) or a month (2026-07)"
 def period_bounds(label: str) -> tuple[dt.date, dt.date]:
     """``2026`` -> 2026-01-01..2026-12-31; ``2026-Q3`` -> 2026-07-01..2026-09-30; ``2026-07`` -> the month.
     Raises ValueError naming what is accepted."""
-    if m := _YEAR.match(label):
+    if m := _YEAR.fullmatch(label):
         y = int(m.group(1))
         first, last = (y, 1), (y, 12)
-    elif m := _QUARTER.match(label):
+    elif m := _QUARTER.fullmatch(label):
         y, q = int(m.group(1)), int(m.group(2))
         first, last = (y, 3 * q - 2), (y, 3 * q)
-    elif m := _MONTH.match(label):
+    elif m := _MONTH.fullmatch(label):
         y, mo = int(m.group(1)), int(m.group(2))
         first, last = (y, mo), (y, mo)
     else:

@@ -33,8 +33,10 @@ def test_rooms_api_needs_the_site_secret_and_rejects_bad_fields_with_a_dead_lett
         r = client.put("/v1/sites/test/rooms/d", headers=AUTH, json=body)
         assert r.status_code == 400 and r.json()["field"] == field, r.text
     assert client.put("/v1/sites/test/rooms/d", headers=AUTH, content=b"{not json").status_code == 400
+    r = client.put("/v1/sites/test/rooms/d%0A", headers=AUTH, json={"stage": "proposal"})  # a trailing newline
+    assert r.status_code == 400 and r.json()["field"] == "room_id", r.text
     assert [r[0] for r in store.query("SELECT field FROM dead_letters WHERE stage = 'rooms_api' ORDER BY field")] == [
-        "", "amount", "expected_close", "stage", "stakeholders[0].role"]
+        "", "amount", "expected_close", "room_id", "stage", "stakeholders[0].role"]
     assert store.query("SELECT count() FROM rooms") == [(0,)]
 
 

@@ -30,7 +30,8 @@ def test_registry_round_trip_cache_and_removal(tmp_path):
     assert again.remove("ana") and again.authenticate("ana", "new-password") is None
 
 
-@pytest.mark.parametrize("name, sites", [("a b", ["acme"]), ("", ["acme"]), ("x" * 65, ["acme"]), ("ok", [])])
+@pytest.mark.parametrize("name, sites", [("a b", ["acme"]), ("", ["acme"]), ("x" * 65, ["acme"]), ("ok", []),
+                                         ("ana\n", ["acme"])])
 def test_bad_names_and_empty_site_lists_are_refused(name, sites):
     with pytest.raises(ValueError):
         AnalystRegistry().add(name, sites)
