@@ -3,6 +3,7 @@ the body. Same machine, same load generator, same run; prints the ratio.
 
     python bench/ingest_bench.py [--requests 10000] [--batch 20] [--concurrency 16] [--time-cap 60]
                                  [--direct] [--open-loop] [--latency-samples 40]
+    python bench/ingest_bench.py --pipeline   # CPU of the ingest steps per request, no server
 
 For embedded mode a 202 means "in the local log" (fsync'd); the rows reach chdb behind it. So the embedded rate
 is counted until the last accepted event is queryable on the SQL port (the rate the whole process sustains,
@@ -10,7 +11,9 @@ not the rate its log absorbs), and the 202 rate is printed beside it. ``--direct
 the log (the 202 waits for chdb). ``--latency-samples``: POST -> queryable for single events on an idle
 server. ``--open-loop``: requests on a fixed schedule (not waiting for answers) at rising rates, each for
 ``--open-seconds``; the highest rate whose p99 stays under 250 ms with every answer 202 and every event
-stored within the run's drain time is reported as the sustained open-loop rate.
+stored within the run's drain time is reported as the sustained open-loop rate. ``--pipeline``: the ingest
+pipeline's own CPU per request (body to hand-off, the hand-off a no-op), events checked column by column
+(``contract.check_events``) against one by one, same run, alternating rounds, best of each.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import httpx
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.loadgen import make_bodies, run, run_open  # noqa: E402
+from bench.loadgen import UA, make_bodies, run, run_open  # noqa: E402
 from tests.support.ports import read_ports, unbound_port  # noqa: E402
 
 ANALYST = ("bench", "bench-password-1")
@@ -106,7 +109,10 @@ def main() -> None:
     ap.add_argument("--open-loop", action="store_true")
     ap.add_argument("--open-seconds", type=float, default=15)
     ap.add_argument("--rss", default="", help="EVENTS:ROOMS: embedded RSS after that load, hot-room cache vs all decoded")
+    ap.add_argument("--pipeline", action="store_true")
     a = ap.parse_args()
+    if a.pipeline:
+        return pipeline_run()
     if a.rss:
         return rss_run(*(int(x) for x in a.rss.split(":")), a)
     results = {}
@@ -217,6 +223,42 @@ def rss_run(events: int, rooms: int, a) -> None:
         print(f"{name:12s} idle {idle:.0f} MB, after {n} events over {rooms} rooms: {rss:.0f} MB")
     print(f"ratio hot cache / all decoded (growth over idle): "
           f"{(out['hot cache'][1] - out['hot cache'][0]) / (out['all decoded'][1] - out['all decoded'][0]):.2f}")
+
+
+def pipeline_run(rounds: int = 5, requests: int = 2000) -> None:
+    from dealbeacon.core import contract
+    from dealbeacon.core.settings import Settings
+    from dealbeacon.core.sites import Site, SiteRegistry
+    from ingest.metrics import Metrics
+    from ingest.pipeline import IngestPipeline, Request
+
+    class NoHandoff:  # the steps before the hand-off are measured, not the log or the store
+        async def submit(self, events, dead):
+            return {}
+
+    sites = SiteRegistry()
+    sites.add(Site(key="bench", secret="s" * 32))
+    pipeline = IngestPipeline(Settings(rate_limit_events_per_s=1e9, rate_limit_burst=10**9), sites, NoHandoff(), Metrics())
+    by_columns = contract.check_events
+
+    async def once(bodies: list[bytes]) -> float:
+        t0 = time.perf_counter()
+        for body in bodies:
+            out = await pipeline.handle(Request(raw=body, content_encoding="", origin=None, user_agent=UA, ip="127.0.0.0",
+                                                received_at_ms=int(time.time() * 1000), monotonic_s=time.monotonic()))
+            assert out.status == 202 and not out.body["rejected"], out.body
+        return (time.perf_counter() - t0) / len(bodies)
+
+    for batch in (1, 5, 20, 100):
+        bodies = make_bodies(max(200, requests // max(1, batch // 5)), batch, "bench")
+        best = {"columns": float("inf"), "one by one": float("inf")}
+        for _ in range(rounds):
+            for mode in best:
+                contract.check_events = by_columns if mode == "columns" else (lambda events: None)
+                best[mode] = min(best[mode], asyncio.run(once(bodies)))
+        contract.check_events = by_columns
+        print(f"batch {batch:3d}: {1e6 * best['columns']:7.1f} us/request by columns, {1e6 * best['one by one']:7.1f} one "
+              f"by one  -> {best['one by one'] / best['columns']:.2f}x")
 
 
 def open_loop_search(url: str, sql_url: str, a, closed_rate: float) -> list[tuple[float, dict]]:

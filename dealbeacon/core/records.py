@@ -23,10 +23,10 @@ RECORD_VERSION = 1
 
 def accepted_event(clean: dict, *, site: str, received_at: int, ts: int, token_status: str,
                    stakeholder_id: str, ip: str, user_agent: str) -> dict:
-    rec = dict(clean)
-    rec.pop("token", None)  # the token itself is a credential: never stored
-    rec.update(rv=RECORD_VERSION, site=site, received_at=received_at, client_ts=clean["ts"], ts=ts,
-               token_status=token_status, stakeholder_id=stakeholder_id, ip=ip, user_agent=user_agent)
+    rec = {**clean, "rv": RECORD_VERSION, "site": site, "received_at": received_at, "client_ts": clean["ts"], "ts": ts,
+           "token_status": token_status, "stakeholder_id": stakeholder_id, "ip": ip, "user_agent": user_agent}
+    if "token" in rec:
+        del rec["token"]  # the token itself is a credential: never stored
     return rec
 
 
