@@ -79,10 +79,13 @@ def is_event(rec: dict) -> bool:
 
 def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | None],
                   local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int | list[int] = -1,
-                  acfg: AlertConfig = ALERTS) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
+                  acfg: AlertConfig = ALERTS, ticked_rooms: Callable[[str], Iterable[bytes]] | None = None,
+                  ) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
     """Fold records, in order, into their rooms' states. ``get(key)``: current state or None; ``local_rooms(site)``:
     keys of that site's rooms held here (a site-wide ``clock`` record ticks each of them, and every room born
-    earlier in ``recs``). Returns the changed states by room key and the rows.
+    earlier in ``recs``). Returns the changed states by room key and the rows. ``ticked_rooms(site)``: the rooms
+    a ``clock`` record must reach, if the holder knows that a tick leaves the others as they are (closed deals,
+    ``deals._tick``); ``local_rooms`` by default.
 
     With a source ``partition`` and ``offset`` (distributed mode; one offset for all records, or one per record
     when ``recs`` spans several messages of that partition), a record from a message the room already folded
@@ -93,11 +96,19 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
         raise ValueError("one offset per record")
     last = max(offsets, default=-1) if isinstance(offset, list) else offset
     listed: dict[str, list[bytes]] = {}
+    ticked: dict[str, list[bytes]] = {}
 
     def local(site: str) -> list[bytes]:  # asked once per site per call: the holder's rooms do not change meanwhile
         if site not in listed:
             listed[site] = list(local_rooms(site))
         return listed[site]
+
+    def to_tick(site: str) -> list[bytes]:
+        if ticked_rooms is None:
+            return local(site)
+        if site not in ticked:
+            ticked[site] = list(ticked_rooms(site))
+        return ticked[site]
 
     groups: dict[bytes, list[tuple[int, dict]]] = {}
     for off, rec in zip(offsets, recs):
@@ -106,7 +117,8 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
             continue
         if kind in ("clock", "model") or (kind == "erase" and not rec.get("room_id")):
             prefix = f"{rec['site']}/".encode()
-            for key in {*local(rec["site"]), *(k for k in groups if k.startswith(prefix))}:
+            held = to_tick(rec["site"]) if kind == "clock" else local(rec["site"])
+            for key in {*held, *(k for k in groups if k.startswith(prefix))}:
                 groups.setdefault(key, []).append((off, rec))
         else:
             groups.setdefault(records.room_key(rec), []).append((off, rec))
@@ -159,11 +171,12 @@ def _drop_leading_site_records(recs: list[dict]) -> list[dict]:
 
 def process_batch(recs: list[dict], dead_letters: list[dict], get: Callable[[bytes], deals.RoomState | None],
                   local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int | list[int] = -1,
-                  acfg: AlertConfig = ALERTS) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
+                  acfg: AlertConfig = ALERTS, ticked_rooms: Callable[[str], Iterable[bytes]] | None = None,
+                  ) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
     """Everything one batch of the events stream yields, the same in both modes: event and dead-letter rows,
     configuration rows, and the rooms' state machines (changed states + their rows)."""
     tables = process([r for r in recs if is_event(r)], dead_letters)
     tables.update(config_rows(recs))
-    changed, rows = process_rooms(recs, get, local_rooms, partition, offset, acfg)
+    changed, rows = process_rooms(recs, get, local_rooms, partition, offset, acfg, ticked_rooms)
     tables.update(rows)
     return changed, tables

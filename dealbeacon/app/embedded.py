@@ -52,12 +52,14 @@ class RoomStates:
     first ``hot``) and stores the batch's changed states with ``put``, with the JSON it wrote to ``room_state``
     when it has it: a hot state keeps that encoding, so pushing it out costs its compression only."""
 
-    def __init__(self, hot: int = 1000):
+    def __init__(self, hot: int = 1000, closed_stages: tuple[str, ...] = ()):
         self.hot = hot
+        self.closed_stages = frozenset(closed_stages)
         self._hot: collections.OrderedDict[bytes, deals.RoomState] = collections.OrderedDict()
         self._encoded: dict[bytes, bytes] = {}  # a hot state's JSON, when known (always that very state's)
         self._cold: dict[bytes, bytes] = {}
         self._by_site: dict[str, dict[bytes, None]] = {}  # insertion-ordered key sets
+        self._closed: set[bytes] = set()  # rooms whose deal is closed (a tick leaves them as they are)
 
     def __len__(self) -> int:
         return len(self._hot) + len(self._cold)
@@ -94,6 +96,10 @@ class RoomStates:
         else:
             self._encoded.pop(key, None)
         self._by_site.setdefault(state.site, {})[key] = None
+        if state.room.stage in self.closed_stages:
+            self._closed.add(key)
+        else:
+            self._closed.discard(key)
         self._cool()
 
     def _cool(self) -> None:
@@ -105,6 +111,11 @@ class RoomStates:
     def keys_of(self, site: str) -> list[bytes]:
         return list(self._by_site.get(site, ()))
 
+    def open_keys_of(self, site: str) -> list[bytes]:
+        """The site's rooms a tick can change: all but the closed deals (never decoded for a tick)."""
+        closed = self._closed
+        return [k for k in self._by_site.get(site, ()) if k not in closed]
+
     def items(self) -> list[tuple[bytes, deals.RoomState]]:
         """Every room, decoded (diagnostics and tests; does not change what is hot)."""
         return [(k, self._hot[k] if k in self._hot else deals.loads(zlib.decompress(self._cold[k])))
@@ -114,7 +125,7 @@ class RoomStates:
 class EmbeddedProcessor:
     def __init__(self, store, listeners=(), acfg: AlertConfig = ALERTS, hot_rooms: int = 1000):
         self.store, self.acfg = store, acfg
-        self.states = RoomStates(hot_rooms)
+        self.states = RoomStates(hot_rooms, acfg.closed_stages)
         self._version = 0
         self.listeners = list(listeners)  # called with each batch's rows once they are stored
 
@@ -139,7 +150,8 @@ class EmbeddedProcessor:
         log: ``partition`` is the log's id and ``offsets`` each record's log position, so a range written again
         after a crash skips, room by room, what a saved state already holds."""
         changed, tables = processors.process_batch(recs, dead_letters, self.states.peek, self.local_rooms,
-                                                   partition, offsets if offsets is not None else -1, acfg=self.acfg)
+                                                   partition, offsets if offsets is not None else -1, acfg=self.acfg,
+                                                   ticked_rooms=self.states.open_keys_of)
         encoded = {key: deals.dumps(st) for key, st in changed.items()}
         if changed:
             self._version = max(self._version + 1, time.time_ns())  # snapshot order, not domain time

@@ -7,6 +7,7 @@ from dealbeacon.app.embedded import RoomStates
 from dealbeacon.core import records
 from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate
 from streams import deals, processors
+from streams.alerts import ALERTS
 
 
 def _records(n_deals=6, days=60):
@@ -22,12 +23,14 @@ def _records(n_deals=6, days=60):
     return out
 
 
-@pytest.mark.parametrize("way", ["get", "peek"])
+@pytest.mark.parametrize("way", ["get", "peek", "peek, ticking open deals only"])
 def test_compressed_states_give_the_rows_and_states_of_a_plain_dict(way):
-    """``get`` + ``put``, and the writer's way: ``peek`` + ``put`` with the JSON written to room_state."""
+    """``get`` + ``put``, and the writer's way: ``peek`` + ``put`` with the JSON written to room_state, and
+    ticks reaching only the rooms whose deal is open (``open_keys_of``)."""
     recs = _records()
     plain: dict = {}
-    held = RoomStates(hot=2)
+    held = RoomStates(hot=2, closed_stages=ALERTS.closed_stages)
+    ticked = held.open_keys_of if way.endswith("only") else None
     rows_plain, rows_held = [], []
     for i in range(0, len(recs), 97):
         group = recs[i:i + 97]
@@ -35,12 +38,15 @@ def test_compressed_states_give_the_rows_and_states_of_a_plain_dict(way):
             group, [], plain.get, lambda site: [k for k in plain if records.room_site(k) == site])
         plain.update(changed)
         rows_plain.append(orjson.dumps(tables, option=orjson.OPT_SORT_KEYS))
-        changed, tables = processors.process_batch(group, [], getattr(held, way), held.keys_of)
+        changed, tables = processors.process_batch(group, [], held.get if way == "get" else held.peek, held.keys_of,
+                                                   ticked_rooms=ticked)
         for k, s in changed.items():
-            held.put(k, s, deals.dumps(s) if way == "peek" else None)
+            held.put(k, s, None if way == "get" else deals.dumps(s))
         rows_held.append(orjson.dumps(tables, option=orjson.OPT_SORT_KEYS))
         assert len(held._hot) <= 2
     assert len(plain) == 6 and len(held) == 6 and len(held._cold) == 4
+    closed = {k for k, s in plain.items() if s.room.stage in ALERTS.closed_stages}
+    assert closed and held._closed == closed  # the scenario closes deals, and ticks follow
     assert rows_held == rows_plain
     assert {k: deals.dumps(s) for k, s in held.items()} == {k: deals.dumps(s) for k, s in plain.items()}
 
