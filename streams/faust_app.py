@@ -117,9 +117,12 @@ def create_faust_app(s: Settings) -> faust.App:
     #   the table's keys on first use (a room lives where its key's events land: no state to decode), then kept
     #   up to date as states are saved;
     # - the decoded states of the rooms processed most recently, bounded (memory stays with the active rooms;
-    #   the table holds every state, on disk with rocksdb).
+    #   the table holds every state, on disk with rocksdb);
+    # - the rooms seen to be closed deals since (a tick leaves them as they are, deals._tick: a clock record
+    #   reaches the others only; a room not seen yet is ticked, and seen then).
     held: dict[int, dict[str, set[bytes]]] = {}
     cache: OrderedDict[bytes, deals.RoomState] = OrderedDict()
+    closed: set[bytes] = set()
     derived: dict[str, Any] = {"generation": None, "held_built": False}
 
     def fresh() -> None:
@@ -127,6 +130,7 @@ def create_faust_app(s: Settings) -> faust.App:
             derived.update(generation=app.consumer_generation_id, held_built=False)
             held.clear()
             cache.clear()
+            closed.clear()
 
     def hold(partition: int, key: bytes) -> None:
         held.setdefault(partition, {}).setdefault(records.room_site(key), set()).add(key)
@@ -142,7 +146,18 @@ def create_faust_app(s: Settings) -> faust.App:
             return held.get(partition, {}).get(site, ())
         return keys
 
+    def ticked_rooms(partition: int):
+        keys = local_rooms(partition)
+
+        def open_keys(site: str):
+            return [k for k in keys(site) if k not in closed]
+        return open_keys
+
     def remember(key: bytes, state: deals.RoomState) -> None:
+        if state.room.stage in acfg.closed_stages:
+            closed.add(key)
+        else:
+            closed.discard(key)
         cache[key] = state
         cache.move_to_end(key)
         while len(cache) > s.worker_state_cache_rooms:
@@ -193,7 +208,7 @@ def create_faust_app(s: Settings) -> faust.App:
                 bad += b
                 offsets += [ev.message.offset] * len(r)
             part_changed, part_tables = processors.process_batch(recs, bad, get_state, local_rooms(partition),
-                                                                 partition, offsets, acfg)
+                                                                 partition, offsets, acfg, ticked_rooms(partition))
             changed.update(part_changed)
             for table, rows in part_tables.items():
                 tables.setdefault(table, []).extend(rows)
