@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import uuid
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -269,12 +270,18 @@ def _fire(state: RoomState, fired_before: tuple[str, ...], alerts: list[Alert], 
     return tuple(fired[-_MAX_FIRED:])
 
 
+def tick_leaves(state: RoomState, closed_stages: Container[str]) -> bool:
+    """A tick leaves ``state`` as it is, clock included: the deal is closed (its time rules are off). Holders ask
+    this to keep such rooms out of a clock record's reach (``process_rooms(ticked_rooms=...)``)."""
+    return state.room.stage in closed_stages
+
+
 def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: dict[str, list[dict]], cfg: ScoringConfig,
           acfg: AlertConfig) -> RoomState:
     """The time rules at ``now``; ``scores``: the room's, as a dict in id order. A closed deal's time rules are
     off (``evaluate``), so a tick leaves its state as it is, the clock included: the clock of a closed room moves
     with its own records only, and the holder need not write the state again."""
-    if state.room.stage in acfg.closed_stages:
+    if tick_leaves(state, acfg.closed_stages):
         return state
     before = state.bands
     # the daily total, for the bands and the deal row

@@ -146,15 +146,14 @@ def create_faust_app(s: Settings) -> faust.App:
             return held.get(partition, {}).get(site, ())
         return keys
 
-    def ticked_rooms(partition: int):
-        keys = local_rooms(partition)
-
+    def open_only(keys):
+        """``keys`` (a partition's rooms of a site) without the closed deals: what a clock record reaches."""
         def open_keys(site: str):
             return [k for k in keys(site) if k not in closed]
         return open_keys
 
     def remember(key: bytes, state: deals.RoomState) -> None:
-        if state.room.stage in acfg.closed_stages:
+        if deals.tick_leaves(state, acfg.closed_stages):
             closed.add(key)
         else:
             closed.discard(key)
@@ -207,8 +206,9 @@ def create_faust_app(s: Settings) -> faust.App:
                 recs += r
                 bad += b
                 offsets += [ev.message.offset] * len(r)
-            part_changed, part_tables = processors.process_batch(recs, bad, get_state, local_rooms(partition),
-                                                                 partition, offsets, acfg, ticked_rooms(partition))
+            keys = local_rooms(partition)
+            part_changed, part_tables = processors.process_batch(recs, bad, get_state, keys, partition, offsets, acfg,
+                                                                 open_only(keys))
             changed.update(part_changed)
             for table, rows in part_tables.items():
                 tables.setdefault(table, []).extend(rows)

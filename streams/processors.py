@@ -95,20 +95,9 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
     if len(offsets) != len(recs):
         raise ValueError("one offset per record")
     last = max(offsets, default=-1) if isinstance(offset, list) else offset
-    listed: dict[str, list[bytes]] = {}
-    ticked: dict[str, list[bytes]] = {}
-
-    def local(site: str) -> list[bytes]:  # asked once per site per call: the holder's rooms do not change meanwhile
-        if site not in listed:
-            listed[site] = list(local_rooms(site))
-        return listed[site]
-
-    def to_tick(site: str) -> list[bytes]:
-        if ticked_rooms is None:
-            return local(site)
-        if site not in ticked:
-            ticked[site] = list(ticked_rooms(site))
-        return ticked[site]
+    # each asked once per site per call: the holder's rooms do not change meanwhile
+    local = _listed_once(local_rooms)
+    to_tick = local if ticked_rooms is None else _listed_once(ticked_rooms)
 
     groups: dict[bytes, list[tuple[int, dict]]] = {}
     for off, rec in zip(offsets, recs):
@@ -146,6 +135,16 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
         for table, table_rows in rows.items():
             out.setdefault(table, []).extend(table_rows)
     return changed, out
+
+
+def _listed_once(rooms: Callable[[str], Iterable[bytes]]) -> Callable[[str], list[bytes]]:
+    listed: dict[str, list[bytes]] = {}
+
+    def of(site: str) -> list[bytes]:
+        if site not in listed:
+            listed[site] = list(rooms(site))
+        return listed[site]
+    return of
 
 
 def _born_with_model(key: bytes, batch: list[dict], get, local_rooms, changed) -> deals.RoomState | None:

@@ -96,7 +96,7 @@ class RoomStates:
         else:
             self._encoded.pop(key, None)
         self._by_site.setdefault(state.site, {})[key] = None
-        if state.room.stage in self.closed_stages:
+        if deals.tick_leaves(state, self.closed_stages):
             self._closed.add(key)
         else:
             self._closed.discard(key)
