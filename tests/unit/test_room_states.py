@@ -51,6 +51,48 @@ def test_compressed_states_give_the_rows_and_states_of_a_plain_dict(way):
     assert {k: deals.dumps(s) for k, s in held.items()} == {k: deals.dumps(s) for k, s in plain.items()}
 
 
+@pytest.mark.parametrize("seed", [7, 11])
+def test_ticks_that_skip_closed_deals_leave_a_sites_history_as_ticking_every_room_does(seed):
+    """The demo's way, unlike the test above: a site's history of many committees (rooms opened over 120 days,
+    many closed by now) replayed without ticks, wall-clock ticks at "now" landing between its records at
+    random, batches of 1 to 2,000 records. Ticking open deals only gives the rows and states of ticking every
+    room."""
+    import datetime as dt
+    import random
+
+    rng = random.Random(seed)
+    now = int(dt.datetime(2026, 12, 5, 15, 30, tzinfo=dt.UTC).timestamp() * 1000)  # a Saturday afternoon
+    start = now - 165 * DAY_MS
+    sim = simulate(seed, 24, start, 90, spread_days=120)
+    ops = [op for op in plan(sim, "demo", "demo-secret", now // 1000 + 90 * 86_400) if op.at_ms <= now]
+    recs, t = [], now
+    for group in op_records(ops, "demo", sim):
+        for r in group:
+            if "record" not in r:
+                r.update(rv=records.RECORD_VERSION, client_ts=r["ts"], received_at=r["ts"] + 400, ip="", user_agent="")
+        recs.extend(group)
+        if rng.random() < 0.03:
+            t += 60_000
+            recs.append({"record": "clock", "site": "demo", "now": t})
+    recs += [{"record": "clock", "site": "demo", "now": t + 60_000 * i} for i in (1, 2)]
+    plain: dict = {}
+    held = RoomStates(hot=5, closed_stages=ALERTS.closed_stages)
+    i = 0
+    while i < len(recs):
+        batch = recs[i:i + rng.choice([1, 7, 60, 400, 2000])]
+        i += len(batch)
+        changed, want = processors.process_batch(batch, [], plain.get,
+                                                 lambda site: [k for k in plain if records.room_site(k) == site])
+        plain.update(changed)
+        changed, got = processors.process_batch(batch, [], held.peek, held.keys_of, ticked_rooms=held.open_keys_of)
+        for k, st in changed.items():
+            held.put(k, st, deals.dumps(st))
+        assert orjson.dumps(got, option=orjson.OPT_SORT_KEYS) == orjson.dumps(want, option=orjson.OPT_SORT_KEYS)
+    closed = {k for k, st in plain.items() if st.room.stage in ALERTS.closed_stages}
+    assert len(plain) == 24 and 0 < len(closed) < 24, len(closed)  # both kinds, so the skip was exercised
+    assert {k: deals.dumps(st) for k, st in held.items()} == {k: deals.dumps(st) for k, st in plain.items()}
+
+
 def test_stopping_cancels_again_a_task_that_swallowed_a_cancellation():
     """A loop whose cancellation was swallowed (3.11's wait_for can, as its wakeup fires) must not hang the
     hand-off's stop: it is cancelled again until it ends."""
