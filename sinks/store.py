@@ -125,7 +125,8 @@ class ChdbStore:
         return [orjson.loads(line) for line in out.splitlines() if line]
 
     def query(self, sql: str) -> list[tuple]:
-        out = self._conn.query(sql, "JSONCompactEachRow").bytes()
+        with self._lock:  # the writer's thread reads room states between inserts made from other threads
+            out = self._conn.query(sql, "JSONCompactEachRow").bytes()
         return [tuple(orjson.loads(line)) for line in out.splitlines() if line]
 
     def migrate(self) -> list[int]:

@@ -50,9 +50,15 @@ class RoomStates:
     The writer reads with ``peek`` (a cold room is decoded for the batch, not made hot: a site-wide tick visits
     every room in key order, and making each hot pushed another out, encoding it, for every room past the
     first ``hot``) and stores the batch's changed states with ``put``, with the JSON it wrote to ``room_state``
-    when it has it: a hot state keeps that encoding, so pushing it out costs its compression only."""
+    when it has it: a hot state keeps that encoding, so pushing it out costs its compression only.
 
-    def __init__(self, hot: int = 1000, closed_stages: tuple[str, ...] = ()):
+    With ``fetch`` (keys -> their JSON as ``room_state`` holds it), a closed deal pushed out of the hot rooms
+    leaves memory altogether: a tick does not reach it (``open_keys_of``), and the store has its latest state
+    (every state put here was written to ``room_state`` first, or loaded from it). A record that reaches it
+    later reads it back: one query per batch for the rooms it names (``prefetch``), one per room otherwise."""
+
+    def __init__(self, hot: int = 1000, closed_stages: tuple[str, ...] = (),
+                 fetch: Callable[[list[bytes]], dict[bytes, bytes]] | None = None):
         self.hot = hot
         self.closed_stages = frozenset(closed_stages)
         self._hot: collections.OrderedDict[bytes, deals.RoomState] = collections.OrderedDict()
@@ -60,9 +66,44 @@ class RoomStates:
         self._cold: dict[bytes, bytes] = {}
         self._by_site: dict[str, dict[bytes, None]] = {}  # insertion-ordered key sets
         self._closed: set[bytes] = set()  # rooms whose deal is closed (a tick leaves them as they are)
+        self.fetch = fetch
+        self._out: set[bytes] = set()  # closed deals held in the store only
+        self._fetched: dict[bytes, bytes] = {}  # this batch's prefetched JSON of rooms held in the store only
 
     def __len__(self) -> int:
-        return len(self._hot) + len(self._cold)
+        return len(self._hot) + len(self._cold) + len(self._out)
+
+    def _read_out(self, key: bytes) -> deals.RoomState:
+        blob = self._fetched.get(key)
+        if blob is None:
+            assert self.fetch is not None  # a room leaves memory only with a store to read it from
+            blob = self.fetch([key]).get(key)
+            if blob is None:  # the store lost what it acknowledged: fail the range (it is retried), guess nothing
+                raise RuntimeError(f"room state {key!r} is not in room_state")
+        return deals.loads(blob)
+
+    def prefetch(self, keys: list[bytes]) -> None:
+        """Read at once the rooms of ``keys`` held in the store only, for the batch about to run."""
+        out = [k for k in keys if k in self._out and k not in self._fetched]
+        if out and self.fetch is not None:
+            self._fetched.update(self.fetch(out))
+
+    def prefetch_for(self, recs: list[dict]) -> None:
+        """``prefetch`` the rooms held in the store only that ``recs`` reach: those its records name, and a whole
+        site's for a record that reaches every room (a model, a site-wide erasure; a tick skips closed deals)."""
+        if not self._out:
+            return
+        keys: set[bytes] = set()
+        for rec in recs:
+            kind = rec.get("record")
+            if kind == "model" or (kind == "erase" and not rec.get("room_id")):
+                keys.update(k for k in self._by_site.get(str(rec.get("site", "")), ()) if k in self._out)
+            elif kind != "clock":
+                keys.add(records.room_key(rec))
+        self.prefetch(sorted(keys))
+
+    def end_batch(self) -> None:
+        self._fetched.clear()
 
     def get(self, key: bytes) -> deals.RoomState | None:
         """The room's state, made the most recently used (a cold one is decoded and made hot)."""
@@ -71,9 +112,13 @@ class RoomStates:
             self._hot.move_to_end(key)
             return state
         blob = self._cold.pop(key, None)
-        if blob is None:
+        if blob is not None:
+            state = deals.loads(zlib.decompress(blob))
+        elif key in self._out:
+            state = self._read_out(key)
+            self._out.discard(key)
+        else:
             return None
-        state = deals.loads(zlib.decompress(blob))
         self._hot[key] = state
         self._cool()
         return state
@@ -84,11 +129,14 @@ class RoomStates:
         if state is not None:
             return state
         blob = self._cold.get(key)
-        return None if blob is None else deals.loads(zlib.decompress(blob))
+        if blob is not None:
+            return deals.loads(zlib.decompress(blob))
+        return self._read_out(key) if key in self._out else None
 
     def put(self, key: bytes, state: deals.RoomState, encoded: bytes | None = None) -> None:
         """Store ``state`` as the room's; ``encoded``: ``deals.dumps(state)``, if the caller has it."""
         self._cold.pop(key, None)
+        self._out.discard(key)
         self._hot[key] = state
         self._hot.move_to_end(key)
         if encoded is not None:
@@ -106,7 +154,10 @@ class RoomStates:
         while len(self._hot) > self.hot:
             key, state = self._hot.popitem(last=False)
             encoded = self._encoded.pop(key, None)
-            self._cold[key] = zlib.compress(encoded if encoded is not None else deals.dumps(state), 1)
+            if self.fetch is not None and key in self._closed:
+                self._out.add(key)
+            else:
+                self._cold[key] = zlib.compress(encoded if encoded is not None else deals.dumps(state), 1)
 
     def keys_of(self, site: str) -> list[bytes]:
         return list(self._by_site.get(site, ()))
@@ -118,14 +169,23 @@ class RoomStates:
 
     def items(self) -> list[tuple[bytes, deals.RoomState]]:
         """Every room, decoded (diagnostics and tests; does not change what is hot)."""
-        return [(k, self._hot[k] if k in self._hot else deals.loads(zlib.decompress(self._cold[k])))
-                for keys in self._by_site.values() for k in keys]
+        self.prefetch(sorted(self._out))
+        try:
+            out = []
+            for keys in self._by_site.values():
+                for k in keys:
+                    state = self.peek(k)
+                    assert state is not None  # every listed room is held somewhere
+                    out.append((k, state))
+            return out
+        finally:
+            self.end_batch()
 
 
 class EmbeddedProcessor:
     def __init__(self, store, listeners=(), acfg: AlertConfig = ALERTS, hot_rooms: int = 1000):
         self.store, self.acfg = store, acfg
-        self.states = RoomStates(hot_rooms, acfg.closed_stages)
+        self.states = RoomStates(hot_rooms, acfg.closed_stages, fetch=self._fetch)
         self._version = 0
         self.listeners = list(listeners)  # called with each batch's rows once they are stored
 
@@ -142,6 +202,17 @@ class EmbeddedProcessor:
                 return len(self.states)
             after = f"{sql_string(rows[-1][0])}, {sql_string(rows[-1][1])}"
 
+    def _fetch(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        """Rooms' latest states as ``room_state`` holds them (JSON), a few hundred keys a query."""
+        out: dict[bytes, bytes] = {}
+        for i in range(0, len(keys), 500):
+            pairs = ", ".join(f"({sql_string(site)}, {sql_string(room)})"
+                              for site, room in (k.decode().split("/", 1) for k in keys[i:i + 500]))
+            for site, room_id, state in self.store.query(
+                    f"SELECT site, room_id, state FROM room_state FINAL WHERE (site, room_id) IN ({pairs})"):
+                out[f"{site}/{room_id}".encode()] = state.encode()
+        return out
+
     def local_rooms(self, site: str) -> list[bytes]:
         return self.states.keys_of(site)
 
@@ -149,9 +220,13 @@ class EmbeddedProcessor:
         """Rows for one batch, and a commit callback that makes the new room states current. With the local
         log: ``partition`` is the log's id and ``offsets`` each record's log position, so a range written again
         after a crash skips, room by room, what a saved state already holds."""
-        changed, tables = processors.process_batch(recs, dead_letters, self.states.peek, self.local_rooms,
-                                                   partition, offsets if offsets is not None else -1, acfg=self.acfg,
-                                                   ticked_rooms=self.states.open_keys_of)
+        self.states.prefetch_for(recs)
+        try:
+            changed, tables = processors.process_batch(
+                recs, dead_letters, self.states.peek, self.local_rooms, partition,
+                offsets if offsets is not None else -1, acfg=self.acfg, ticked_rooms=self.states.open_keys_of)
+        finally:
+            self.states.end_batch()
         encoded = {key: deals.dumps(st) for key, st in changed.items()}
         if changed:
             self._version = max(self._version + 1, time.time_ns())  # snapshot order, not domain time

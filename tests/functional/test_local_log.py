@@ -16,6 +16,7 @@ from dealbeacon.core import records
 from dealbeacon.core.handoff import HandoffUnavailable
 from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate
 from streams import deals, processors
+from streams.alerts import ALERTS
 from tests.support.data import NOW_MS, event
 
 
@@ -105,8 +106,8 @@ async def _wait_applied(handoff, timeout=60):
     raise AssertionError(f"not applied: {handoff.backlog_records} records")
 
 
-def _handoff(store, log_dir, **kw) -> tuple[LoggedHandoff, EmbeddedProcessor]:
-    proc = EmbeddedProcessor(store)
+def _handoff(store, log_dir, hot_rooms: int = 1000, **kw) -> tuple[LoggedHandoff, EmbeddedProcessor]:
+    proc = EmbeddedProcessor(store, hot_rooms=hot_rooms)
     proc.load()
     kw.setdefault("apply_ms", 60_000)  # nothing is applied unless the test asks (or a range fills)
     return LoggedHandoff(store, proc, LocalLog(str(log_dir), segment_bytes=kw.pop("segment_bytes", 64 << 20)),
@@ -389,3 +390,47 @@ def test_a_full_backlog_answers_503_at_the_door_and_keeps_nothing_of_it(store, t
     assert all(a[1]["kept"] == 0 and a[2] for a in answers[3:])
     accepted = [eid for status, _, _, ids in answers if status == 202 for eid in ids]
     assert sorted(_ids(store, "events", "event_id")) == sorted(accepted)
+
+
+def test_closed_deals_held_in_the_store_only_give_the_rows_of_a_run_holding_every_room(store, tmp_path):
+    """Two hot rooms: each closed deal pushed out is held in chdb's room_state only and read back (a record per
+    batch query) when a record reaches it; the alerts and states are those of the pure run, also after a restart."""
+    from streams.winmodel import PRIOR_MODEL, WinModel
+
+    recs = committee_records(n_deals=8, days=90)
+    last = max(r["ts"] for r in recs if "ts" in r)
+    # after the history: a late visit to the first deal, a refitted win model for the site, a tick
+    late = {**next(r for r in recs if r.get("room_id") == "sim-0000" and "event_id" in r),
+            "event_id": "00000000-0000-4000-8000-00000000000a", "ts": last + 1000, "client_ts": last + 1000,
+            "received_at": last + 1400}
+    after = [late, WinModel("refit-1", PRIOR_MODEL.coef, 3, 2).record("sim", last + DAY_MS),
+             {"record": "clock", "site": "sim", "now": last + 2 * DAY_MS}]
+    expected_states, expected_alerts = clean_run(recs + after)
+    closed = {k for k, st in expected_states.items() if st.room.stage in ALERTS.closed_stages}
+    assert closed  # every deal closes within the 90 days: open while its history runs, closed by the end
+
+    async def scenario():
+        h, proc = _handoff(store, tmp_path / "log", hot_rooms=2, apply_ms=20, apply_max_records=300)
+        reads: list[int] = []
+        fetch = proc.states.fetch
+        proc.states.fetch = lambda keys: (reads.append(len(keys)), fetch(keys))[1]
+        await h.start()
+        await _submit_all(h, requests_of(recs))
+        await _wait_applied(h)
+        held_out = set(proc.states._out)
+        for rec in after:
+            await _submit_all(h, [[rec]])
+            await _wait_applied(h)
+        await h.stop()
+        return proc, reads, held_out
+
+    proc, reads, held_out = asyncio.run(scenario())
+    assert b"sim/sim-0000" in held_out and len(held_out) >= 4 and held_out <= closed  # closed deals left memory
+    # read back one query per batch: the late visit's room, then every closed room for the model record
+    assert len(reads) == 2 and reads[0] == 1 and reads[1] >= len(held_out) - 1
+    alerts = _ids(store, "alerts", "alert_id")
+    assert set(alerts) == expected_alerts and len(alerts) == len(expected_alerts)
+    assert {k: _state_view(s) for k, s in proc.states.items()} == {k: _state_view(s) for k, s in expected_states.items()}
+    reloaded = EmbeddedProcessor(store, hot_rooms=2)
+    assert reloaded.load() == len(expected_states)
+    assert {k: _state_view(s) for k, s in reloaded.states.items()} == {k: _state_view(s) for k, s in expected_states.items()}

@@ -8,6 +8,7 @@ from dealbeacon.core import records
 from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate
 from streams import deals, processors
 from streams.alerts import ALERTS
+from streams.winmodel import PRIOR_MODEL, WinModel
 
 
 def _records(n_deals=6, days=60):
@@ -91,6 +92,58 @@ def test_ticks_that_skip_closed_deals_leave_a_sites_history_as_ticking_every_roo
     closed = {k for k, st in plain.items() if st.room.stage in ALERTS.closed_stages}
     assert len(plain) == 24 and 0 < len(closed) < 24, len(closed)  # both kinds, so the skip was exercised
     assert {k: deals.dumps(st) for k, st in held.items()} == {k: deals.dumps(st) for k, st in plain.items()}
+
+
+def test_closed_deals_leave_memory_for_the_store_and_come_back_when_a_record_reaches_them():
+    """With a store to read from, a closed deal pushed out of the hot rooms is held nowhere but there: the rows
+    and states stay those of a plain dict, including for records that reach such a room later (a late event,
+    a reopening, a model record for the whole site)."""
+    import random
+
+    rng = random.Random(5)
+    recs = _records(n_deals=8, days=60)
+    stored: dict[bytes, bytes] = {}  # room_state as the writer leaves it: every state put was written first
+    asked: list[int] = []
+
+    def fetch(keys):
+        asked.append(len(keys))
+        return {k: stored[k] for k in keys if k in stored}
+
+    plain: dict = {}
+    held = RoomStates(hot=2, closed_stages=ALERTS.closed_stages, fetch=fetch)
+
+    def both(batch):
+        changed, want = processors.process_batch(batch, [], plain.get,
+                                                 lambda site: [k for k in plain if records.room_site(k) == site])
+        plain.update(changed)
+        held.prefetch_for(batch)
+        changed, got = processors.process_batch(batch, [], held.peek, held.keys_of, ticked_rooms=held.open_keys_of)
+        held.end_batch()
+        for k, st in changed.items():
+            stored[k] = deals.dumps(st)
+            held.put(k, st, stored[k])
+        assert orjson.dumps(got, option=orjson.OPT_SORT_KEYS) == orjson.dumps(want, option=orjson.OPT_SORT_KEYS)
+
+    i = 0
+    while i < len(recs):
+        batch = recs[i:i + rng.choice([1, 9, 80, 300])]
+        i += len(batch)
+        both(batch)
+    out = sorted(held._out)
+    assert out and not set(out) & set(held._cold) and not set(out) & set(held._hot)  # closed rooms left memory
+    room = out[0].decode().split("/", 1)[1]
+    last = max(r["ts"] for r in recs if "ts" in r)
+    late = {**next(r for r in recs if r.get("room_id") == room and "event_id" in r),
+            "event_id": "00000000-0000-4000-8000-000000000001", "ts": last + 1000, "received_at": last + 1400,
+            "client_ts": last + 1000}
+    both([late, {"record": "clock", "site": "s", "now": last + DAY_MS}])
+    assert asked == [1] and out[0] not in held._out  # read back in one query, and held again once changed
+    model = WinModel("refit-1", PRIOR_MODEL.coef, 3, 2).record("s", last + 2 * DAY_MS)
+    out = sorted(held._out)
+    both([model, {"record": "clock", "site": "s", "now": last + 2 * DAY_MS}])
+    assert asked[1:] == [len(out)]  # the site's closed rooms, read in one query (changed, then pushed out again)
+    assert {k: deals.dumps(st) for k, st in held.items()} == {k: deals.dumps(st) for k, st in plain.items()}
+    assert len(held) == len(plain) == 8
 
 
 def test_stopping_cancels_again_a_task_that_swallowed_a_cancellation():
