@@ -80,12 +80,14 @@ def is_event(rec: dict) -> bool:
 def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | None],
                   local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int | list[int] = -1,
                   acfg: AlertConfig = ALERTS, ticked_rooms: Callable[[str], Iterable[bytes]] | None = None,
+                  prefetch: Callable[[list[bytes]], None] | None = None,
                   ) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
     """Fold records, in order, into their rooms' states. ``get(key)``: current state or None; ``local_rooms(site)``:
     keys of that site's rooms held here (a site-wide ``clock`` record ticks each of them, and every room born
     earlier in ``recs``). Returns the changed states by room key and the rows. ``ticked_rooms(site)``: the rooms
     a ``clock`` record must reach, if the holder knows that a tick leaves the others as they are (closed deals,
-    ``deals._tick``); ``local_rooms`` by default.
+    ``deals._tick``); ``local_rooms`` by default. ``prefetch(keys)``: told every room the records reach, in
+    order, before any is read (a holder that keeps some states elsewhere reads them at once).
 
     With a source ``partition`` and ``offset`` (distributed mode; one offset for all records, or one per record
     when ``recs`` spans several messages of that partition), a record from a message the room already folded
@@ -113,7 +115,10 @@ def process_rooms(recs: list[dict], get: Callable[[bytes], deals.RoomState | Non
             groups.setdefault(records.room_key(rec), []).append((off, rec))
     changed: dict[bytes, deals.RoomState] = {}
     out: dict[str, list[dict]] = {}
-    for key in sorted(groups):
+    reached = sorted(groups)
+    if prefetch is not None:
+        prefetch(reached)
+    for key in reached:
         state = get(key)
         if state is not None and last >= 0 and state.partition == partition:
             batch = [r for off, r in groups[key] if off > state.offset]
@@ -171,11 +176,12 @@ def _drop_leading_site_records(recs: list[dict]) -> list[dict]:
 def process_batch(recs: list[dict], dead_letters: list[dict], get: Callable[[bytes], deals.RoomState | None],
                   local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int | list[int] = -1,
                   acfg: AlertConfig = ALERTS, ticked_rooms: Callable[[str], Iterable[bytes]] | None = None,
+                  prefetch: Callable[[list[bytes]], None] | None = None,
                   ) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
     """Everything one batch of the events stream yields, the same in both modes: event and dead-letter rows,
     configuration rows, and the rooms' state machines (changed states + their rows)."""
     tables = process([r for r in recs if is_event(r)], dead_letters)
     tables.update(config_rows(recs))
-    changed, rows = process_rooms(recs, get, local_rooms, partition, offset, acfg, ticked_rooms)
+    changed, rows = process_rooms(recs, get, local_rooms, partition, offset, acfg, ticked_rooms, prefetch)
     tables.update(rows)
     return changed, tables

@@ -55,7 +55,8 @@ class RoomStates:
     With ``fetch`` (keys -> their JSON as ``room_state`` holds it), a closed deal pushed out of the hot rooms
     leaves memory altogether: a tick does not reach it (``open_keys_of``), and the store has its latest state
     (every state put here was written to ``room_state`` first, or loaded from it). A record that reaches it
-    later reads it back: one query per batch for the rooms it names (``prefetch``), one per room otherwise."""
+    later reads it back: one query per batch for the rooms the batch reaches (``process_rooms`` tells ``prefetch``
+    them before it reads any), one per room otherwise."""
 
     def __init__(self, hot: int = 1000, closed_stages: tuple[str, ...] = (),
                  fetch: Callable[[list[bytes]], dict[bytes, bytes]] | None = None):
@@ -87,20 +88,6 @@ class RoomStates:
         out = [k for k in keys if k in self._out and k not in self._fetched]
         if out and self.fetch is not None:
             self._fetched.update(self.fetch(out))
-
-    def prefetch_for(self, recs: list[dict]) -> None:
-        """``prefetch`` the rooms held in the store only that ``recs`` reach: those its records name, and a whole
-        site's for a record that reaches every room (a model, a site-wide erasure; a tick skips closed deals)."""
-        if not self._out:
-            return
-        keys: set[bytes] = set()
-        for rec in recs:
-            kind = rec.get("record")
-            if kind == "model" or (kind == "erase" and not rec.get("room_id")):
-                keys.update(k for k in self._by_site.get(str(rec.get("site", "")), ()) if k in self._out)
-            elif kind != "clock":
-                keys.add(records.room_key(rec))
-        self.prefetch(sorted(keys))
 
     def end_batch(self) -> None:
         self._fetched.clear()
@@ -220,11 +207,11 @@ class EmbeddedProcessor:
         """Rows for one batch, and a commit callback that makes the new room states current. With the local
         log: ``partition`` is the log's id and ``offsets`` each record's log position, so a range written again
         after a crash skips, room by room, what a saved state already holds."""
-        self.states.prefetch_for(recs)
         try:
             changed, tables = processors.process_batch(
                 recs, dead_letters, self.states.peek, self.local_rooms, partition,
-                offsets if offsets is not None else -1, acfg=self.acfg, ticked_rooms=self.states.open_keys_of)
+                offsets if offsets is not None else -1, acfg=self.acfg, ticked_rooms=self.states.open_keys_of,
+                prefetch=self.states.prefetch)
         finally:
             self.states.end_batch()
         encoded = {key: deals.dumps(st) for key, st in changed.items()}

@@ -134,7 +134,7 @@ def _checker(f: Field) -> Callable[[Any], Any]:
                     raise Rejected("invalid_format", name, "must be a UUID")
                 return value.lower()
         elif k == "enum":
-            choices = frozenset(f.choices)
+            choices = f.choices_set
             reason = "unknown_type" if name == "type" else "invalid_value"
 
             def check(value):

@@ -116,8 +116,8 @@ def test_closed_deals_leave_memory_for_the_store_and_come_back_when_a_record_rea
         changed, want = processors.process_batch(batch, [], plain.get,
                                                  lambda site: [k for k in plain if records.room_site(k) == site])
         plain.update(changed)
-        held.prefetch_for(batch)
-        changed, got = processors.process_batch(batch, [], held.peek, held.keys_of, ticked_rooms=held.open_keys_of)
+        changed, got = processors.process_batch(batch, [], held.peek, held.keys_of, ticked_rooms=held.open_keys_of,
+                                                prefetch=held.prefetch)
         held.end_batch()
         for k, st in changed.items():
             stored[k] = deals.dumps(st)
