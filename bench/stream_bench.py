@@ -201,7 +201,8 @@ def sink_run(s: Settings, rows_n: int, tmp: str, repeat: int) -> tuple[list[floa
     """Seconds, per round, for: the rows inserted from memory as dicts (``store.insert``, batch-sized); the same
     rows from memory as the JSON arrays the worker publishes (``store.insert_json``, what the sink does minus
     Kafka); the sink worker consuming those arrays from the topic (a new group each round). The rounds
-    alternate the three, each starting with an empty table and no merge in flight."""
+    alternate the three, each starting with an empty table and no merge in flight, after one untimed sink
+    round that warms the broker up."""
     from sinks.store import ChdbStore
     from sinks.worker import SinkWorker
 
@@ -240,6 +241,11 @@ def sink_run(s: Settings, rows_n: int, tmp: str, repeat: int) -> tuple[list[floa
         # as the worker publishes rows: arrays of 500 with their count in a header
         asyncio.run(_produce(s, row_topic(s, "events"), _row_messages(rows),
                              lambda v: records.rows_header(len(records.decode_many(v)))))
+        # an untimed sink round first: the broker the bench started is a fresh JVM, which spends its first seconds
+        # under load compiling (measured: 1.8 s of broker CPU in a first 4 s round on this 2-core machine, 0.5 s
+        # in a third), CPU taken from the inserts it races; a broker in service has done that long before
+        fresh()
+        asyncio.run(sink(f"{s.sink_group}-warm"))
         for r in range(repeat):
             fresh()
             t0 = time.perf_counter()

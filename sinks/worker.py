@@ -5,6 +5,8 @@ ClickHouse (server via clickhouse-driver, or chdb given a local directory), then
 - One insert per table per batch (all its partitions' rows), carrying ``insert_deduplication_token`` = the
   topic/partition/first-last offset ranges it holds, so replaying the same ranges is dropped by ClickHouse;
   ranges cut differently collapse on the row id (ReplacingMergeTree).
+- A partial batch waits at most ``sink_batch_ms`` since its rows arrived here or since they were produced (the
+  Kafka timestamp), whichever comes first: a backlog goes in as fast as the inserts run.
 - ClickHouse unreachable: the batch is kept, partitions are paused, the insert is retried with capped
   exponential backoff, and consumption resumes by itself once it succeeds. Nothing is dropped.
 """
@@ -21,6 +23,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from dealbeacon.core import records
+from dealbeacon.core.clock import Clock
 from dealbeacon.core.settings import Settings
 from dealbeacon.kafka.topics import SINK_TABLES, row_topic
 
@@ -55,6 +58,15 @@ class Pending:
     last: int = -1
 
 
+def batch_due(waited_s: float, oldest_age_ms: int | None, window_ms: int) -> bool:
+    """Whether a partial batch goes in now: its first rows reached this sink ``window_ms`` ago, or the oldest
+    was produced that long ago (the Kafka record's timestamp: a backlog, e.g. after the sink or ClickHouse was
+    down, is not held again for the window it has already waited in the topic). The window bounds how long a
+    row waits, not how long this consumer has seen it; a producer clock running ahead only falls back to the
+    first bound."""
+    return waited_s * 1000 >= window_ms or (oldest_age_ms is not None and oldest_age_ms >= window_ms)
+
+
 def row_count(message) -> int:
     """Rows in a row-topic message: its ``rows`` header (the worker sets it), else counted by decoding."""
     for k, v in message.headers or ():
@@ -64,8 +76,10 @@ def row_count(message) -> int:
 
 
 class SinkWorker:
-    def __init__(self, settings: Settings, store, metrics: SinkMetrics | None = None, *, max_backoff_s: float = 10.0):
+    def __init__(self, settings: Settings, store, metrics: SinkMetrics | None = None, *, max_backoff_s: float = 10.0,
+                 clock: Clock | None = None):
         self.s, self.store = settings, store
+        self.clock = clock or Clock()
         self.metrics = metrics or SinkMetrics()
         self.max_backoff = max_backoff_s
         self.topics = {row_topic(settings, t): t for t in SINK_TABLES}
@@ -92,9 +106,9 @@ class SinkWorker:
         while True:
             t0 = time.perf_counter()
             try:
-                for i, (arrays, _) in enumerate(inserts):  # a fetch can bring more than a batch's rows
-                    chunk_token = token if len(inserts) == 1 else f"{token}#{i}"
-                    await asyncio.to_thread(self.store.insert_json, table, arrays, chunk_token)
+                # a fetch can bring more than a batch's rows: its inserts one after the other in one thread call,
+                # not each waiting for the event loop (which a fetch being decoded holds)
+                await asyncio.to_thread(self._insert_chunks, table, inserts, token)
                 break
             except Exception as e:  # ClickHouse down or refusing: keep the batch, pause, retry
                 self.metrics.failures.inc()
@@ -130,6 +144,10 @@ class SinkWorker:
         self.metrics.batches.labels(table).inc()
         self.metrics.batch_rows.observe(n_rows)
 
+    def _insert_chunks(self, table: str, inserts: list[tuple[list[bytes], int]], token: str) -> None:
+        for i, (arrays, _) in enumerate(inserts):
+            self.store.insert_json(table, arrays, token if len(inserts) == 1 else f"{token}#{i}")
+
     def _chunks(self, messages: list[tuple[bytes, int]]) -> list[tuple[list[bytes], int]]:
         """Whole messages grouped into inserts of at most ``sink_batch_rows`` rows (one message may be more)."""
         out: list[tuple[list[bytes], int]] = []
@@ -145,22 +163,30 @@ class SinkWorker:
             out.append((arrays, n))
         return out
 
-    async def _flush(self, pending: dict[TopicPartition, Pending]) -> None:
+    async def _flush(self, pending: dict[TopicPartition, Pending], before: asyncio.Task | None) -> asyncio.Task:
+        """Insert a batch; return the task committing its offsets, which waits for ``before`` (the previous
+        batch's commit) so commits stay in offset order, while the next batch's inserts already run."""
         by_table: dict[str, list[tuple[TopicPartition, Pending]]] = {}
         for tp, p in pending.items():
             by_table.setdefault(self.topics[tp.topic], []).append((tp, p))
         for table in sorted(by_table, key=lambda t: t == "erasures"):  # an erasure after the rows it erases
             await self._insert(table, by_table[table])
+        offsets = {tp: OffsetAndMetadata(p.last + 1, "") for tp, p in pending.items()}
+        return asyncio.create_task(self._commit(offsets, before))
+
+    async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], before: asyncio.Task | None) -> None:
+        if before is not None:
+            await before
         try:
-            await self._c.commit({tp: OffsetAndMetadata(p.last + 1, "") for tp, p in pending.items()})
+            await self._c.commit(offsets)
         except CommitFailedError as e:  # rebalanced meanwhile: the new owner replays, dedup absorbs it
             log.warning("offset commit failed after insert (%s); the range will be replayed", e)
-        pending.clear()
 
     async def run(self) -> None:
         """Consume, batch, insert, commit. One batch is inserted (in a thread) while the next is gathered: the
         fetch, decompression and bookkeeping of batch N+1 overlap the insert of batch N, which bounds the sink.
-        At most one flush is in flight, so inserts and commits stay in offset order."""
+        At most one flush is in flight, so inserts stay in offset order; a batch's commit (a broker round trip)
+        runs behind the next batch's inserts, chained after the commit before it."""
         self.consumer = AIOKafkaConsumer(
             *self.topics, bootstrap_servers=self.s.kafka_bootstrap, group_id=self.s.sink_group,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=self.s.sink_batch_rows,
@@ -168,8 +194,10 @@ class SinkWorker:
         await self.consumer.start()
         pending: dict[TopicPartition, Pending] = {}
         size = 0
-        oldest = None
+        seen: float | None = None  # when the batch's first rows arrived (monotonic)
+        produced: int | None = None  # the oldest Kafka timestamp among them (ms)
         flushing: asyncio.Task | None = None
+        committing: asyncio.Task | None = None
         try:
             while not self._stop.is_set():
                 got = await self.consumer.getmany(timeout_ms=100, max_records=self.s.sink_batch_rows)
@@ -188,8 +216,13 @@ class SinkWorker:
                         p.chunks.append(m.value)
                         p.counts.append(n)
                         size += n
-                    oldest = oldest or time.monotonic()
-                due = oldest is not None and (time.monotonic() - oldest) * 1000 >= self.s.sink_batch_ms
+                        if m.timestamp and m.timestamp > 0 and (produced is None or m.timestamp < produced):
+                            produced = m.timestamp
+                    if seen is None:
+                        seen = self.clock.monotonic()
+                due = seen is not None and batch_due(self.clock.monotonic() - seen,
+                                                     None if produced is None else self.clock.wall_ms() - produced,
+                                                     self.s.sink_batch_ms)
                 ready = bool(pending) and (size >= self.s.sink_batch_rows or due)
                 while ready and flushing is not None and size >= self.s.sink_batch_rows and not (
                         flushing.done() or self.paused):
@@ -198,13 +231,21 @@ class SinkWorker:
                     await asyncio.wait([flushing], timeout=0.2)
                 if flushing is not None and flushing.done():
                     done, flushing = flushing, None
-                    done.result()  # an insert that gave up (stopping) ends the run here
+                    committing = done.result()  # an insert that gave up (stopping) ends the run here
+                if committing is not None and committing.done():
+                    done, committing = committing, None
+                    done.result()  # a commit that failed otherwise than by a rebalance ends the run here
                 if ready and flushing is None and not self.paused:
-                    flushing = asyncio.create_task(self._flush(pending))
-                    pending, size, oldest = {}, 0, None
+                    flushing = asyncio.create_task(self._flush(pending, committing))
+                    pending, size, seen, produced = {}, 0, None, None
+                    await asyncio.sleep(0)  # its insert starts before the next fetch is decoded here
         finally:
             try:
                 if flushing is not None:
-                    await flushing  # its rows are inserted and committed, or it stops retrying (replayed)
+                    committing = await flushing  # its rows are inserted, or it stops retrying (replayed)
             finally:
-                await self.consumer.stop()  # uncommitted batches are replayed by the next owner
+                try:
+                    if committing is not None:
+                        await committing
+                finally:
+                    await self.consumer.stop()  # uncommitted batches are replayed by the next owner

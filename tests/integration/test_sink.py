@@ -82,6 +82,42 @@ def test_clickhouse_down_pauses_backs_off_and_resumes_without_loss(kafka, chdb_s
     assert metrics.paused._value.get() == 0  # resumed by itself
 
 
+def test_a_backlog_goes_in_without_waiting_the_window_again_while_fresh_rows_wait_for_it(kafka, chdb_store):
+    """Rows produced longer ago than the batch window (a backlog, as after an outage) are inserted as soon as
+    they are fetched, though fewer than a batch; rows produced now wait for the window."""
+    chdb_store.execute("TRUNCATE TABLE events")
+    s, tag = _settings(kafka, "sw", sink_batch_ms=30_000, sink_batch_rows=100_000)
+    old, fresh = _event_rows(300), _event_rows(200)
+    topic = row_topic(s, "events")
+
+    async def scenario():
+        await ensure_topics(s)
+        p = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+        await p.start()
+        try:
+            produced_at = int(time.time() * 1000) - 120_000  # two minutes in the topic
+            for i in range(0, len(old), 50):
+                await p.send_and_wait(topic, records.encode_many(old[i:i + 50]), timestamp_ms=produced_at + i)
+            worker = SinkWorker(s, chdb_store)
+            task = asyncio.create_task(worker.run())
+            # far inside the 30 s window
+            await wait_until_async(lambda: worker.metrics.rows.labels("events")._value.get() >= len(old), timeout=15,
+                                   what="the backlog inserted")
+            for i in range(0, len(fresh), 50):
+                await p.send_and_wait(topic, records.encode_many(fresh[i:i + 50]))
+            await asyncio.sleep(2.0)
+            held = worker.metrics.rows.labels("events")._value.get()
+            worker.stop()
+            await task
+            return held
+        finally:
+            await p.stop()
+
+    held = asyncio.run(scenario())
+    assert held == len(old), f"{held} rows inserted: the fresh rows did not wait for the window"
+    assert chdb_store.query("SELECT count() FROM events") == [(300,)]
+
+
 class Recording:
     """The real store, recording each insert's table, size (rows in the arrays it carries) and dedup token."""
 
