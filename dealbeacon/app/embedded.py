@@ -417,6 +417,18 @@ def record_offset(position: int, index: int) -> int:
     return (position << 20) | index
 
 
+def _release(entries: list["_Entry"], tables: dict[str, list[dict]]) -> None:
+    """Drop an applied range's records and rows a slice at a time (run in a thread: between slices the
+    interpreter can hand the GIL to the event loop; one ``del`` of them all is one C call that holds it). The
+    lists are the range's own: the hand-off's callers have been answered and listeners (``commit``) do not keep
+    them."""
+    for e in entries:
+        e.events = e.dead = []
+    for rows in tables.values():
+        while rows:
+            del rows[-256:]
+
+
 class _Entry:
     __slots__ = ("pos", "events", "dead", "size")
 
@@ -613,7 +625,7 @@ class LoggedHandoff:
         if self.log.applying != (first, last):
             await asyncio.to_thread(self.log.begin, first, last)
         try:
-            await self._commit(entries, f"log{self.log.log_id}:{first}-{last}")
+            tables = await self._commit(entries, f"log{self.log.log_id}:{first}-{last}")
         except Exception as e:  # one bad record must not hold the others: entry by entry, record by record
             log.warning("applying log range %d-%d failed (%s); entry by entry", first, last, e)
             for entry in entries:
@@ -628,6 +640,9 @@ class LoggedHandoff:
         self._pop_through(last)
         self.store_ok, self._forced = True, None
         self.applied_ranges += 1
+        # the range's records and rows (thousands of dicts) are freed in the worker thread, a slice at a time, not
+        # on the event loop when this frame ends: that held the loop 10-20 ms a range, every request waiting
+        await asyncio.to_thread(_release, entries, tables)
         return True
 
     def _pop_through(self, last: int) -> None:
@@ -637,20 +652,26 @@ class LoggedHandoff:
             self.backlog_bytes -= e.size
         self._pressure()
 
-    async def _commit(self, entries: list[_Entry], token: str) -> None:
+    async def _commit(self, entries: list[_Entry], token: str) -> dict[str, list[dict]]:
+        """Apply a range (gathered, folded and written in the worker thread); returns its rows."""
+        tables, commit = await asyncio.to_thread(self._apply_range, entries, token)
+        commit()
+        return tables
+
+    def _apply_range(self, entries: list[_Entry], token: str):
         events = [r for e in entries for r in e.events]
         offsets = [record_offset(e.pos, i) for e in entries for i in range(len(e.events))]
         dead = [d for e in entries for d in e.dead]
-        await self._commit_records(events, dead, offsets, token)
+        return self._process_and_write(events, dead, offsets, token)
 
     async def _commit_records(self, events: list[dict], dead: list[dict], offsets: list[int], token: str) -> None:
-        commit = await asyncio.to_thread(self._process_and_write, events, dead, offsets, token)
+        _, commit = await asyncio.to_thread(self._process_and_write, events, dead, offsets, token)
         commit()
 
     def _process_and_write(self, events, dead, offsets, token):
         tables, commit = self.process(events, dead, partition=self.log.log_id, offsets=offsets)
         write_tables(self.store, tables, token)
-        return commit
+        return tables, commit
 
     async def _apply_alone(self, entry: _Entry) -> bool:
         """One entry as its own range; if the store refuses it, record by record (refusals dead-lettered). False:
