@@ -417,7 +417,7 @@ def record_offset(position: int, index: int) -> int:
     return (position << 20) | index
 
 
-def _release(entries: list["_Entry"], tables: dict[str, list[dict]]) -> None:
+def _release(entries: list[_Entry], tables: dict[str, list[dict]]) -> None:
     """Drop an applied range's records and rows a slice at a time (run in a thread: between slices the
     interpreter can hand the GIL to the event loop; one ``del`` of them all is one C call that holds it). The
     lists are the range's own: the hand-off's callers have been answered and listeners (``commit``) do not keep
