@@ -100,8 +100,8 @@ def test_a_backlog_goes_in_without_waiting_the_window_again_while_fresh_rows_wai
                 await p.send_and_wait(topic, records.encode_many(old[i:i + 50]), timestamp_ms=produced_at + i)
             worker = SinkWorker(s, chdb_store)
             task = asyncio.create_task(worker.run())
-            # far inside the 30 s window
-            await wait_until_async(lambda: worker.metrics.rows.labels("events")._value.get() >= len(old), timeout=15,
+            # inside the 30 s window (held for it, the rows would go in 30 s after the first fetch)
+            await wait_until_async(lambda: worker.metrics.rows.labels("events")._value.get() >= len(old), timeout=25,
                                    what="the backlog inserted")
             for i in range(0, len(fresh), 50):
                 await p.send_and_wait(topic, records.encode_many(fresh[i:i + 50]))
