@@ -217,7 +217,7 @@ class SinkWorker:
                         p.chunks.append(m.value)
                         p.counts.append(n)
                         size += n
-                        if m.timestamp and m.timestamp > 0 and (produced is None or m.timestamp < produced):
+                        if m.timestamp > 0 and (produced is None or m.timestamp < produced):
                             produced = m.timestamp
                     if seen is None:
                         seen = self.clock.monotonic()

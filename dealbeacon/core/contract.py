@@ -26,9 +26,11 @@ SHARE_CHANNELS = ("email", "link", "slack", "teams", "linkedin", "sms", "other")
 MAX_ENGAGED_MS = 300_000  # one heartbeat never claims more than 5 minutes
 MAX_PROPS = 20
 MAX_PROP_VALUE = 256
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+_ID_TEXT = r"[A-Za-z0-9_.:@-]+"
+_UUID_TEXT = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_ID_RE = re.compile(f"^{_ID_TEXT}$")
 ID_RE = _ID_RE  # site keys, room ids, visitor and session ids: one pattern for the beacon and the APIs
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID_RE = re.compile(f"^{_UUID_TEXT}$")
 _PROP_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # client timestamps: ms since epoch, 2001-09-09 .. 2286-11-20 (inside DateTime64(3)'s 1900..2299)
 MIN_TS_MS, MAX_TS_MS = 1_000_000_000_000, 9_999_999_999_999
@@ -265,8 +267,7 @@ def check_event(obj) -> tuple[dict, list[str]]:
 
 
 # check_events: one pattern per column of a batch, values joined by a newline (which neither pattern admits)
-_IDS_RE = re.compile(r"[A-Za-z0-9_.:@-]+(?:\n[A-Za-z0-9_.:@-]+)*")
-_UUID_TEXT = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_IDS_RE = re.compile(f"{_ID_TEXT}(?:\\n{_ID_TEXT})*")
 _UUIDS_RE = re.compile(f"{_UUID_TEXT}(?:\\n{_UUID_TEXT})*")
 _REQUIRED_KEYS = frozenset(REQUIRED_COMMON)
 _REQUIRED_BY_TYPE_KEYS = {t: frozenset(names) for t, names in REQUIRED_BY_TYPE.items()}
