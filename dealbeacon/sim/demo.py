@@ -19,6 +19,7 @@ import httpx
 from dealbeacon.core import tokens
 from dealbeacon.core.periods import period_of
 from dealbeacon.sim.simulate import build, replay, send
+from dealbeacon.sim.simulator import Op
 
 log = logging.getLogger("dealbeacon.sim.demo")
 
@@ -116,6 +117,39 @@ async def seed_live_rooms(base_url: str, site_key: str, secret: str, *, now_ms: 
             r.raise_for_status()
 
 
+QUIET_DAYS = 35  # 23-25 working days: past any stage's cadence and the longest silence usual for a room (20)
+
+
+def gone_quiet(ops: list[Op], now_ms: int, days: int = QUIET_DAYS) -> tuple[list[Op], str]:
+    """The history with one open deal's buyers silent for the last ``days``: the most engaged room still open
+    today loses its events after ``now_ms - days`` (its seller's room updates stay). Which simulated deals happen to
+    be quiet at the moment the demo starts depends on the day and hour (the simulation is laid out back from now):
+    at some hours none was, and the demo showed no quiet alert, the thing it is there to show. Returns the ops and
+    that room's id ("" when no room fits)."""
+    cut = now_ms - days * DAY_MS
+    closed = {op.room_id for op in ops if op.kind == "room" and str(op.body.get("stage", "")).startswith("closed_")}
+    before: dict[str, int] = {}
+    for op in ops:
+        if op.kind == "events" and op.at_ms <= cut and op.room_id not in closed:
+            before[op.room_id] = before.get(op.room_id, 0) + len(op.body["events"])
+    if not before:
+        return ops, ""
+    room = max(sorted(before), key=lambda r: before[r])
+    return [op for op in ops if not (op.kind == "events" and op.room_id == room and op.at_ms > cut)], room
+
+
+def history_start(now_ms: int, days: int, spread_days: int) -> int:
+    return now_ms - (spread_days + days // 2) * DAY_MS  # the rooms opened last are still open today
+
+
+def demo_history(site_key: str, secret: str, *, deals: int, seed: int, days: int, now_ms: int,
+                 spread_days: int) -> tuple[list[Op], str]:
+    """The demo's history as ops (pure): the simulation laid out back from ``now_ms``, one open deal gone quiet."""
+    ops = build(site_key, secret, deals=deals, seed=seed, days=days, start_ms=history_start(now_ms, days, spread_days),
+                tick_hours=0, now_ms=now_ms, spread_days=spread_days)
+    return gone_quiet(ops, now_ms)
+
+
 async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 40, days: int = 90, seed: int = 7,
                     now_ms: int | None = None, spread_days: int = 120) -> dict:
     """Give the demo a history: ``deals`` simulated buying committees whose rooms opened one after another over
@@ -125,9 +159,11 @@ async def seed_demo(base_url: str, site_key: str, secret: str, *, deals: int = 4
     deals, slipped close dates and pipeline to show. (The live rooms: ``seed_live_rooms``.)"""
     now_ms = now_ms or int(time.time() * 1000)
     headers = {"Authorization": f"Bearer {secret}"}
-    start = now_ms - (spread_days + days // 2) * DAY_MS  # the rooms opened last are still open today
-    ops = build(site_key, secret, deals=deals, seed=seed, days=days, start_ms=start, tick_hours=0, now_ms=now_ms,
-                spread_days=spread_days)
+    start = history_start(now_ms, days, spread_days)
+    ops, stalled = demo_history(site_key, secret, deals=deals, seed=seed, days=days, now_ms=now_ms,
+                                spread_days=spread_days)
+    if stalled:
+        log.info("demo history: %s went quiet %d days ago", stalled, QUIET_DAYS)
     counts = await replay(base_url, site_key, secret, ops, deadline_s=600, lanes=8)
     # quotas per seller and quarter over the simulated period, and the team's (above the sum, as managers set
     # it), so coverage and attainment have a target
