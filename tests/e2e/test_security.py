@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import clickhouse_connect
 import httpx
@@ -189,3 +190,70 @@ def test_erase_cli_removes_a_person_from_a_running_server(stack):
     assert _q(srv, ann, "SELECT stakeholder FROM erasures").text == "visitor:visitor-1\n"
     gil = ("gil", analysts["gil"])  # the other site's visitor of the same id is not touched
     assert int(_q(srv, gil, "SELECT count() FROM events WHERE visitor_id = 'visitor-1'").text) > 0
+
+
+def _raw_http(srv, head: bytes, parts: list[bytes], close_early: bool = False) -> tuple[int, bytes]:
+    """One request written by hand on a socket, the body in ``parts`` (sent apart); the status and body, or
+    (0, b"") when ``close_early`` (the client leaves before the body ends)."""
+    import socket
+
+    host, port = srv.url.split("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head)
+        for part in parts:
+            s.sendall(part)
+            time.sleep(0.01)
+        if close_early:
+            return 0, b""
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+                next((ln.split(b":")[1] for ln in data.split(b"\r\n") if ln.lower().startswith(b"content-length:")),
+                     b"-1") or -1):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head_out, body = data.split(b"\r\n\r\n", 1)
+    return int(head_out.split(b" ")[1]), body
+
+
+def test_events_endpoint_on_the_wire_chunked_bodies_repeated_headers_and_clients_that_leave(stack):
+    """POST /v1/events as clients and attackers write it by hand: a chunked body in odd pieces, a chunked body
+    that never ends past the cap, a client that leaves halfway through its body, headers given twice (the
+    first counts, as everywhere in Starlette). The server answers each and keeps serving; what was refused or
+    abandoned is not stored."""
+    srv, _, analysts, _ = stack
+    now = int(time.time() * 1000)
+    ids = [str(uuid.uuid4()) for _ in range(7)]
+
+    def body_of(these):
+        return orjson.dumps({"site": "acme", "sent_at": now, "events": [
+            event("engagement", ts=now - 1000, room="acme-deal", event_id=i) for i in these]})
+    body = body_of(ids[:3])
+    pieces = [body[i:i + 37] for i in range(0, len(body), 37)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    head = (b"POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n"
+            b"User-Agent: Mozilla/5.0 Chrome/126\r\nUser-Agent: Googlebot/2.1\r\n\r\n")
+    status, answer = _raw_http(srv, head, [chunked[i:i + 100] for i in range(0, len(chunked), 100)])
+    assert status == 202 and orjson.loads(answer) == {"accepted": 3, "rejected": []}, answer  # the first UA counts
+
+    # past the cap (1 MiB by default), chunked so no Content-Length warns: refused once the cap is passed
+    filler = b"x" * 65536
+    status, answer = _raw_http(srv, head.replace(b"User-Agent: Googlebot/2.1\r\n", b""),
+                               [b"%x\r\n%s\r\n" % (len(filler), filler)] * 20 + [b"0\r\n\r\n"])
+    assert status == 413 and orjson.loads(answer)["error"] == "body_too_large", answer
+
+    # a client that leaves halfway: nothing of it stored, the server answers the next request
+    left = ids[6]
+    half = body_of([left])
+    _raw_http(srv, b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(half),
+              [half[:len(half) // 2]], close_early=True)
+    r = httpx.post(srv.url + "/v1/events", content=body_of(ids[3:6]),
+                   headers={"Origin": "https://a.example", "User-Agent": "Mozilla/5.0 Chrome/126"})
+    assert r.status_code == 202 and r.headers["access-control-allow-origin"] == "https://a.example", r.text
+    assert r.headers["content-type"] == "application/json" and r.json() == {"accepted": 3, "rejected": []}
+    auth = ("ann", analysts["ann"])
+    in_ids = ", ".join(f"'{i}'" for i in ids[:6])
+    wait_until(lambda: _q(srv, auth, f"SELECT count() FROM events WHERE event_id IN ({in_ids})").text == "6\n",
+               timeout=10, what="the six accepted events stored")
+    assert _q(srv, auth, f"SELECT count() FROM events WHERE event_id = '{left}'").text == "0\n"
