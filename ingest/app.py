@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -40,6 +41,23 @@ class ORJSONResponse(JSONResponse):
 
 class _Disconnected(Exception):
     pass
+
+
+class HotPath:
+    """ASGI middleware: POST /v1/events goes straight to its endpoint, ahead of the router (matching a route,
+    Starlette's exception wrapper for it: about 13 % of the event loop's time per request, 2026-12-06). The
+    route stays in the router for the other methods (405, the CORS preflight) and the API description; an
+    error still reaches Starlette's ServerErrorMiddleware, which sits outside this one."""
+
+    def __init__(self, app, *, path: str, method: str, endpoint):
+        self.app, self.path, self.method, self.endpoint = app, path, method, endpoint
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == self.method and not scope.get("root_path") \
+                and scope["path"] == self.path:
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 class EventsEndpoint:
@@ -217,6 +235,7 @@ def create_app(settings: Settings, sites: SiteRegistry, handoff: Handoff, *, clo
                    Route("/v1/sites/{site}/analytics/{chart}", analytics.chart)]
     if demo_page:  # embedded demo only: a sales room to click through as a buyer
         routes.append(Route("/demo", demo))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(HotPath, path="/v1/events", method="POST", endpoint=events_endpoint)])
     app.state.pipeline, app.state.metrics = pipeline, metrics
     return app
