@@ -203,6 +203,8 @@ def sink_run(s: Settings, rows_n: int, tmp: str, repeat: int) -> tuple[list[floa
     Kafka); the sink worker consuming those arrays from the topic (a new group each round). The rounds
     alternate the three, each starting with an empty table and no merge in flight, after one untimed sink
     round that warms the broker up."""
+    import uvloop
+
     from sinks.store import ChdbStore
     from sinks.worker import SinkWorker
 
@@ -245,7 +247,8 @@ def sink_run(s: Settings, rows_n: int, tmp: str, repeat: int) -> tuple[list[floa
         # under load compiling (measured: 1.8 s of broker CPU in a first 4 s round on this 2-core machine, 0.5 s
         # in a third), CPU taken from the inserts it races; a broker in service has done that long before
         fresh()
-        asyncio.run(sink(f"{s.sink_group}-warm"))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(sink(f"{s.sink_group}-warm"))
         for r in range(repeat):
             fresh()
             t0 = time.perf_counter()
@@ -259,7 +262,8 @@ def sink_run(s: Settings, rows_n: int, tmp: str, repeat: int) -> tuple[list[floa
             json_.append(time.perf_counter() - t0)
             assert int(store.query("SELECT count() FROM events")[0][0]) == rows_n
             fresh()
-            sinks.append(asyncio.run(sink(f"{s.sink_group}-{r}")))
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as `dealbeacon sink` runs it
+                sinks.append(runner.run(sink(f"{s.sink_group}-{r}")))
         return dicts, json_, sinks
     finally:
         store.close()

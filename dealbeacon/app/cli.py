@@ -293,7 +293,12 @@ def _distributed(name: str, help_text: str) -> None:
         entry = getattr(distributed, f"run_{name}")
         result = entry(settings)
         if asyncio.iscoroutine(result):
-            asyncio.run(result)
+            # on uvloop, as the worker runs itself: the sink measured 0.91-0.93 of a raw insert against 0.81-0.85
+            # on asyncio's own loop (bench/stream_bench.py --parts sink, two runs each, 2026-12-06)
+            import uvloop
+
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(result)
 
 
 for _name, _help in (("ingest", "Distributed: HTTP ingest publishing to Kafka."),
