@@ -455,11 +455,13 @@ class LoggedHandoff:
 
     def __init__(self, store, process, locallog, *, linger_ms: int = 2, apply_ms: int = 250,
                  apply_max_records: int = 20_000, backlog_records: int = 100_000, backlog_bytes: int = 512 << 20,
-                 on_behind: Callable[[bool], None] | None = None):
+                 on_behind: Callable[[bool], None] | None = None, linger_behind_ms: int | None = None):
         self.store, self.process, self.log = store, process, locallog
         self.on_behind, self.behind = on_behind, False
         self.apply_s = apply_ms / 1000
         self.queue = GroupQueue(linger_ms / 1000)
+        self.linger_s = linger_ms / 1000
+        self.linger_behind_s = self.linger_s if linger_behind_ms is None else linger_behind_ms / 1000
         self.apply_max_records = apply_max_records
         self.max_backlog_records, self.max_backlog_bytes = backlog_records, backlog_bytes
         self._unapplied: collections.deque[_Entry] = collections.deque()
@@ -519,6 +521,7 @@ class LoggedHandoff:
         behind = 2 * self.backlog_records > self.max_backlog_records or 2 * self.backlog_bytes > self.max_backlog_bytes
         if behind != self.behind:
             self.behind = behind
+            self.queue.linger = self.linger_behind_s if behind else self.linger_s
             if self.on_behind is not None:
                 self.on_behind(behind)
 

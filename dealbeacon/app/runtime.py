@@ -113,7 +113,8 @@ def embedded_handoff(settings: Settings, store, processor,
                          linger_ms=settings.embedded_linger_ms, apply_ms=settings.embedded_apply_ms,
                          apply_max_records=settings.embedded_apply_max_records,
                          backlog_records=settings.embedded_backlog_records,
-                         backlog_bytes=settings.embedded_backlog_bytes, on_behind=on_behind)
+                         backlog_bytes=settings.embedded_backlog_bytes, on_behind=on_behind,
+                         linger_behind_ms=settings.embedded_linger_behind_ms)
 
 
 async def _ticker(settings: Settings, sites: SiteRegistry, handoff) -> None:

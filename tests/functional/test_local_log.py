@@ -247,11 +247,14 @@ def test_a_store_that_takes_nothing_fills_a_bounded_backlog_then_503_and_loses_n
     pressure = []  # what the writer told the process: the backlog crossed half its bound (True), then back (False)
 
     async def scenario():
-        h, _ = _handoff(down, tmp_path / "log", apply_ms=20, backlog_records=30, on_behind=pressure.append)
+        h, _ = _handoff(down, tmp_path / "log", apply_ms=20, backlog_records=30, on_behind=pressure.append,
+                        linger_behind_ms=7)
         await h.start()
         accepted, refused = [], 0
         for i in range(12):
             assert pressure == ([True] if len(accepted) > 15 else []), (len(accepted), pressure)
+            # requests share an append within the linger: longer while behind (fewer appends, the writer first)
+            assert h.queue.linger == (0.007 if len(accepted) > 15 else 0.0), (len(accepted), h.queue.linger)
             req = [_rec(event("room_view", room=f"room-{i}")) for _ in range(5)]
             try:
                 await h.submit(req, [])
@@ -263,7 +266,7 @@ def test_a_store_that_takes_nothing_fills_a_bounded_backlog_then_503_and_loses_n
         assert not h.store_ok and not h.ready() and _count(store, "events") == 0
         down.up = True
         await _wait_applied(h, timeout=30)
-        assert h.ready() and pressure == [True, False]
+        assert h.ready() and pressure == [True, False] and h.queue.linger == 0.0
         await h.stop()
         return accepted, refused
 
