@@ -461,6 +461,7 @@ class LoggedHandoff:
         self.apply_s = apply_ms / 1000
         self.queue = GroupQueue(linger_ms / 1000)
         self.linger_s = linger_ms / 1000
+        self._shed_at = -1e9  # when the door last refused a request (monotonic)
         self.linger_behind_s = self.linger_s if linger_behind_ms is None else linger_behind_ms / 1000
         self.apply_max_records = apply_max_records
         self.max_backlog_records, self.max_backlog_bytes = backlog_records, backlog_bytes
@@ -502,7 +503,11 @@ class LoggedHandoff:
         return bool(self._tasks) and all(not t.done() for t in self._tasks) and self._log_ok and not self._full(1)
 
     def shedding(self, admitted: int = 0) -> bool:
-        return self._full(max(1, admitted))
+        if not self._full(max(1, admitted)):
+            return False
+        self._shed_at = time.monotonic()  # the door refuses: overloaded, whatever the backlog itself holds
+        self._pressure()
+        return True
 
     def _full(self, adding: int) -> bool:
         return (self.backlog_records + self.queue.records + adding > self.max_backlog_records
@@ -516,9 +521,14 @@ class LoggedHandoff:
         self._pressure()
 
     def _pressure(self) -> None:
-        """Tell ``on_behind`` when the backlog crosses half its bound (either way): the process may then favour
-        the writer that drains it over the answers (dealbeacon up: a longer GIL switch interval)."""
-        behind = 2 * self.backlog_records > self.max_backlog_records or 2 * self.backlog_bytes > self.max_backlog_bytes
+        """Tell ``on_behind`` when the writer falls behind or catches up: the backlog over half its bound, or the
+        door refused a request within the last second (it counts the requests let in, so under overload it
+        refuses while the backlog itself may hold less than half: 2x overload then flipped between the two
+        states and stored 0.73 of the sustained rate, against 0.93 with the linger at 5 ms throughout). Behind,
+        the process favours the writer that drains the backlog over the answers (dealbeacon up: a longer GIL
+        switch interval; here, a longer linger: fewer appends)."""
+        behind = (2 * self.backlog_records > self.max_backlog_records or 2 * self.backlog_bytes > self.max_backlog_bytes
+                  or time.monotonic() - self._shed_at < 1.0)
         if behind != self.behind:
             self.behind = behind
             self.queue.linger = self.linger_behind_s if behind else self.linger_s

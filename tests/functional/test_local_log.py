@@ -437,3 +437,23 @@ def test_closed_deals_held_in_the_store_only_give_the_rows_of_a_run_holding_ever
     reloaded = EmbeddedProcessor(store, hot_rooms=2)
     assert reloaded.load() == len(expected_states)
     assert {k: _state_view(s) for k, s in reloaded.states.items()} == {k: _state_view(s) for k, s in expected_states.items()}
+
+
+def test_the_writer_is_behind_while_the_door_refuses_even_with_the_backlog_under_half(store, tmp_path):
+    """The door counts the requests it let in: under overload it refuses while the backlog itself holds less than
+    half its bound. That is behind too (the process then favours the writer), until a second after the last
+    refusal."""
+    pressure = []
+
+    async def scenario():
+        h, _ = _handoff(store, tmp_path / "log", backlog_records=30, on_behind=pressure.append, linger_behind_ms=7)
+        await h.start()
+        await h.submit([_rec(event("room_view")) for _ in range(5)], [])
+        assert not h.shedding(10) and pressure == [] and h.queue.linger == 0.0
+        assert h.shedding(26) and pressure == [True] and h.queue.linger == 0.007  # 5 logged + 26 let in > 30
+        h._shed_at -= 1.5  # a second and a half since that refusal
+        await h.submit([_rec(event("room_view")) for _ in range(2)], [])
+        assert pressure == [True, False] and h.queue.linger == 0.0
+        await h.stop()
+
+    asyncio.run(scenario())
