@@ -34,10 +34,11 @@ def _demo_alerts(now_ms: int, quiet_one: bool = True) -> tuple[str, list[dict]]:
     from dealbeacon.sim.simulator import op_records
     from streams.processors import process_batch
 
-    ops, stalled = demo.demo_history("demo", "s" * 32, deals=40, seed=7, days=90, now_ms=now_ms, spread_days=120)
-    if not quiet_one:
-        ops = demo.build("demo", "s" * 32, deals=40, seed=7, days=90, start_ms=demo.history_start(now_ms, 90, 120),
-                         tick_hours=0, now_ms=now_ms, spread_days=120)
+    if quiet_one:
+        ops, stalled = demo.demo_history("demo", "s" * 32, deals=40, seed=7, days=90, now_ms=now_ms, spread_days=120)
+    else:  # the plain simulation, as the demo laid it out before one deal was made to go quiet
+        ops, stalled = demo.build("demo", "s" * 32, deals=40, seed=7, days=90, tick_hours=0, now_ms=now_ms,
+                                  start_ms=demo.history_start(now_ms, 90, 120), spread_days=120), ""
     sim = simulate(7, 40, demo.history_start(now_ms, 90, 120), 90, spread_days=120)
     recs = [r for batch in op_records(ops, "demo", sim) for r in batch]
     for r in recs:
