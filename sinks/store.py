@@ -40,6 +40,15 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+# columns whose JSON input may also come in a record's own shape, and the expression that makes it the row's:
+# ``events.props`` is the props object's JSON text, or "" for none. An event row (streams.processors.event_row)
+# carries that text already; an accepted-event record (embedded mode inserts the records themselves, no row built
+# in Python) carries the object, which the engine reads as its exact JSON text (objects read as strings), and an
+# empty object must become "" as event_row makes it. Omitted fields take the structure's defaults ("", NULL, 0),
+# which are event_row's defaults. Same rows either way (tests/functional/test_event_records.py).
+_INPUT_EXPR = {("events", "props"): "if(props = '{}', '', props)"}
+
+
 @functools.cache
 def _json_insert_shape(table: str) -> tuple[str, str, str]:
     """Column list, SELECT list and format() structure of a table's JSON insert: DateTime64 columns read as
@@ -48,7 +57,7 @@ def _json_insert_shape(table: str) -> tuple[str, str, str]:
     times = set(_time_columns(table))
     structure = ", ".join(f"{c} {('Nullable(Int64)' if t.startswith('Nullable') else 'Int64') if c in times else t}"
                           for c, t in cols.items())
-    select = ", ".join(f"fromUnixTimestamp64Milli({c})" if c in times else c for c in cols)
+    select = ", ".join(f"fromUnixTimestamp64Milli({c})" if c in times else _INPUT_EXPR.get((table, c), c) for c in cols)
     return ", ".join(cols), select, sql_string(structure)
 
 
@@ -84,6 +93,8 @@ def clear_stale(spool: str, before: float) -> int:
 
 class ChdbStore:
     """chdb engine bound to ``path``. One per process; a second process on the same path fails."""
+
+    reads_event_records = True  # ``insert("events", ...)`` takes accepted-event records as well as rows (_INPUT_EXPR)
 
     def __init__(self, path: str):
         import chdb  # imported here so a server-only deployment does not load the engine
@@ -151,7 +162,8 @@ class ChdbStore:
         if not items:
             return
         cols, select, structure = _json_insert_shape(table)
-        settings = f"max_partitions_per_insert_block = {MAX_PARTITIONS_PER_INSERT}, input_format_skip_unknown_fields = 1"
+        settings = (f"max_partitions_per_insert_block = {MAX_PARTITIONS_PER_INSERT}, input_format_skip_unknown_fields = 1, "
+                    "input_format_json_read_objects_as_strings = 1")
         if dedup_token:
             settings += ", insert_deduplication_token = " + sql_string(dedup_token)
         fd, name = tempfile.mkstemp(suffix=".json", dir=self._spool)

@@ -47,11 +47,13 @@ def dead_letter_row(rec: dict) -> dict:
     return {k: rec[k] for k in _DEAD_FIELDS}
 
 
-def process(events: list[dict], dead_letters: list[dict]) -> dict[str, list[dict]]:
-    """Turn one batch of records into rows per table."""
+def process(events: list[dict], dead_letters: list[dict], event_rows: bool = True) -> dict[str, list[dict]]:
+    """Turn one batch of records into rows per table. ``event_rows=False``: the events table's input is the
+    accepted-event records themselves, for a store whose events insert reads either shape into the same row
+    (sinks/store.py, ``ChdbStore``): no row is built per event."""
     out: dict[str, list[dict]] = {}
     if events:
-        out["events"] = [event_row(r) for r in events]
+        out["events"] = [event_row(r) for r in events] if event_rows else events
     if dead_letters:
         out["dead_letters"] = [dead_letter_row(r) for r in dead_letters]
     return out
@@ -176,11 +178,12 @@ def _drop_leading_site_records(recs: list[dict]) -> list[dict]:
 def process_batch(recs: list[dict], dead_letters: list[dict], get: Callable[[bytes], deals.RoomState | None],
                   local_rooms: Callable[[str], Iterable[bytes]], partition: int = -1, offset: int | list[int] = -1,
                   acfg: AlertConfig = ALERTS, ticked_rooms: Callable[[str], Iterable[bytes]] | None = None,
-                  prefetch: Callable[[list[bytes]], None] | None = None,
+                  prefetch: Callable[[list[bytes]], None] | None = None, event_rows: bool = True,
                   ) -> tuple[dict[bytes, deals.RoomState], dict[str, list[dict]]]:
     """Everything one batch of the events stream yields, the same in both modes: event and dead-letter rows,
-    configuration rows, and the rooms' state machines (changed states + their rows)."""
-    tables = process([r for r in recs if is_event(r)], dead_letters)
+    configuration rows, and the rooms' state machines (changed states + their rows). ``event_rows``: as in
+    ``process``."""
+    tables = process([r for r in recs if is_event(r)], dead_letters, event_rows)
     tables.update(config_rows(recs))
     changed, rows = process_rooms(recs, get, local_rooms, partition, offset, acfg, ticked_rooms, prefetch)
     tables.update(rows)
