@@ -30,6 +30,16 @@ def accepted_event(clean: dict, *, site: str, received_at: int, ts: int, token_s
     return rec
 
 
+def accepted_events(cleans: list[dict], ts: list[int], *, site: str, received_at: int, ip: str,
+                    user_agent: str) -> list[dict]:
+    """``accepted_event`` for each of a batch's events that carry no token (the record holds the same keys in the
+    same order), the request's fields written once per event as one dict display."""
+    rv = RECORD_VERSION
+    return [{**c, "rv": rv, "site": site, "received_at": received_at, "client_ts": c["ts"], "ts": t,
+             "token_status": "none", "stakeholder_id": "", "ip": ip, "user_agent": user_agent}
+            for c, t in zip(cleans, ts, strict=True)]
+
+
 def _clip(obj, depth: int):
     """A copy of ``obj`` cut at ``depth`` levels, secret fields redacted (what a dead letter may keep)."""
     if isinstance(obj, dict):
