@@ -21,12 +21,19 @@ class Metrics:
         self.request_seconds = Histogram("dealbeacon_ingest_request_seconds", "POST /v1/events latency", ["status"],
                                          registry=r, buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
         self.ready = Gauge("dealbeacon_ready", "1 when the hand-off is ready", registry=r)
+        self._accepted_by_site: dict[str, Counter] = {}  # sites are the configured ones (a 401 comes first)
 
     def count_batch(self, site: str, accepted: list, rejected: list, ignored: list[str]) -> None:
+        """Once per request: a site's child counter is looked up once (``labels`` takes a lock and builds a key
+        each call), and a batch with nothing rejected builds no tally."""
         if accepted:
-            self.accepted.labels(site).inc(len(accepted))
-        for reason, n in Tally(r["reason"] for r in rejected).items():
-            self.rejected.labels(reason).inc(n)
+            child = self._accepted_by_site.get(site)
+            if child is None:
+                child = self._accepted_by_site[site] = self.accepted.labels(site)
+            child.inc(len(accepted))
+        if rejected:
+            for reason, n in Tally(r["reason"] for r in rejected).items():
+                self.rejected.labels(reason).inc(n)
         if ignored:
             self.ignored_fields.inc(len(ignored))
 
