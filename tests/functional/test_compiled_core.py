@@ -35,6 +35,25 @@ def test_the_compiled_core_gives_the_rows_of_the_interpreted_one():
     assert compiled[1] == interpreted[1]
 
 
+def test_the_compiled_value_types_are_made_by_compiled_code():
+    """The state machine's value types get their ``__init__`` compiled (scripts/build_core.py, ``_native_inits``):
+    a dataclass's own would be generated, interpreted, when the module loads."""
+    if not streams.COMPILED:
+        assert not os.environ.get("CI"), "CI builds the compiled core (scripts/setup.sh): it is not in use"
+        pytest.skip("the compiled core is not built here (scripts/build_core.py)")
+    from streams.alerts import TimeView
+    from streams.deals import RoomState
+    from streams.model import Alert, BandState, Room, RoomFacts
+    from streams.scoring import DealScore, StakeholderScore
+
+    for cls in (Room, RoomFacts, Alert, BandState, RoomState, StakeholderScore, DealScore, TimeView):
+        assert not hasattr(cls.__init__, "__code__"), f"{cls.__name__}.__init__ runs interpreted"
+    facts = RoomFacts(5, proposal_max_pct=12.5)
+    assert (facts.last_activity_ms, facts.proposal_max_pct, facts.visitors) == (5, 12.5, ())
+    assert RoomFacts(5, proposal_max_pct=12.5) == facts and hash(RoomFacts(5, proposal_max_pct=12.5)) == hash(facts)
+    assert Room("r").stage == "prospecting" and BandState().stakeholders == ()
+
+
 def _tree(tmp_path):
     """A copy of the watched sources and a manifest of them (no compiled modules needed to judge it)."""
     for d in ("streams", os.path.join("dealbeacon", "core")):
