@@ -40,21 +40,26 @@ _SITES = SiteRegistry({"s": Site("s", SECRET, ("*",))})
 _METRICS = Metrics()
 
 
-def _run(body: dict, user_agent: str, authorization: str, plain: bool) -> tuple[int, dict, list[list]]:
+def _handle(body: dict, user_agent: str, authorization: str, plain: bool = True):
+    """The request through a fresh pipeline: its outcome, the records handed off, and whether the batch's records
+    were made at once (``plain=False``: never; every event goes through the loop)."""
     cap = Capture()
     pipeline = IngestPipeline(_SETTINGS, _SITES, cap, _METRICS)
-    taken = []
-    if not plain:
-        pipeline._plain_batch = lambda *a: None  # type: ignore[method-assign]
-    else:
-        real = pipeline._plain_batch
-        pipeline._plain_batch = lambda *a: taken.append(real(*a)) or taken[-1]  # type: ignore[method-assign]
+    taken: list = []
+    real = pipeline._plain_batch
+    pipeline._plain_batch = (lambda *a: taken.append(real(*a)) or taken[-1]) if plain else (  # type: ignore[method-assign]
+        lambda *a: None)
     out = asyncio.run(pipeline.handle(Request(raw=orjson.dumps(body), content_encoding="", origin=None,
                                               user_agent=user_agent, ip="198.51.100.0", received_at_ms=NOW,
                                               monotonic_s=1.0, authorization=authorization)))
+    return out, cap.events, bool(taken) and taken[-1] is not None
+
+
+def _run(body: dict, user_agent: str, authorization: str, plain: bool) -> tuple[int, dict, list[list]]:
+    out, recs, at_once = _handle(body, user_agent, authorization, plain)
     if plain:
-        hyp_event("at once" if taken and taken[-1] is not None else "event by event")
-    return out.status, out.body, [list(r.items()) for r in cap.events]
+        hyp_event("at once" if at_once else "event by event")
+    return out.status, out.body, [list(r.items()) for r in recs]
 
 
 @st.composite
@@ -96,15 +101,9 @@ def test_an_honest_browser_batch_is_made_at_once_and_each_awkward_one_event_by_e
         return {"site": "s", "sent_at": NOW, "events": evs}
 
     def made_at_once(body, auth=""):
-        cap = Capture()
-        pipeline = IngestPipeline(_SETTINGS, _SITES, cap, _METRICS)
-        seen = []
-        real = pipeline._plain_batch
-        pipeline._plain_batch = lambda *a: seen.append(real(*a)) or seen[-1]  # type: ignore[method-assign]
-        out = asyncio.run(pipeline.handle(Request(orjson.dumps(body), "", None, "Mozilla/5.0", "198.51.100.0", NOW, 1.0,
-                                                  auth)))
+        out, _, at_once = _handle(body, "Mozilla/5.0", auth)
         assert out.status == 202
-        return bool(seen) and seen[-1] is not None
+        return at_once
 
     assert made_at_once(batch())
     assert not made_at_once(batch(token="v1.aaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbb"))
