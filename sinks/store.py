@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import re
 import tempfile
 import threading
 import time
@@ -30,6 +31,51 @@ MAX_PARTITIONS_PER_INSERT = 1000
 
 def _time_columns(table: str) -> list[str]:
     return [c for c, t in COLUMNS[table].items() if t.startswith(("DateTime64", "Nullable(DateTime64"))]
+
+
+# ClickHouse error codes that say the engine cannot take anything now, whatever the rows: memory, disk, too many
+# parts, timeouts, a read-only or shutting-down server, the network. A record refused with one of these is not a
+# bad record: the writer keeps it and tries again later; dead-lettering it would lose good data that only met a
+# bad moment (a store coming back between two records of an isolated request once dead-lettered all of them).
+# Everything else (a type the engine cannot parse, a value out of range) is the record's own: dead-lettered.
+UNAVAILABLE_CODES = frozenset({
+    3,    # UNEXPECTED_END_OF_FILE (a connection cut mid-answer)
+    102,  # UNEXPECTED_PACKET_FROM_SERVER (clickhouse-driver: a desynchronised connection)
+    159,  # TIMEOUT_EXCEEDED
+    164,  # READONLY
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    203,  # NO_FREE_CONNECTION
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    236,  # ABORTED
+    241,  # MEMORY_LIMIT_EXCEEDED
+    242,  # TABLE_IS_READ_ONLY
+    243,  # NOT_ENOUGH_SPACE
+    252,  # TOO_MANY_PARTS
+    394,  # QUERY_WAS_CANCELLED
+    425,  # SYSTEM_ERROR
+    999,  # KEEPER_EXCEPTION
+})
+_CODE = re.compile(r"\s*Code:\s*(\d+)\b")
+
+
+def error_code(e: BaseException) -> int | None:
+    """The ClickHouse error code of an engine error: clickhouse-driver's ``code`` attribute, or the leading
+    "Code: N." of chdb's message; None for an error that carries none."""
+    code = getattr(e, "code", None)
+    if isinstance(code, int):
+        return code
+    m = _CODE.match(str(e))
+    return int(m.group(1)) if m else None
+
+
+def store_unavailable(e: BaseException) -> bool:
+    """True when an insert failed because the store cannot take anything now (see UNAVAILABLE_CODES), or the
+    connection failed (OSError, EOFError; clickhouse-driver's NetworkError and SocketTimeoutError carry codes 210
+    and 209), not because of its rows."""
+    if isinstance(e, (OSError, EOFError, TimeoutError, MemoryError)):
+        return True
+    return error_code(e) in UNAVAILABLE_CODES
 
 
 class Store(Protocol):

@@ -24,6 +24,7 @@ from dealbeacon.core import records
 from dealbeacon.core.handoff import HandoffUnavailable
 from dealbeacon.core.sqltext import sql_string
 from sinks.erase import apply_erasures
+from sinks.store import store_unavailable
 from streams import deals, processors
 from streams.alerts import ALERTS, AlertConfig
 
@@ -365,12 +366,13 @@ class EmbeddedHandoff:
 
     async def _isolate(self, events: list[dict], dead: list[dict]) -> dict[int, str]:
         """One request on its own; if the store refuses it, record by record: what the store refuses becomes a
-        dead letter with the engine's reason. Nothing stored at all means the store is down: raise."""
+        dead letter with the engine's reason. Nothing stored at all, or a refusal that says the store cannot take
+        anything now (``store_unavailable``: disk, memory, network), means the store is down: raise."""
         try:
             await self._commit(events, dead)
             return {}
         except Exception as e:
-            if not events:
+            if not events or store_unavailable(e):  # the store cannot take anything now: not the records' fault
                 raise
             first_error = e
         refused: dict[int, str] = {}
@@ -452,9 +454,11 @@ class LoggedHandoff:
     saved state already holds (the state carries the log position).
 
     A range the store refuses is written entry by entry, then record by record: what the store refuses
-    becomes a ``store_rejected`` dead letter. If the store takes nothing (not even those dead letters), it is
-    down: the writer retries the same range later, and requests keep being logged until the backlog (records
-    or bytes not yet applied) reaches its bound; then submit answers 503, before memory or disk run out.
+    becomes a ``store_rejected`` dead letter. If the store takes nothing (not even those dead letters), or
+    refuses with an error that says it cannot take anything now (``sinks.store.store_unavailable``: disk,
+    memory, too many parts, network), it is down, no record is blamed: the writer retries the same range
+    later, and requests keep being logged until the backlog (records or bytes not yet applied) reaches its
+    bound; then submit answers 503, before memory or disk run out.
     """
 
     def __init__(self, store, process, locallog, *, linger_ms: int = 2, apply_ms: int = 250,
@@ -644,6 +648,10 @@ class LoggedHandoff:
         try:
             tables = await self._commit(entries, f"log{self.log.log_id}:{first}-{last}")
         except Exception as e:  # one bad record must not hold the others: entry by entry, record by record
+            if store_unavailable(e):  # disk, memory, network: no record's fault, the same range later
+                log.warning("applying log range %d-%d failed, the store is unavailable (%s)", first, last, e)
+                self._forced, self.store_ok = (first, last), False  # the same range, same dedup token, later
+                return False
             log.warning("applying log range %d-%d failed (%s); entry by entry", first, last, e)
             for entry in entries:
                 if entry.pos > last or entry is not self._unapplied[0]:
@@ -698,12 +706,17 @@ class LoggedHandoff:
         await asyncio.to_thread(self.log.begin, pos, pos)
         try:
             await self._commit([entry], f"{base}-{pos}")
-        except Exception:
+        except Exception as e:
+            if store_unavailable(e):
+                return False
             refused: dict[int, str] = {}
             for i, rec in enumerate(entry.events):
                 try:
                     await self._commit_records([rec], [], [record_offset(pos, i)], f"{base}.{i}")
                 except Exception as e:
+                    if store_unavailable(e):  # the store went away meanwhile: the entry is written again later
+                        log.warning("log position %d: the store is unavailable (%s)", pos, e)
+                        return False  # (records written alone so far are skipped by their rooms on the replay)
                     refused[i] = refusal(e)
             kept = refused_dead_letters(entry.events, refused)
             try:  # the request's own dead letters, and the refused records as dead letters

@@ -125,6 +125,43 @@ def test_one_poisoned_record_fails_only_its_own_request(store):
         ("store_rejected", "store", poisoned["event_id"])]
 
 
+def test_a_full_disk_answers_503_and_blames_no_record(store):
+    """The in-process hand-off (no local log): the store refusing with a full disk (code 243, chdb's message)
+    on the group commit and on the request alone, then back as the records would be tried one by one, fails
+    the request (503: nothing of it stored, the client retries) instead of trying its records one by one and
+    dead-lettering the ones that met the full disk."""
+    class FullDiskThenBack:
+        def __init__(self, refusals):
+            self.left = refusals
+
+        def insert(self, table, rows, dedup_token=None):
+            if rows and self.left > 0:
+                self.left -= 1
+                raise RuntimeError("Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space")
+            store.insert(table, rows, dedup_token)
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+    disk = FullDiskThenBack(3)
+
+    async def scenario():
+        handoff = EmbeddedHandoff(disk, EmbeddedProcessor(disk), linger_ms=20)
+        await handoff.start()
+        first = [_rec(event("room_view")) for _ in range(3)]
+        out = await asyncio.gather(handoff.submit(first, []), return_exceptions=True)
+        retried = await handoff.submit(first, [])  # the client's retry, the store back
+        await handoff.stop()
+        return out[0], retried, first
+
+    failed, retried, sent = asyncio.run(scenario())
+    assert "store insert failed" in str(failed) and "243" in str(failed), failed
+    assert retried == {}
+    assert sorted(r[0] for r in store.query("SELECT toString(event_id) FROM events FINAL")) == sorted(
+        e["event_id"] for e in sent)
+    assert _count(store, "dead_letters") == 0
+
+
 def test_a_request_cut_short_before_its_write_is_withdrawn_and_not_stored(store):
     async def scenario():
         handoff = EmbeddedHandoff(store, EmbeddedProcessor(store), linger_ms=300)  # still pending at the deadline

@@ -63,3 +63,29 @@ def test_the_analyst_layers_rows_convert_for_a_server():
     assert q["period_start"] == [dt.date(2026, 10, 1)] and q["period_end"] == [dt.date(2026, 12, 31)]
     s = dict(zip(COLUMNS["deal_stages"], stages))
     assert s["stage"] == ["a", "won", "lost"] and s["position"] == [1, 2, 3] and s["won"] == [0, 1, 0] and s["closed"] == [0, 1, 1]
+
+
+def test_store_unavailable_tells_a_store_that_takes_nothing_from_a_refused_record():
+    """Errors as both drivers raise them: clickhouse-driver's exceptions carry ``code``; chdb's RuntimeError
+    carries "Code: N." at the start of its message. Disk, memory, parts, network: the store; parse errors: the
+    record."""
+    import chdb
+    from clickhouse_driver import errors
+
+    from sinks.store import error_code, store_unavailable
+    try:
+        chdb.query("SELECT toInt32('not a number')")
+        raise AssertionError("chdb parsed it")
+    except RuntimeError as e:  # the engine's own refusal of a bad value: code 6, the record's fault
+        parse_error = e
+    assert error_code(parse_error) == 6 and not store_unavailable(parse_error)
+    for down in (RuntimeError("Code: 243. DB::Exception: Cannot reserve 1.00 MiB, not enough space"),
+                 RuntimeError("Code: 241. DB::Exception: Memory limit (total) exceeded"),
+                 errors.ServerException("DB::Exception: Too many parts (3000)", code=252),
+                 errors.NetworkError("Code: 210. Connection refused (ch:9000)"), errors.SocketTimeoutError("x"),
+                 ConnectionResetError(104, "reset"), EOFError()):
+        assert store_unavailable(down), down
+    for refused in (ValueError(), RuntimeError("Code: 53. DB::Exception: Type mismatch"),
+                    errors.ServerException("DB::Exception: Cannot parse input", code=27),
+                    RuntimeError("a message that only mentions Code: 243 later")):
+        assert not store_unavailable(refused), refused
