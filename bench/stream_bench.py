@@ -9,6 +9,7 @@
    ``--sink-repeat`` alternating rounds of each, every round printed.
 3. Latency from POST /v1/events to the row being visible in ClickHouse (p50/p95), full stack.
 
+    DEALBEACON_BENCH_LOGS=dir (optional: each worker's output kept in dir/<tag>.log)
     python bench/stream_bench.py [--events 100000] [--latency-samples 60] [--parts streams,sink,latency]
                               [--sink-rows 500000] [--sink-repeat 3] [--streams-repeat 3]
 """
@@ -139,8 +140,10 @@ def _timed_worker(cmd: list[str], s: Settings, env: dict, messages: list, n: int
     """Start a worker process (``cmd``) on topics of its own and time it from the first event produced to n rows
     on its events row topic (``_feed_and_time``). Returns the seconds and the still running process."""
     r = _run_settings(s, tag)
+    logs = os.environ.get("DEALBEACON_BENCH_LOGS")  # a directory: each worker's output kept as <tag>.log
+    out = open(os.path.join(logs, f"{tag}.log"), "wb") if logs else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=_run_env(r, env, tmp, tag),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=out, stderr=subprocess.STDOUT if logs else subprocess.DEVNULL)
     try:
         return asyncio.run(_feed_and_time(r, messages, n, proc, timeout_s)), proc
     except BaseException:
