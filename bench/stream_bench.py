@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -141,9 +142,10 @@ def _timed_worker(cmd: list[str], s: Settings, env: dict, messages: list, n: int
     on its events row topic (``_feed_and_time``). Returns the seconds and the still running process."""
     r = _run_settings(s, tag)
     logs = os.environ.get("DEALBEACON_BENCH_LOGS")  # a directory: each worker's output kept as <tag>.log
-    out = open(os.path.join(logs, f"{tag}.log"), "wb") if logs else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=_run_env(r, env, tmp, tag),
-                            stdout=out, stderr=subprocess.STDOUT if logs else subprocess.DEVNULL)
+    # closed once the worker is started: it holds its own copy of the descriptor
+    with open(os.path.join(logs, f"{tag}.log"), "wb") if logs else contextlib.nullcontext(subprocess.DEVNULL) as out:
+        proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=_run_env(r, env, tmp, tag),
+                                stdout=out, stderr=subprocess.STDOUT if logs else subprocess.DEVNULL)
     try:
         return asyncio.run(_feed_and_time(r, messages, n, proc, timeout_s)), proc
     except BaseException:

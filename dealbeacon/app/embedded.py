@@ -380,6 +380,8 @@ class EmbeddedHandoff:
             try:
                 await self._commit([rec], [])
             except Exception as e:
+                # (a store that goes away mid-way is blamed on the records left: the ones before are stored and
+                # this hand-off keeps no offsets, so a 503 and the client's retry would fold them twice)
                 refused[i] = refusal(e)
         if len(refused) == len(events):
             raise first_error
