@@ -26,9 +26,10 @@ sys.path.insert(0, ROOT)
 
 import orjson  # noqa: E402
 
+import streams  # noqa: E402
+from dealbeacon.app import memory  # noqa: E402
 from dealbeacon.core import records  # noqa: E402
 from dealbeacon.sim.simulator import DAY_MS, op_records, plan, simulate  # noqa: E402
-import streams  # noqa: E402
 from streams.deals import dumps, loads  # noqa: E402
 from streams.processors import is_event, process_batch  # noqa: E402
 
@@ -97,9 +98,10 @@ def main() -> None:
     recs = simulated_records(a.deals, a.days)
     events = sum(1 for r in recs if is_event(r))
     groups = batches(recs, a.batch)
-    # the input (about 190k record dicts) is the bench's own: out of the collector's way, as a server holds one
-    # batch at a time (otherwise every full collection walks it: 5-8 % of the core's time here)
-    gc.freeze()
+    # the collector as the modes tune it once started (``dealbeacon up``, the worker): what is alive moves out of
+    # its way (here also the input, about 190k record dicts, the bench's own: a server holds one batch at a
+    # time), and it runs every 10,000 net allocations, not 700 (dealbeacon/app/memory.py)
+    memory.collect_less()
     print(f"records: {len(recs)} ({events} events, {len(recs) - events} room updates and ticks) in {len(groups)} batches")
     print(f"core module: {'compiled' if streams.COMPILED else 'interpreted'} (scripts/build_core.py; "
           "DEALBEACON_CORE=interpreted runs the sources)")
@@ -123,7 +125,6 @@ def _held_rss(deals: int, days: int, batch: int, hot: int) -> tuple[float, int]:
     """In a fresh process: every room's state held as a dict, or in RoomStates(hot); then the memory one more
     copy of that holding takes (fresh objects: decoded states, or the compressed bytes and the hot ones),
     traced by tracemalloc (RSS cannot tell: the allocator reuses what processing freed)."""
-    import gc
     import tracemalloc
 
     from dealbeacon.app.embedded import RoomStates

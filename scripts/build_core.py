@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from streams import source_digests  # noqa: E402
 
-MODULES = ["scoring", "calendar", "model", "alerts", "deals", "processors", "activity", "winmodel"]
+MODULES = ["scoring", "calendar", "model", "alerts", "deals", "processors", "activity", "winmodel", "ids"]
 
 
 FROZEN = "@dataclass(frozen=True)"
@@ -100,6 +100,8 @@ def _native_inits(path: str) -> list[str]:
 
 
 def main() -> int:
+    """``--keep-c DIR``: also keep the generated C there (to see which operations stayed generic)."""
+    keep = sys.argv[sys.argv.index("--keep-c") + 1] if "--keep-c" in sys.argv else ""
     out = os.path.join(ROOT, ".build", "core")
     with tempfile.TemporaryDirectory(prefix="dealbeacon-core-") as tmp:
         for d in ("streams", "dealbeacon"):  # sources only: mypyc's setuptools refuses pyproject's license string
@@ -116,6 +118,11 @@ def main() -> int:
             sys.stderr.write(r.stdout[-4000:] + r.stderr[-4000:])
             print("compiled core: build failed, the core runs interpreted", file=sys.stderr)
             return 1
+        if keep:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(os.path.join(tmp, "build"), keep, ignore=shutil.ignore_patterns("*.o", "temp.*"))
+            for m in MODULES:  # the compiled copies of the sources (unfrozen, with native __init__s)
+                shutil.copy2(os.path.join(tmp, "streams", f"{m}.py"), keep)
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(os.path.join(out, "streams"))
         for path in built:

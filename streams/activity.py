@@ -11,10 +11,10 @@ from __future__ import annotations
 import uuid
 from typing import Final
 
-from dealbeacon.core.records import uuid5_text
+from streams.ids import Namespace
 from streams.model import RoomFacts
 
-_NS: Final = uuid.UUID("6a1f0e1c-3b8d-4d52-9a57-0f5c2e7d8b13")
+_IDS: Final = Namespace(uuid.UUID("6a1f0e1c-3b8d-4d52-9a57-0f5c2e7d8b13"))
 EVENT_ACTIVITY: Final = {"room_view": "room_opened", "content_view": "content_viewed", "download": "downloaded",
                   "share": "shared"}
 
@@ -36,7 +36,7 @@ def activity_kinds(facts: RoomFacts, rec: dict) -> list[str]:
 def activity_row(site: str, room_id: str, owner: str, rec: dict, kind: str) -> dict:
     who = rec.get("stakeholder_id") or f"visitor:{rec.get('visitor_id', '')}"
     detail = rec.get("share_to") or rec.get("href") or ""
-    return {"activity_id": uuid5_text(_NS, f"{rec.get('event_id', '')}/{kind}"), "site": site, "room_id": room_id,
+    return {"activity_id": _IDS.name(f"{rec.get('event_id', '')}/{kind}"), "site": site, "room_id": room_id,
             "owner": owner, "kind": kind, "who": who, "content_id": rec.get("content_id") or "",
             "page": rec.get("page"), "detail": str(detail)[:512], "event_id": str(rec.get("event_id", "")),
             "at": int(rec["ts"])}

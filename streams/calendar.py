@@ -24,11 +24,13 @@ class WorkCalendar:
     holidays: tuple[str, ...] = ()  # local ISO dates (YYYY-MM-DD)
     _off: frozenset[int] = field(init=False, repr=False, compare=False)
     _weekend: frozenset[int] = field(init=False, repr=False, compare=False)
+    _workweek: tuple[bool, ...] = field(init=False, repr=False, compare=False)  # by weekday (Monday = 0)
     _spans: dict[tuple[int, int], float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # derived lookups (the rules ask for working days on every tick)
         object.__setattr__(self, "_off", frozenset(date.fromisoformat(h).toordinal() for h in self.holidays))
         object.__setattr__(self, "_weekend", frozenset(self.weekend))
+        object.__setattr__(self, "_workweek", tuple(d not in self.weekend for d in range(7)))
         object.__setattr__(self, "_spans", {})  # spans asked before: a room's gaps are asked again every tick
 
     def is_working(self, day: date) -> bool:
@@ -52,20 +54,26 @@ class WorkCalendar:
         """In the zone's wall-clock time, as Python's datetimes of one zone subtract and compare: a local day is
         24 hours whatever its length, so each counts 1. Integer microseconds of the wall clock, after the two
         conversions of the instants (the same floats as the datetime arithmetic; tests/unit/test_calendar.py)."""
-        zone = _zone(self.tz)
-        start = _wall_us(datetime.fromtimestamp(start_ms / 1000, zone))
-        end = _wall_us(datetime.fromtimestamp(end_ms / 1000, zone))
+        if self.tz == "UTC":  # the wall clock is the instant (the datetimes' microseconds are exactly ms x 1000)
+            start, end = start_ms * 1000, end_ms * 1000
+        else:
+            zone = _zone(self.tz)
+            start = _wall_us(datetime.fromtimestamp(start_ms / 1000, zone))
+            end = _wall_us(datetime.fromtimestamp(end_ms / 1000, zone))
         first, final = start // DAY_US + _EPOCH_ORDINAL, end // DAY_US + _EPOCH_ORDINAL
         extra = 0.0
         if final - first > MAX_SPAN_DAYS:
             extra = (final - first - MAX_SPAN_DAYS) * 5 / 7
             first = final - MAX_SPAN_DAYS
             start = (first - _EPOCH_ORDINAL) * DAY_US
-        weekend, off = self._weekend, self._off
+        work, off = self._workweek, self._off
+        holidays = len(off) > 0
         total = 0.0
-        wd = (first + 6) % 7  # date.fromordinal(first).weekday()
+        wd = (first + 6) % 7  # date.fromordinal(first).weekday(), then each day's
         for n in range(first, final + 1):
-            if (wd + n - first) % 7 not in weekend and n not in off:
+            working = work[wd] and not (holidays and n in off)
+            wd = wd + 1 if wd < 6 else 0
+            if working:
                 if first < n < final:  # a whole local day between the two instants counts exactly 1
                     total += 1.0
                 else:

@@ -22,9 +22,9 @@ from typing import Any, Final
 import orjson
 
 from dealbeacon.core.contract import DEFAULT_STAGES
-from dealbeacon.core.records import uuid5_text
 from streams.activity import activity_kinds, activity_row
 from streams.alerts import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, evaluate, observe_in_run
+from streams.ids import Namespace
 from streams.model import active_at, evolve
 from streams.scoring import (
     DAY_MS,
@@ -50,7 +50,7 @@ from streams.scoring import (
 from streams.winmodel import PRIOR_MODEL, WinModel
 from streams.winmodel import features as win_features
 
-_NS: Final = uuid.UUID("6f1d3a52-9a43-4d0e-8a0e-5b1b2f6f0d11")
+_IDS: Final = Namespace(uuid.UUID("6f1d3a52-9a43-4d0e-8a0e-5b1b2f6f0d11"))
 _MAX_FIRED: Final = 64
 MAX_ANONYMOUS: Final = 50  # anonymous visitors scored per room (the least recently seen make room)
 
@@ -428,7 +428,7 @@ def room_row(state: RoomState) -> dict:
 
 def _alert_rows(state: RoomState, alerts: list[Alert], out: dict[str, list[dict]]) -> None:
     for a in alerts:
-        aid = uuid5_text(_NS, f"{state.site}/{a.room_id}/{a.kind}/{a.severity}/{','.join(a.stakeholders)}/{a.at_ms}")
+        aid = _IDS.name(f"{state.site}/{a.room_id}/{a.kind}/{a.severity}/{','.join(a.stakeholders)}/{a.at_ms}")
         out.setdefault("alerts", []).append({
             "alert_id": aid, "site": state.site, "room_id": a.room_id, "owner": state.room.owner,
             "stage": state.room.stage, "kind": a.kind, "severity": a.severity, "stakeholders": list(a.stakeholders),

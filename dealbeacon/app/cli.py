@@ -72,6 +72,7 @@ def up(settings: Settings) -> None:
     from dealbeacon.app.runtime import run_embedded
 
     memory.cap_arenas(2)  # before chdb's and the writer's threads start (dealbeacon/app/memory.py)
+    memory.collect_less()  # the writer folds batches: fewer, cheaper collections (dealbeacon/app/memory.py)
     # the writer folds and inserts in a thread while requests are answered on the event loop: with CPython's
     # 5 ms GIL switch interval a request waits up to 5 ms at each hand-back; 1 ms cut the 202's p95 from 58-59
     # to 38-43 ms at the same stored rate (bench/ingest_bench.py, three alternating runs each). But while the

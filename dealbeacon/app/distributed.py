@@ -107,6 +107,7 @@ def run_worker(s: Settings) -> None:
     asyncio.run(ensure_topics(s))
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # Faust's per-message plumbing is loop-bound
     app = create_faust_app(s)
+    memory.collect_less()  # the agent folds batches: fewer, cheaper collections (dealbeacon/app/memory.py)
     level = os.environ.get("DEALBEACON_LOG_LEVEL", "WARNING").upper()
 
     @app.task

@@ -7,7 +7,6 @@ Both are flat dicts, encoded with orjson on Kafka. Stages depend on this module,
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 
@@ -116,13 +115,3 @@ def room_key(record: dict) -> bytes:
 def room_site(key: bytes) -> str:
     """The site of a ``room_key``."""
     return key.split(b"/", 1)[0].decode()
-
-
-def uuid5_text(namespace: uuid.UUID, name: str) -> str:
-    """``str(uuid.uuid5(namespace, name))`` without building UUID objects (the state machine names every
-    activity and alert row this way)."""
-    h = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
-    h[6] = (h[6] & 0x0F) | 0x50  # version 5
-    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"

@@ -135,17 +135,17 @@ def test_validator_and_json_schema_agree(etype, overrides):
     assert ours == theirs, e
 
 
-def test_uuid5_text_is_the_standard_uuid5():
+def test_row_ids_are_the_standard_uuid5():
     import random
     import uuid
 
-    from dealbeacon.core.records import uuid5_text
+    from streams.ids import Namespace
 
     rng = random.Random(3)
     for _ in range(300):
         ns = uuid.UUID(int=rng.getrandbits(128))
         name = "".join(rng.choice("ab/é😀-0") for _ in range(rng.randint(0, 40)))
-        assert uuid5_text(ns, name) == str(uuid.uuid5(ns, name))
+        assert Namespace(ns).name(name) == str(uuid.uuid5(ns, name))
 
 # -- the validator against the rules as first written (one kind dispatch per value, every value walked for
 #    depth): drawn events of any shape must get the same clean event, ignored names or refusal
