@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
 from typing import Any, Final
 
 from streams.model import ALERTS, Alert, AlertConfig, BandState, Room, RoomFacts, alert_config, evolve  # noqa: F401
@@ -260,7 +259,7 @@ def unusual_after(facts: RoomFacts, acfg: AlertConfig, scores: dict[str, Stakeho
     start = max(created_ms, last - acfg.rate_window_days * DAY_MS)
     span = cal.working_days(start, last)
     days = {d for s in (scores or {}).values() for d, v in s.daily if v > 0} | {t // DAY_MS for t in facts.active_days}
-    active = [d for d in days if start // DAY_MS <= d <= last // DAY_MS and cal.is_working(_EPOCH + timedelta(days=d))]
+    active = [d for d in days if start // DAY_MS <= d <= last // DAY_MS and cal.works_on(d)]
     rate = min(0.95, (max(1, len(active)) + 1) / (span + 1 + 1 / acfg.prior_rate))
     limit = math.log(acfg.quiet_alpha) / math.log(1 - rate)
     # a stall the room came back from is not its rhythm: gaps that were unusual themselves count up to the limit
@@ -319,7 +318,6 @@ def quiet(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
                     episode=f"quiet/{v.facts.last_activity_ms}/{sev}")]
 
 
-_EPOCH: Final = date(1970, 1, 1)
 LIVE: Final = ("Active", "Cooling", "New")
 
 

@@ -77,13 +77,16 @@ class ScoringConfig:
 DEFAULT: Final = ScoringConfig()
 
 
+_SCALES: Final = tuple(10.0 ** d for d in range(16))  # 10^digits, exact (a generic power per call cost 40 % of ``rounded``)
+
+
 def rounded(x: float, digits: int) -> float:
     """``round(x, digits)``, the same float to the bit, without its decimal conversion when it cannot matter:
     x * 10^digits is split at its integer part, and unless the rest is within 1e-6 of a half (where the exact
     decimal value of x decides), the nearest integer divided back is what ``round`` gives (both are the double
     nearest to that decimal). Compiled, 54 against 276 ns (2026-12-05); a score row rounds 4-20 times.
     tests/unit/test_scoring.py compares the two on random values, ties and near-ties."""
-    scale = math.pow(10.0, digits)  # (math.pow: the same libm pow as **, native when compiled)
+    scale = _SCALES[digits] if 0 <= digits < len(_SCALES) else math.pow(10.0, float(digits))
     y = x * scale
     if -1e9 < y < 1e9:
         below = math.floor(y)

@@ -56,3 +56,30 @@ def test_spans_that_start_or_end_inside_a_dst_change_equal_the_reference():
             start = at + rng.randrange(-3 * 3_600_000, 3 * 3_600_000)
             end = rng.choice([start + rng.randrange(3 * 3_600_000), at + rng.randrange(3 * DAY)])
             assert cal._span(start, end) == reference(cal, start, end), (tz, start, end)
+
+
+def test_works_on_a_day_number_is_is_working_on_its_date():
+    cals = [WorkCalendar(), WorkCalendar("Asia/Dubai", weekend=(4, 5)), WorkCalendar(weekend=()),
+            WorkCalendar("Europe/Berlin", weekend=(6,), holidays=("2026-12-25", "2027-01-01", "1970-01-01"))]
+    epoch = date(1970, 1, 1)
+    for cal in cals:
+        for d in [*range(0, 20), *range(20_440, 20_900), 40_000]:
+            assert cal.works_on(d) == cal.is_working(epoch + timedelta(days=d)), (cal, d)
+
+
+def test_wall_clock_from_remembered_offsets_is_the_datetime_conversion():
+    """A zone's offset is remembered per hour; around every change of offset (whole, half and quarter hours,
+    both directions) and far from any, each instant gives the datetime conversion's wall clock exactly."""
+    from streams.calendar import _wall_of, _wall_us
+
+    rng = random.Random(13)
+    changes = [("Europe/Berlin", "2026-03-29T01:00"), ("Europe/Berlin", "2026-10-25T01:00"),
+               ("America/New_York", "2026-11-01T06:00"), ("Australia/Lord_Howe", "2026-04-04T15:00"),
+               ("Australia/Lord_Howe", "2026-10-03T15:30"), ("Asia/Kathmandu", "2026-06-01T00:00"),
+               ("Pacific/Chatham", "2026-04-04T14:45"), ("UTC", "2026-01-01T00:00")]
+    for tz, when in changes:
+        at = int(datetime.fromisoformat(when + "+00:00").timestamp() * 1000)
+        for _ in range(400):
+            ms = at + rng.choice([rng.randrange(-2 * 3_600_000, 2 * 3_600_000), rng.randrange(-300 * DAY, 300 * DAY),
+                                  rng.randrange(-2, 2) * 900_000 + rng.randrange(-1, 2)])
+            assert _wall_of(tz, ms) == _wall_us(datetime.fromtimestamp(ms / 1000, ZoneInfo(tz))), (tz, ms)
