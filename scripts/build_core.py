@@ -45,7 +45,8 @@ def _unfreeze(path: str) -> None:
 
 
 def _native_inits(path: str) -> list[str]:
-    """In the compiled copy, each value type whose fields are all plain (a default or none, no
+    """In the compiled copy, each value type whose fields are all plain (a default or none; a ``field`` with a
+    default and at most ``compare`` and ``repr``; no
     ``field(init=False)``, no ``__post_init__``) gets its ``__init__`` written out, and ``init=False`` on its
     decorator: mypyc compiles it. The dataclass decorator otherwise generates ``__init__`` when the module loads,
     as interpreted code, which the compiled state machine then calls for every value it makes (``evolve`` too):
@@ -79,8 +80,8 @@ def _native_inits(path: str) -> list[str]:
             if b.value is not None:
                 default = ast.get_source_segment(text, b.value)
                 if isinstance(b.value, ast.Call) and getattr(b.value.func, "id", "") == "field":
-                    kws = {k.arg: k.value for k in b.value.keywords}
-                    if set(kws) != {"default"}:
+                    kws = {k.arg: k.value for k in b.value.keywords}  # compare/repr: the decorator's, not __init__'s
+                    if "default" not in kws or not set(kws) <= {"default", "compare", "repr"}:
                         plain = False
                         break
                     default = ast.get_source_segment(text, kws["default"])

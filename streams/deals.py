@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import uuid
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -70,6 +70,9 @@ class RoomState:
     offset: int = -1  # last source offset folded in (distributed mode: a replayed message is not counted twice)
     meta: tuple[tuple[str, Any], ...] = ()  # owner, amount, expected_close, stakeholder emails
     model: WinModel = PRIOR_MODEL  # the site's win model as last handed to this room (streams/winmodel.py)
+    # a memo, not state (never saved, never compared): (scores, their daily_total, its by_day) as of the tick that
+    # made them; the next tick reuses them while ``scores`` is that very tuple (no event came between)
+    totals: Any = field(default=None, compare=False, repr=False)
 
 
 def new_state(site: str, room_id: str, created_ms: int, stage: str = DEFAULT_STAGES[0]) -> RoomState:
@@ -174,7 +177,7 @@ def step(state: RoomState | None, recs: list[dict], cfg: ScoringConfig = DEFAULT
         elif kind == "model":
             state = _take_model(state, rec)
         elif kind in ("tick", "clock"):
-            state = _tick(state, scores, int(rec["now"]), out, cfg, acfg)  # type: ignore[arg-type]
+            state = _tick(state, scores, int(rec["now"]), out, cfg, acfg, not rescored)  # type: ignore[arg-type]
         elif kind == "erase":
             who = str(rec["stakeholder"])
             state = forget(state, who, int(rec["requested_at"]), out)
@@ -277,16 +280,28 @@ def tick_leaves(state: RoomState, closed_stages: Container[str]) -> bool:
 
 
 def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: dict[str, list[dict]], cfg: ScoringConfig,
-          acfg: AlertConfig) -> RoomState:
-    """The time rules at ``now``; ``scores``: the room's, as a dict in id order. A closed deal's time rules are
+          acfg: AlertConfig, fresh: bool = False) -> RoomState:
+    """The time rules at ``now``; ``scores``: the room's, as a dict in id order (``fresh``: ``state.scores``'s own,
+    no event folded into it yet in this step). A closed deal's time rules are
     off (``evaluate``), so a tick leaves its state as it is, the clock included: the clock of a closed room moves
     with its own records only, and the holder need not write the state again."""
     if tick_leaves(state, acfg.closed_stages):
         return state
     before = state.bands
-    # the daily total, for the bands and the deal row
-    total = daily_total(scores) if scores and state.room.stage not in acfg.closed_stages else None
-    summed = by_day(total) if total is not None else None
+    # the daily total, for the bands and the deal row: as the tick before left it, when no event came since (about
+    # half the ticks of bench/core_bench.py, and nearly every tick of a wall clock's minutes)
+    total: dict[int, float] | None = None
+    summed: list[tuple[int, float]] | None = None
+    memo = None
+    if scores and state.room.stage not in acfg.closed_stages:
+        if fresh and state.totals is not None and state.totals[0] is state.scores:
+            memo = state.totals
+            total, summed = memo[1], memo[2]
+        else:
+            total = daily_total(scores)
+            summed = by_day(total)
+            if fresh:
+                memo = (state.scores, total, summed)
     bands, alerts = evaluate(state.room, state.facts, scores, state.bands, now, cfg, acfg, summed)
     fired = _fire(state, state.fired, alerts, out) if alerts else state.fired
     snapshot_day = state.snapshot_day
@@ -301,17 +316,18 @@ def _tick(state: RoomState, scores: dict[str, StakeholderScore], now: int, out: 
         if scores and (day > snapshot_day or (before.deal and before.deal != bands.deal)):
             out.setdefault("deal_scores", []).append(_deal_row(state, scores, now, cfg, acfg, total, summed, bands.deal))
             snapshot_day = max(day, snapshot_day)
-    return moved(state, state.facts, bands, state.daily, max(state.clock_ms, now), snapshot_day, fired)
+    return moved(state, state.facts, bands, state.daily, max(state.clock_ms, now), snapshot_day, fired, totals=memo)
 
 
 def moved(state: RoomState, facts: RoomFacts, bands: BandState, daily: tuple[tuple[int, float], ...], clock_ms: int,
           snapshot_day: int, fired: tuple[str, ...],
-          scores: tuple[tuple[str, StakeholderScore], ...] | None = None) -> RoomState:
+          scores: tuple[tuple[str, StakeholderScore], ...] | None = None, totals: Any = None) -> RoomState:
     """``state`` with what runs of events and ticks move, every other field as it is: ``evolve`` written out for
     the two calls the core makes per run and per tick (compiled, a generic ``evolve`` of this 13-field type cost
-    2 us, 2026-12-05). tests/unit/test_deals.py checks it copies every field."""
+    2 us, 2026-12-05). tests/unit/test_deals.py checks it copies every field. ``totals``: the new state's memo
+    (``_tick``'s); any other caller drops it."""
     return RoomState(state.site, state.room, facts, state.scores if scores is None else scores, bands, daily, clock_ms,
-                     snapshot_day, fired, state.partition, state.offset, state.meta, state.model)
+                     snapshot_day, fired, state.partition, state.offset, state.meta, state.model, totals)
 
 
 def internal_team(people: list[dict], domains: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -259,7 +259,7 @@ def test_moved_copies_every_field_it_is_not_given():
                             bands=BandState("Active"), daily=((3, 2.0),), clock_ms=11, snapshot_day=13,
                             fired=("quiet/1/low",), partition=17, offset=19, meta=(("owner", "ana"),),
                             model=WinModel("fit-x", PRIOR, 2, 3))
-    assert len(dataclasses.fields(state)) == 13  # a new field must be added to ``moved`` too
+    assert len(dataclasses.fields(state)) == 14  # a new field must be added to ``moved`` too
     new = dict(facts=RoomFacts(last_activity_ms=23), bands=BandState("Dark"), daily=((4, 1.0),), clock_ms=29,
                snapshot_day=31, fired=("hot/4",))
     assert deals.moved(state, **new) == dataclasses.replace(state, **new)
@@ -267,6 +267,12 @@ def test_moved_copies_every_field_it_is_not_given():
     assert deals.moved(state, **new, scores=scores) == dataclasses.replace(state, **new, scores=scores)
     assert deals.moved(state, state.facts, state.bands, state.daily, state.clock_ms, state.snapshot_day,
                        state.fired) == state
+    # the memo is not state: never compared, and only the tick's own goes on
+    memo = (state.scores, {3: 2.0}, [(3, 2.0)])
+    assert dataclasses.replace(state, totals=memo) == state and hash(dataclasses.replace(state, totals=memo)) == hash(state)
+    assert deals.moved(dataclasses.replace(state, totals=memo), **new).totals is None
+    assert deals.moved(state, **new, totals=memo).totals is memo
+    assert deals.loads(deals.dumps(dataclasses.replace(state, totals=memo))).totals is None
 
 
 def test_active_at_copies_every_field_but_the_last_activity():
