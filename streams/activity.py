@@ -13,6 +13,7 @@ from typing import Final
 
 from streams.ids import Namespace
 from streams.model import RoomFacts
+from streams.scoring import ms
 
 _IDS: Final = Namespace(uuid.UUID("6a1f0e1c-3b8d-4d52-9a57-0f5c2e7d8b13"))
 EVENT_ACTIVITY: Final = {"room_view": "room_opened", "content_view": "content_viewed", "download": "downloaded",
@@ -39,4 +40,4 @@ def activity_row(site: str, room_id: str, owner: str, rec: dict, kind: str) -> d
     return {"activity_id": _IDS.name(f"{rec.get('event_id', '')}/{kind}"), "site": site, "room_id": room_id,
             "owner": owner, "kind": kind, "who": who, "content_id": rec.get("content_id") or "",
             "page": rec.get("page"), "detail": str(detail)[:512], "event_id": str(rec.get("event_id", "")),
-            "at": int(rec["ts"])}
+            "at": ms(rec["ts"])}

@@ -9,7 +9,7 @@ for every rule). Fatigue control across alerts (cooldowns, quiet hours) is the d
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from streams.scoring import (
     deal_band,
     engaged_ids,
     is_person,
+    ms,
     stakeholder_band,
     value_at,
 )
@@ -38,7 +39,7 @@ class EventView:
     __slots__ = ("room", "facts", "rec", "ts", "sid", "kind", "daily_points", "points")
 
     def __init__(self, room: Room, facts: RoomFacts, rec: dict, ts: int, sid: str, kind: str,
-                 daily_points: tuple[tuple[int, float], ...], points: float) -> None:
+                 daily_points: Sequence[tuple[int, float]], points: float) -> None:
         self.room = room
         self.facts = facts  # before this event
         self.rec = rec
@@ -386,6 +387,30 @@ TIME_RULES: Final[tuple[TimeRule, ...]] = (quiet, room_unopened, deal_went_dark,
 
 # ---------------------------------------------------------------- running them
 
+def event_alerts(v: EventView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """``[a for rule in EVENT_RULES for a in rule(v, cfg, acfg)]``, each rule called by name: compiled, a call
+    through the tuple went through Python's calling convention (argument parsing, for six rules an event).
+    tests/unit/test_alerts.py checks the two agree and name the same rules."""
+    out = new_stakeholder_by_link(v, cfg, acfg)
+    out.extend(shared(v, cfg, acfg))
+    out.extend(shared_link_opened(v, cfg, acfg))
+    out.extend(pricing_revisited(v, cfg, acfg))
+    out.extend(proposal_read(v, cfg, acfg))
+    out.extend(hot(v, cfg, acfg))
+    return out
+
+
+def time_alerts(v: TimeView, cfg: ScoringConfig, acfg: AlertConfig) -> list[Alert]:
+    """``[a for rule in TIME_RULES for a in rule(v, cfg, acfg)]``, each rule called by name (as ``event_alerts``)."""
+    out = quiet(v, cfg, acfg)
+    out.extend(room_unopened(v, cfg, acfg))
+    out.extend(deal_went_dark(v, cfg, acfg))
+    out.extend(stakeholder_dark(v, cfg, acfg))
+    out.extend(single_threaded(v, cfg, acfg))
+    out.extend(proposal_unopened(v, cfg, acfg))
+    return out
+
+
 def _kind(cfg: ScoringConfig, content_id: str, room: Room, kinds: dict[str, str] | None = None) -> str:
     """The content's declared kind (the room's catalogue, or ``kinds``: the same as a dict), else the guess
     from its id."""
@@ -394,20 +419,20 @@ def _kind(cfg: ScoringConfig, content_id: str, room: Room, kinds: dict[str, str]
     return (room.kinds if kinds is None else kinds).get(content_id) or cfg.kind(content_id)
 
 
-def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[int, float], ...] = (),
+def observe(room: Room, facts: RoomFacts, rec: dict, daily_points: Sequence[tuple[int, float]] = (),
             points: float = 0.0, cfg: ScoringConfig = DEFAULT,
             acfg: AlertConfig = ALERTS, kinds: dict[str, str] | None = None,
             activity: bool = True) -> tuple[RoomFacts, list[Alert]]:
     """Run the event rules on one event, then fold it into the room's facts. ``kinds``: ``room.kinds``, when
     the caller has it; ``activity``: as for ``fold``."""
-    ts, sid = int(rec["ts"]), rec.get("stakeholder_id", "")
+    ts, sid = ms(rec["ts"]), rec.get("stakeholder_id", "")
     kind = _kind(cfg, rec.get("content_id", ""), room, kinds)
     view = EventView(room, facts, rec, ts, sid, kind, daily_points, points)
-    alerts = [a for rule in EVENT_RULES for a in rule(view, cfg, acfg)]
+    alerts = event_alerts(view, cfg, acfg)
     return fold(facts, rec, ts, sid, kind, alerts, acfg, room, activity), alerts
 
 
-def observe_in_run(room: Room, facts: RoomFacts, rec: dict, daily_points: tuple[tuple[int, float], ...], points: float,
+def observe_in_run(room: Room, facts: RoomFacts, rec: dict, daily_points: Sequence[tuple[int, float]], points: float,
                    cfg: ScoringConfig, acfg: AlertConfig, kinds: dict[str, str]) -> tuple[RoomFacts, list[Alert]]:
     """``observe`` for a run of events (streams/deals.py): the facts returned leave ``last_activity_ms`` as it
     was (the caller folds the run's latest time in when the run ends; no event rule reads it), so the usual
@@ -503,4 +528,4 @@ def evaluate(room: Room, facts: RoomFacts, scores: dict[str, StakeholderScore], 
     if room.tz and room.tz != acfg.calendar.tz:  # silence in the buyer's working days: their zone, the site's holidays
         acfg = in_zone(acfg, room.tz)
     view = TimeView(room, facts, scores, bands, bands_at(scores, now_ms, cfg, summed), now_ms)
-    return view.now, [a for rule in TIME_RULES for a in rule(view, cfg, acfg)]
+    return view.now, time_alerts(view, cfg, acfg)

@@ -26,12 +26,14 @@ class WorkCalendar:
     _weekend: frozenset[int] = field(init=False, repr=False, compare=False)
     _workweek: tuple[bool, ...] = field(init=False, repr=False, compare=False)  # by weekday (Monday = 0)
     _spans: dict[tuple[int, int], float] = field(init=False, repr=False, compare=False)
+    _offsets: dict[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # derived lookups (the rules ask for working days on every tick)
         object.__setattr__(self, "_off", frozenset(date.fromisoformat(h).toordinal() for h in self.holidays))
         object.__setattr__(self, "_weekend", frozenset(self.weekend))
         object.__setattr__(self, "_workweek", tuple(d not in self.weekend for d in range(7)))
         object.__setattr__(self, "_spans", {})  # spans asked before: a room's gaps are asked again every tick
+        object.__setattr__(self, "_offsets", {})  # the zone's offset (us) by hour since 1970 UTC (``_wall``)
 
     def is_working(self, day: date) -> bool:
         return day.weekday() not in self._weekend and day.toordinal() not in self._off
@@ -62,7 +64,7 @@ class WorkCalendar:
         if self.tz == "UTC":  # the wall clock is the instant (the datetimes' microseconds are exactly ms x 1000)
             start, end = start_ms * 1000, end_ms * 1000
         else:
-            start, end = _wall_of(self.tz, start_ms), _wall_of(self.tz, end_ms)
+            start, end = self._wall(start_ms), self._wall(end_ms)
         first, final = start // DAY_US + _EPOCH_ORDINAL, end // DAY_US + _EPOCH_ORDINAL
         extra = 0.0
         if final - first > MAX_SPAN_DAYS:
@@ -80,6 +82,25 @@ class WorkCalendar:
         if final > first and work[(final + 6) % 7] and final not in off:
             total += _part(start, end, final)
         return total + extra
+
+    def _wall(self, ms: int) -> int:
+        """``_wall_us(datetime.fromtimestamp(ms / 1000, zone))``: the instant (its microseconds are exactly
+        ms x 1000) plus the zone's offset, remembered per hour when it is the same at the hour's first and last
+        millisecond (an offset changes at most once an hour); in an hour that changes it, each instant is
+        converted. Two datetime conversions a span were three quarters of its cost (callgrind, 2026-12-06)."""
+        offsets = self._offsets
+        hour = ms // HOUR_MS
+        off = offsets.get(hour)
+        if off is None:
+            zone = _zone(self.tz)
+            first, last = hour * HOUR_MS, (hour + 1) * HOUR_MS - 1
+            off = _wall_us(datetime.fromtimestamp(first / 1000, zone)) - first * 1000
+            if _wall_us(datetime.fromtimestamp(last / 1000, zone)) - last * 1000 != off:
+                return _wall_us(datetime.fromtimestamp(ms / 1000, zone))
+            if len(offsets) >= MAX_SPANS:
+                offsets.clear()
+            offsets[hour] = off
+        return ms * 1000 + off
 
     def _whole_days(self, first: int, final: int) -> int:
         """The working days strictly between the ordinals ``first`` and ``final``."""
@@ -107,6 +128,7 @@ class WorkCalendar:
 
 
 DAY_US: Final = 86_400_000_000
+HOUR_MS: Final = 3_600_000
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 
 
@@ -115,31 +137,6 @@ def _part(start: int, end: int, ordinal: int) -> float:
     d0 = (ordinal - _EPOCH_ORDINAL) * DAY_US
     lo, hi = max(start, d0), min(end, d0 + DAY_US)
     return (hi - lo) / 1_000_000 / 86400.0 if hi > lo else 0.0
-
-
-HOUR_MS: Final = 3_600_000
-MAX_OFFSETS: Final = 1 << 16
-_OFFSETS: Final[dict[tuple[str, int], int]] = {}  # (zone, hour since 1970 UTC) -> the zone's offset all that hour (us)
-
-
-def _wall_of(tz: str, ms: int) -> int:
-    """``_wall_us(datetime.fromtimestamp(ms / 1000, zone))``: the instant (its microseconds are exactly ms x 1000)
-    plus the zone's offset, remembered per zone and hour when it is the same at the hour's first and last
-    millisecond (offsets change at most once an hour); in an hour that changes it, each instant is converted.
-    Two datetime conversions a span were three quarters of its cost (callgrind, 2026-12-06)."""
-    hour = ms // HOUR_MS
-    key = (tz, hour)
-    off = _OFFSETS.get(key)
-    if off is None:
-        zone = _zone(tz)
-        first, last = hour * HOUR_MS, (hour + 1) * HOUR_MS - 1
-        off = _wall_us(datetime.fromtimestamp(first / 1000, zone)) - first * 1000
-        if _wall_us(datetime.fromtimestamp(last / 1000, zone)) - last * 1000 != off:
-            return _wall_us(datetime.fromtimestamp(ms / 1000, zone))
-        if len(_OFFSETS) >= MAX_OFFSETS:
-            _OFFSETS.clear()
-        _OFFSETS[key] = off
-    return ms * 1000 + off
 
 
 def _wall_us(t: datetime) -> int:

@@ -77,6 +77,12 @@ class ScoringConfig:
 DEFAULT: Final = ScoringConfig()
 
 
+def ms(value: Any) -> int:
+    """A record's time field as an int: an int as it is (compiled, ``int(x)`` was a generic call of the type, four
+    an event), anything else through ``int``."""
+    return value if type(value) is int else int(value)
+
+
 _SCALES: Final = tuple(10.0 ** d for d in range(16))  # 10^digits, exact (a generic power per call cost 40 % of ``rounded``)
 
 
@@ -178,7 +184,7 @@ class ScoreAcc:
         self.resort = False  # (a value's reasons and caps are sorted by key, and dicts keep that order)
 
     def add(self, rec: dict, points: tuple[float, str], cfg: ScoringConfig = DEFAULT) -> None:
-        ts = int(rec["ts"])
+        ts = ms(rec["ts"])
         pts, reason = points
         day = ts // DAY_MS
         caps = self.caps
@@ -217,7 +223,7 @@ class ScoreAcc:
             for k in [k for k in caps if k[0] < low]:
                 del caps[k]
             self.caps_from = _earliest_day(caps)
-        _add_day_list(self.daily, day, pts, day - 2 * cfg.velocity_window_days)
+        add_day_in_place(self.daily, day, pts, day - 2 * cfg.velocity_window_days)
         self.value = decay(self.value, before, now, hl) + contribution
         self.updated_ms = now
         self.first_seen_ms = min(self.first_seen_ms or ts, ts)
@@ -267,7 +273,7 @@ def _earliest_day(caps: dict[tuple[int, str], float]) -> int:
     return first
 
 
-def _add_day_list(daily: list[tuple[int, float]], day: int, pts: float, keep_from: int) -> None:
+def add_day_in_place(daily: list[tuple[int, float]], day: int, pts: float, keep_from: int) -> None:
     """``add_day`` in place on a list."""
     if daily and daily[0][0] >= keep_from and daily[-1][0] <= day:
         last_day, last = daily[-1]
@@ -481,45 +487,17 @@ def engaged_ids(stakeholders: dict[str, StakeholderScore], now_ms: int, cfg: Sco
 def daily_total(stakeholders: dict[str, StakeholderScore]) -> dict[int, float]:
     """The stakeholders' daily points summed per day, days in the order first met (stakeholder by
     stakeholder): the win model's features sum over it in that order. Each day's sum is 0.0 + the first
-    stakeholder's points + the next one's..., in stakeholder order, whichever way it is computed."""
-    lo = hi = 0
-    count = 0
-    for s in stakeholders.values():
-        for d, _ in s.daily:
-            if count == 0 or d < lo:
-                lo = d
-            if count == 0 or d > hi:
-                hi = d
-            count += 1
-    if count == 0:
-        return {}
-    span = hi - lo + 1
-    if span > 4 * count + 64:  # days far apart (a long-silent person's old days): a dict, not a sparse array
-        return _daily_total_sparse(stakeholders)
-    # one slot per day of the span (a dict grew and rehashed as days came: 28 % slower compiled, 2026-12-05)
-    sums: list[float] = [0.0] * span
-    seen: list[bool] = [False] * span
-    order: list[int] = []
-    for s in stakeholders.values():
-        for d, v in s.daily:
-            i = d - lo
-            if seen[i]:
-                sums[i] = sums[i] + v
-            else:
-                seen[i] = True
-                sums[i] = 0.0 + v
-                order.append(d)
-    return {d: sums[d - lo] for d in order}
-
-
-def _daily_total_sparse(stakeholders: dict[str, StakeholderScore]) -> dict[int, float]:
+    stakeholder's points + the next one's..., in stakeholder order. One dict keyed by the days as they are
+    (compiled, an int key would be made again per lookup): 14 % faster than summing into a list per day of the
+    span, which had to be turned into this dict anyway (2026-12-06)."""
     total: dict[Any, float] = {}
-    pair: tuple[Any, float]  # the day stays the object it is (compiled, an int key would be re-made per lookup)
+    pair: tuple[Any, float]
     for s in stakeholders.values():
         days: tuple[tuple[Any, float], ...] = s.daily
         for pair in days:
             d = pair[0]
-            total[d] = total.get(d, 0.0) + pair[1]
+            got = total.get(d)
+            total[d] = (0.0 if got is None else got) + pair[1]
     return total
 
 
