@@ -159,7 +159,7 @@ class ScoreAcc:
     third of this class's work (callgrind, 2026-12-06)."""
 
     __slots__ = ("value", "updated_ms", "first_seen_ms", "last_seen_ms", "reasons", "synced", "factors", "caps", "daily",
-                 "resort", "caps_from", "caps_resort", "caps_last")
+                 "resort", "caps_from")
     value: float
     updated_ms: int
     first_seen_ms: int
@@ -169,9 +169,7 @@ class ScoreAcc:
     factors: list[float]  # the decay factor of each event that moved the clock, in order
     caps: dict[tuple[int, str], float]
     daily: list[tuple[int, float]]
-    resort: bool  # a reason was added (at the end): ``freeze`` sorts them again
-    caps_resort: bool  # a cap key was added before the greatest one (``caps_last``): ``freeze`` sorts the caps
-    caps_last: tuple[int, str] | None
+    resort: bool  # a reason or cap key was added (at the end): ``freeze`` sorts them again
     caps_from: int  # the earliest day among the caps' keys (no key: a day after any): pruned only when it is too old
 
     def __init__(self, s: StakeholderScore) -> None:
@@ -184,8 +182,6 @@ class ScoreAcc:
         self.caps_from = _earliest_day(self.caps)
         self.daily = list(s.daily)
         self.resort = False  # (a value's reasons and caps are sorted by key, and dicts keep that order)
-        self.caps_resort = False
-        self.caps_last = s.day_type_points[-1][0] if s.day_type_points else None
 
     def add(self, rec: dict, points: tuple[float, str], cfg: ScoringConfig = DEFAULT) -> None:
         ts = ms(rec["ts"])
@@ -217,12 +213,8 @@ class ScoreAcc:
             reasons[reason] = v
             self.synced[reason] = n
         if pts > 0:
-            if key not in caps:  # a new day's, the usual case, comes after the others: still in order
-                last = self.caps_last
-                if last is not None and key < last:
-                    self.caps_resort = True
-                else:
-                    self.caps_last = key
+            if key not in caps:
+                self.resort = True
             caps[key] = used + pts
             if day < self.caps_from:
                 self.caps_from = day
@@ -253,8 +245,10 @@ class ScoreAcc:
                     kept.append((r, v))
         else:
             kept = list(self.reasons.items())
-        reasons = tuple(sorted(kept)) if self.resort else tuple(kept)  # (nothing added: still in key order)
-        caps = tuple(sorted(self.caps.items())) if self.caps_resort else tuple(self.caps.items())
+        if self.resort:
+            reasons, caps = tuple(sorted(kept)), tuple(sorted(self.caps.items()))
+        else:  # nothing added: still in key order
+            reasons, caps = tuple(kept), tuple(self.caps.items())
         return StakeholderScore(self.value, self.updated_ms, self.first_seen_ms, self.last_seen_ms, reasons, caps,
                                 tuple(self.daily))
 
