@@ -2,7 +2,8 @@
 
 The state machine names every activity and alert row this way (a replay gives the same ids), so this runs for
 most events: the namespace's hash state is made once and copied per name, and the text is cut from the hex
-digest, no UUID object built (compiled, 0.5 against 2.0 us a name interpreted, 2026-12-06).
+digest, no UUID object built (compiled, 0.8 us a name against 2.0 us for the hashlib and bytearray version it
+replaces, interpreted; 2026-12-06).
 """
 from __future__ import annotations
 
