@@ -23,23 +23,23 @@ class WorkCalendar:
     weekend: tuple[int, ...] = (5, 6)  # Monday = 0: Saturday and Sunday
     holidays: tuple[str, ...] = ()  # local ISO dates (YYYY-MM-DD)
     _off: frozenset[int] = field(init=False, repr=False, compare=False)
-    _weekend: frozenset[int] = field(init=False, repr=False, compare=False)
     _workweek: tuple[bool, ...] = field(init=False, repr=False, compare=False)  # by weekday (Monday = 0)
+    _per_week: int = field(init=False, repr=False, compare=False)  # working weekdays in a week
     _spans: dict[tuple[int, int], float] = field(init=False, repr=False, compare=False)
     _offsets: dict[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # derived lookups (the rules ask for working days on every tick)
         object.__setattr__(self, "_off", frozenset(date.fromisoformat(h).toordinal() for h in self.holidays))
-        object.__setattr__(self, "_weekend", frozenset(self.weekend))
         object.__setattr__(self, "_workweek", tuple(d not in self.weekend for d in range(7)))
+        object.__setattr__(self, "_per_week", sum(self._workweek))
         object.__setattr__(self, "_spans", {})  # spans asked before: a room's gaps are asked again every tick
         object.__setattr__(self, "_offsets", {})  # the zone's offset (us) by hour since 1970 UTC (``_wall``)
 
     def is_working(self, day: date) -> bool:
-        return day.weekday() not in self._weekend and day.toordinal() not in self._off
+        return self.works_on(day.toordinal() - _EPOCH_ORDINAL)
 
     def works_on(self, day: int) -> bool:
-        """``is_working`` of the local date ``day`` days after 1970-01-01 (no date object made)."""
+        """Whether the local date ``day`` days after 1970-01-01 is a working day (no date object made)."""
         ordinal = day + _EPOCH_ORDINAL
         return self._workweek[(ordinal + 6) % 7] and ordinal not in self._off
 
@@ -108,11 +108,7 @@ class WorkCalendar:
         if days <= 0:
             return 0
         work = self._workweek
-        per_week = 0
-        for w in work:
-            if w:
-                per_week += 1
-        count = days // 7 * per_week
+        count = days // 7 * self._per_week
         wd = (first + 1 + 6) % 7  # the weekday of first + 1; the days left after whole weeks start there too
         for _ in range(days % 7):
             if work[wd]:
