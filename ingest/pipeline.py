@@ -4,6 +4,9 @@
     -> rate limit (429) -> server-side sender? (Bearer site secret: own timeline) -> bot filter
     -> per-event validate + enrich -> hand off (503 if it cannot)
 
+A plainly valid body is parsed and all its checks made in one pass (``contract.check_body``); any other is
+parsed, then checked envelope first and event by event, and each rejection gets its own answer.
+
 Every rejection has a typed reason. Request-level rejections (4xx) and per-event ones become dead letters,
 handed off with the accepted events of the same request. 429 and 503 are not rejections: the client keeps
 the events and retries, so they are counted in metrics, not dead-lettered.
@@ -73,9 +76,9 @@ class IngestPipeline:
 
     def _plain_batch(self, checked: list[tuple[dict, list[str]]], req: Request, site_key: str, sent_at: int,
                      oldest: int) -> list[dict] | None:
-        """The records of a browser's batch checked column by column (``contract.check_events``) when none of its
-        events needs a look of its own: no token to verify, no id twice, none stale after skew correction. The
-        same records, in the same order, as the loop in ``handle`` makes one event at a time
+        """The records of a browser's batch checked at once (``contract.check_body`` or ``check_events``) when
+        none of its events needs a look of its own: no token to verify, no id twice, none stale after skew
+        correction. The same records, in the same order, as the loop in ``handle`` makes one event at a time
         (tests/unit/test_pipeline_batch.py); None otherwise, and the loop gives each event its own answer."""
         cleans = [c for c, _ in checked]
         if len({c["event_id"] for c in cleans}) != len(cleans) or any("token" in c for c in cleans):
@@ -96,53 +99,73 @@ class IngestPipeline:
             return await self._reject_request(req, "", 413, Rejected("body_too_large", "", f"more than {s.max_body_bytes} bytes"))
         try:
             data = decompress(req.raw, req.content_encoding, s.max_decompressed_bytes)
-            obj = parse_json(data)
+            # 3-4. a plainly valid request is parsed and checked in one pass (contract.check_body); any other is
+            # parsed, then checked envelope first and event by event, each rejection with its own answer
+            plain_body = contract.check_body(data)
+            obj = parse_json(data) if plain_body is None else None
         except BodyError as e:
             return await self._reject_request(req, "", e.status, e)
-        # 4. envelope
-        site_key: str = obj["site"] if isinstance(obj, dict) and isinstance(obj.get("site"), str) else ""
-        try:
-            site_key, sent_at, events, ignored = contract.check_envelope(obj)
-        except Rejected as e:
-            return await self._reject_request(req, site_key, 400, e, body=obj)
+        events: list = []  # the events as sent; with a plain body, parsed only for a rejection's evidence
+        checked: list[tuple[dict, list[str]]] | None = None
+        if plain_body is not None:
+            site_key, sent_at, cleans = plain_body
+            n_events, checked = len(cleans), [(c, []) for c in cleans]
+            ignored: list[str] = []
+        else:
+            # 4. envelope
+            site_key = obj["site"] if isinstance(obj, dict) and isinstance(obj.get("site"), str) else ""
+            try:
+                site_key, sent_at, events, ignored = contract.check_envelope(obj)
+            except Rejected as e:
+                return await self._reject_request(req, site_key, 400, e, body=obj)
+            n_events = len(events)
+
+        def as_sent() -> object:  # the request as sent, the evidence of a rejection (a plain body parsed for it)
+            return obj if obj is not None else parse_json(data)
+
         # 5-6. site and origin
         site = self.sites.get(site_key)
         if site is None:
-            return await self._reject_request(req, site_key, 401, Rejected("unknown_site", "site"), body=obj)
+            return await self._reject_request(req, site_key, 401, Rejected("unknown_site", "site"), body=as_sent())
         if not site.origin_allowed(req.origin):
             return await self._reject_request(req, site_key, 403, Rejected("origin_not_allowed", "", req.origin or ""),
-                                              body=obj)
+                                              body=as_sent())
         allow_origin = req.origin
         # server-side senders that prove the site secret send their own timeline (imports, replays): their
         # timestamps are kept as given, old ones included, and they are not bot-filtered
         trusted = site.bearer_ok(req.authorization)
-        if len(events) > s.max_events_per_batch:
+        if n_events > s.max_events_per_batch:
             return await self._reject_request(
                 req, site_key, 413, Rejected("too_many_events", "events", f"at most {s.max_events_per_batch}"), allow_origin,
-                body=obj)
+                body=as_sent())
         # 7. rate limit
-        wait = self.limiter.take(site_key, len(events), req.monotonic_s, site.rate_limit_events_per_s)
+        wait = self.limiter.take(site_key, n_events, req.monotonic_s, site.rate_limit_events_per_s)
         if wait > 0:
-            self.metrics.rate_limited.labels(site_key).inc(len(events))
+            self.metrics.rate_limited.labels(site_key).inc(n_events)
             retry = max(1, math.ceil(wait))
             return Outcome(429, {"error": "rate_limited", "retry_after_s": retry}, {"Retry-After": str(retry)}, allow_origin)
         # 8-9. events
         accepted, dead, rejected, unverified, accepted_index = [], [], [], [], []
         is_bot = not trusted and bots.is_bot(req.user_agent, req.origin is not None)
         seen: set[str] = set()
-        # a batch of plainly valid events is checked column by column at once; any other, event by event
-        checked = None if is_bot else contract.check_events(events)
+        if is_bot:
+            checked = None
+        elif checked is None:  # a batch of plainly valid events is checked column by column at once
+            checked = contract.check_events(events)
+        if is_bot and obj is None:  # each event gets its dead letter, with the event as sent
+            obj = parse_json(data)
+            events = obj["events"]
         received, skew_tolerance = req.received_at_ms, s.clock_skew_tolerance_ms
         oldest = received - s.max_event_age_s * 1000
         backfill = (received - s.max_backfill_days * 86_400_000, received + 86_400_000)
         plain = None if checked is None or trusted else self._plain_batch(checked, req, site_key, sent_at, oldest)
         if plain is not None:
             accepted, accepted_index = plain, list(range(len(plain)))
-        for i, ev in enumerate(events if plain is None else ()):  # event by event, each with its own answer
+        for i in range(n_events if plain is None else 0):  # event by event, each with its own answer
             try:
                 if is_bot:
                     raise Rejected("bot", "", "user agent matches a known crawler")
-                clean, extra = checked[i] if checked is not None else contract.check_event(ev)
+                clean, extra = checked[i] if checked is not None else contract.check_event(events[i])
                 if clean["event_id"] in seen:
                     raise Rejected("duplicate_in_batch", "event_id")
                 seen.add(clean["event_id"])
@@ -156,6 +179,10 @@ class IngestPipeline:
                     if ts < oldest:
                         raise Rejected("stale_event", "ts", f"older than {s.max_event_age_s} s after skew correction")
             except Rejected as e:
+                if obj is None:
+                    obj = parse_json(data)
+                    events = obj["events"]
+                ev = events[i]
                 eid = ev.get("event_id", "") if isinstance(ev, dict) else ""
                 rejected.append({"index": i, **e.as_dict()})
                 dead.append(self._dead(req, site_key, e, index=i, event_id=eid, payload=records.payload_of(ev)))

@@ -11,10 +11,13 @@ Unknown fields: the server ignores them (never stored) and counts them in the me
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 VERSION = 1
 
@@ -345,6 +348,106 @@ def check_events(events: list) -> list[tuple[dict, list[str]]] | None:
                 clean[name] = fn(clean[name])
         out.append((clean, []))
     return out
+
+
+# check_body: a plainly valid request decoded and checked in one pass (msgspec: the JSON parsed straight into
+# types built below from the same field table, lengths, ranges, choices, required fields and unknown fields
+# checked as it parses); the character sets of ids, UUIDs and prop keys then checked a column at a time
+_ID_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:@-")
+_ID_CHARS = bytes(sorted(_ID_BYTES | {10}))  # and the newline that joins a column
+_PROP_KEY_CHARS = bytes(sorted((_ID_BYTES - {ord(":"), ord("@")}) | {10}))
+_LOWER_HEX = b"0123456789abcdef"
+_ID_NAMES = tuple(f.name for f in COMMON_FIELDS if f.kind == "id")
+# prop values as the per-event check takes them, integers only within int64 (orjson reads one beyond 64 bits as
+# a float, msgspec as an int: such a body goes the per-event way)
+_PROP_VALUE = (Annotated[str, msgspec.Meta(max_length=MAX_PROP_VALUE)]
+               | Annotated[int, msgspec.Meta(ge=-(2 ** 63), le=2 ** 63 - 1)] | float | bool | None)
+
+
+def _plain_type(f: Field) -> Any:
+    """What the plain decoder takes for a field: a subset of what ``_checker(f)`` accepts, each value one that
+    checker returns as it is (an integer sent as 2.0, an upper-case UUID or a null go the per-event way)."""
+    k = f.kind
+    if k == "id":
+        return Annotated[str, msgspec.Meta(min_length=1, max_length=f.max_len)]
+    if k == "text":
+        return Annotated[str, msgspec.Meta(max_length=f.max_len)]
+    if k == "uuid":
+        return Annotated[str, msgspec.Meta(min_length=36, max_length=36)]
+    if k == "enum":
+        return Literal[f.choices]
+    if k == "ts":
+        return Annotated[int, msgspec.Meta(ge=MIN_TS_MS, le=MAX_TS_MS)]
+    if k == "int":
+        return Annotated[int, msgspec.Meta(ge=int(f.lo), le=int(f.hi))]
+    if k == "num":  # an integer is read as a float, as the checker's float(value)
+        return Annotated[float, msgspec.Meta(ge=f.lo, le=f.hi)]
+    if k == "props":
+        return Annotated[dict[str, _PROP_VALUE], msgspec.Meta(max_length=MAX_PROPS)]
+    raise AssertionError(k)
+
+
+def _plain_event(etype: str) -> type:
+    required = set(REQUIRED_COMMON) | set(REQUIRED_BY_TYPE[etype])
+    fields = [(f.name, _plain_type(f)) if f.name in required else (f.name, _plain_type(f) | msgspec.UnsetType,
+                                                                    msgspec.UNSET)
+              for f in COMMON_FIELDS if f.name != "type"]
+    fields.sort(key=lambda x: len(x) == 3)  # required ones first
+    return msgspec.defstruct(f"Plain_{etype}", fields, kw_only=True, tag_field="type", tag=etype,
+                             forbid_unknown_fields=True)
+
+
+_PLAIN_EVENTS = tuple(_plain_event(t) for t in EVENT_TYPES)
+_PlainEnvelope = msgspec.defstruct(
+    "PlainEnvelope",
+    [("site", _plain_type(_ENVELOPE["site"])), ("sent_at", _plain_type(_ENVELOPE["sent_at"])),
+     ("events", Annotated[list[functools.reduce(operator.or_, _PLAIN_EVENTS)],  # type: ignore[misc]
+                          msgspec.Meta(min_length=1)]),
+     ("v", _plain_type(_ENVELOPE["v"]) | msgspec.UnsetType, msgspec.UNSET)],
+    forbid_unknown_fields=True)
+_PLAIN_DECODER = msgspec.json.Decoder(_PlainEnvelope)
+
+
+def _chars_ok(values: list[str], allowed: bytes) -> bool:
+    """Every value of a column made only of ``allowed`` characters (a newline within a value is not: the joined
+    column then holds more newlines than the joins)."""
+    joined = "\n".join(values)
+    return joined.isascii() and joined.count("\n") == len(values) - 1 and not joined.encode().translate(None, allowed)
+
+
+def _lower_uuids(joined: str, n: int) -> bool:
+    """``n`` lower-case hyphenated UUIDs joined by newlines: the length, a hyphen at each of the four places and
+    a newline between each two (slices a fixed stride apart), and nothing but hex digits elsewhere."""
+    return (len(joined) == 37 * n - 1 and joined.isascii() and joined[8::37] == joined[13::37] == joined[18::37]
+            == joined[23::37] == "-" * n and joined[36::37] == "\n" * (n - 1)
+            and not joined.encode().translate(None, _LOWER_HEX + b"-\n") and joined.count("-") == 4 * n
+            and joined.count("\n") == n - 1)
+
+
+def check_body(body: bytes) -> tuple[str, int, list[dict]] | None:
+    """``check_envelope(parse_json(body))`` and ``check_event`` of each of its events, at once, for a request that
+    is plainly valid: known fields only, no nulls, each value of its field's own type and none that the checks
+    would normalise (an upper-case UUID, an integer sent as 2.0). Returns (site, sent_at, the clean events);
+    None for any other body, which then goes the way that gives each rejection its answer. The same results
+    either way (tests/unit/test_contract.py, property-based, on JSON text written the ways clients and
+    attackers write it)."""
+    try:
+        env: Any = _PLAIN_DECODER.decode(body)
+    except msgspec.MsgspecError:
+        return None
+    cleans: list[dict] = msgspec.to_builtins(env.events)
+    ids = [env.site]
+    for name in _ID_NAMES:
+        ids += [c[name] for c in cleans if name in c]
+    if not _chars_ok(ids, _ID_CHARS) or not _lower_uuids("\n".join([c["event_id"] for c in cleans]), len(cleans)):
+        return None
+    for c in cleans:
+        if c["type"] == "content_progress" and not any(p in c for p in PROGRESS_ANY_OF):
+            return None
+    for props in [c["props"] for c in cleans if "props" in c]:
+        if props and (not _chars_ok(list(props), _PROP_KEY_CHARS) or max(map(len, props)) > 64 or min(map(len, props)) < 1):
+            return None
+    return env.site, env.sent_at, cleans
 
 
 def corrected_ts(client_ts: int, sent_at: int, received_at: int, tolerance_ms: int) -> int:

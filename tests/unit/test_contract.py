@@ -335,3 +335,87 @@ def test_an_honest_batch_is_checked_by_columns():
     assert isinstance(by_columns[-2][0]["progress_pct"], float)
     for bad in ({"scroll_pct": float("nan")}, {"page": 2.0}, {"room_id": "r\n"}, {"url": None}, {"unknown": 1}):
         assert contract.check_events([*events[:-1], {**events[-1], **bad}]) is None, bad
+
+
+# -- a plainly valid request parsed and checked in one pass (contract.check_body) answers as the per-event way
+
+def _per_event_way(text: bytes):
+    """What the ingest makes of a body parsed, its envelope and then each event checked on its own: the site,
+    the client's send time and the clean events when nothing is rejected or ignored; else None."""
+    from ingest.body import BodyError, parse_json
+    try:
+        site, sent_at, events, ignored = check_envelope(parse_json(text))
+        checked = [check_event(e) for e in events]
+    except (Rejected, BodyError):
+        return None
+    if ignored or any(extra for _, extra in checked):
+        return None
+    return site, sent_at, [clean for clean, _ in checked]
+
+
+def _write(value, draw) -> str:
+    """JSON text of ``value`` the ways clients and attackers write it: escaped or raw non-ASCII, whitespace, an
+    integer as 2.0 or 2e0, an object with a key written twice (the last one counts)."""
+    if isinstance(value, dict):
+        pairs = [f"{json.dumps(k)}:{_write(v, draw)}" for k, v in value.items()]
+        if value and draw(st.integers(0, 29)) == 0:  # a key twice: first a decoy value, then the real one
+            k = draw(st.sampled_from(sorted(value)))
+            pairs.insert(0, f"{json.dumps(k)}:{_write(draw(_scalars), draw)}")
+        return "{" + draw(st.sampled_from(["", " ", "\n"])).join([",".join(pairs)]) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_write(v, draw) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int) and draw(st.integers(0, 19)) == 0:
+        return draw(st.sampled_from([f"{value}.0", f"{value}e0", f"{value}.000"]))
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    return json.dumps(value, ensure_ascii=draw(st.booleans()))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.data(), st.lists(_batch_event(), min_size=1, max_size=8))
+def test_a_plain_body_checked_in_one_pass_answers_as_the_per_event_way(data, events):
+    def mostly(honest: list, awkward: list):  # mostly honest, so that most bodies are taken and compared
+        return data.draw(st.sampled_from(honest) if data.draw(st.integers(0, 9)) else st.sampled_from(awkward))
+
+    body = {"site": mostly(["bench", "s.1:x@y-z", "a" * 64], ["a" * 65, "", "s t", "s\n", 7, None]),
+            "sent_at": mostly([contract.MIN_TS_MS, 1_767_225_600_000], [contract.MAX_TS_MS + 1, 1.7e12, "1"]),
+            "events": events, **mostly([{}, {"v": 1}], [{"v": 1.0}, {"v": 2}, {"extra": 1}, {"v": None}])}
+    text = _write(body, data.draw).encode()
+    fast = contract.check_body(text)
+    if fast is not None:  # taken: exactly what the per-event way makes of the body
+        assert fast == _per_event_way(text)
+    hyp_event("one pass" if fast is not None else "per-event way")
+
+
+def test_an_honest_body_is_checked_in_one_pass_and_each_awkward_one_the_per_event_way():
+    events = [event(t, token="v1.aaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbb") for t in contract.EVENT_TYPES]
+    events += [event("content_progress", progress_pct=12, scroll_pct=40, media_position_s=3.5, props={"a.b": 1, "c": None}),
+               event("engagement", url="https://rooms.example.com/r/1?q=\u00e9", props={})]
+    honest = {"site": "bench", "sent_at": NOW_MS, "v": 1, "events": events}
+    text = json.dumps(honest).encode()
+    assert contract.check_body(text) == _per_event_way(text) is not None
+    assert contract.check_body(text)[2][-2]["scroll_pct"] == 40.0  # an integer for a number: read as a float
+
+    def one_pass(text: bytes) -> bool:
+        return contract.check_body(text) is not None
+
+    def changed(**change) -> bytes:
+        return json.dumps({**honest, "events": [*events[:-1], {**events[-1], **change}]}).encode()
+
+    assert one_pass(changed())
+    # each of these is valid but normalised, or ignored in part, or invalid: the per-event way answers it
+    for change in ({"event_id": events[-1]["event_id"].upper()}, {"page": 2.0}, {"url": None}, {"unknown": 1},
+                   {"room_id": "r\n"}, {"room_id": "r\u00e9"}, {"room_id": ""}, {"props": {"a:b": 1}},
+                   {"props": {"": 1}}, {"props": {"k" * 65: 1}}, {"props": {"a": 2**63}}, {"props": {"a": [1]}},
+                   {"event_id": events[-1]["event_id"].replace("-", "")}, {"event_id": "{" + str(uuid.uuid4()) + "}"},
+                   {"type": "content_progress", "content_id": "deck"}, {"engaged_ms": True}, {"ts": 1.7e12}):
+        assert not one_pass(changed(**change)), change
+    for text in (b"", b"[]", b"{}", json.dumps({**honest, "events": []}).encode(),
+                 json.dumps({**honest, "site": "x" * 65}).encode(), json.dumps(honest).encode() + b" x",
+                 json.dumps(honest).encode().replace(b'"bench"', b'"b\\ud800"'),
+                 json.dumps(honest).encode().replace(b'"bench"', b'"b\xff"'),
+                 b'{"site": "bench", "sent_at": 1767225600000, "events": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",
+                 b'{"site": "bench", "sent_at": 1767225600000, "events": [{"type": "room_view", "type": "share"}]}'):
+        assert not one_pass(text)

@@ -1,7 +1,9 @@
-"""The ingest pipeline makes a plainly valid browser batch's records at once (``IngestPipeline._plain_batch``) and
-any other batch event by event. Both must give the same answer and the same records, keys in the same order (the
-log and the store see them as JSON): drawn batches with repeated ids, tokens, clocks skewed past the tolerance,
-events older than the age limit, upper-case ids, trusted senders and crawlers."""
+"""The ingest pipeline parses and checks a plainly valid request in one pass (``contract.check_body``), makes a
+plainly valid browser batch's records at once (``IngestPipeline._plain_batch``), and takes any other request
+event by event. Both must give the same answer and the same records (the log and the store read them by name:
+key order is not compared), the same dead letters with the events as sent: drawn batches with repeated ids,
+tokens, clocks skewed past the tolerance, events older than the age limit, upper-case ids, trusted senders and
+crawlers."""
 from __future__ import annotations
 
 import asyncio
@@ -28,9 +30,11 @@ _IDS = [str(uuid.UUID(int=i)) for i in range(1, 6)]
 class Capture:
     def __init__(self):
         self.events: list[dict] = []
+        self.dead: list[dict] = []
 
     async def submit(self, events, dead):
         self.events.extend(events)
+        self.dead.extend(dead)
         return {}
 
 
@@ -41,25 +45,33 @@ _METRICS = Metrics()
 
 
 def _handle(body: dict, user_agent: str, authorization: str, plain: bool = True):
-    """The request through a fresh pipeline: its outcome, the records handed off, and whether the batch's records
-    were made at once (``plain=False``: never; every event goes through the loop)."""
+    """The request through a fresh pipeline: its outcome, the records and dead letters handed off, and whether the
+    batch's records were made at once (``plain=False``: never, and the body parsed and checked the per-event
+    way: every event goes through the loop)."""
     cap = Capture()
     pipeline = IngestPipeline(_SETTINGS, _SITES, cap, _METRICS)
     taken: list = []
     real = pipeline._plain_batch
     pipeline._plain_batch = (lambda *a: taken.append(real(*a)) or taken[-1]) if plain else (  # type: ignore[method-assign]
         lambda *a: None)
-    out = asyncio.run(pipeline.handle(Request(raw=orjson.dumps(body), content_encoding="", origin=None,
-                                              user_agent=user_agent, ip="198.51.100.0", received_at_ms=NOW,
-                                              monotonic_s=1.0, authorization=authorization)))
-    return out, cap.events, bool(taken) and taken[-1] is not None
+    check_body = contract.check_body
+    try:
+        if not plain:
+            contract.check_body = lambda body: None
+        out = asyncio.run(pipeline.handle(Request(raw=orjson.dumps(body), content_encoding="", origin=None,
+                                                  user_agent=user_agent, ip="198.51.100.0", received_at_ms=NOW,
+                                                  monotonic_s=1.0, authorization=authorization)))
+    finally:
+        contract.check_body = check_body
+    return out, cap, bool(taken) and taken[-1] is not None
 
 
-def _run(body: dict, user_agent: str, authorization: str, plain: bool) -> tuple[int, dict, list[list]]:
-    out, recs, at_once = _handle(body, user_agent, authorization, plain)
+def _run(body: dict, user_agent: str, authorization: str, plain: bool) -> tuple[int, dict, list[dict], list[dict]]:
+    out, cap, at_once = _handle(body, user_agent, authorization, plain)
     if plain:
         hyp_event("at once" if at_once else "event by event")
-    return out.status, out.body, [list(r.items()) for r in recs]
+    dead = [{k: v for k, v in d.items() if k != "dl_id"} for d in cap.dead]  # a dead letter's id is random
+    return out.status, out.body, cap.events, dead
 
 
 @st.composite
