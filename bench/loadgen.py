@@ -43,7 +43,10 @@ async def _run(url: str, bodies: list[bytes], concurrency: int, time_cap_s: floa
         await asyncio.gather(*[worker() for _ in range(concurrency)])
         elapsed = time.perf_counter() - start
     latencies.sort()
-    return {"requests": len(latencies), "elapsed_s": elapsed, "statuses": statuses,
+    # ``started``: perf_counter as the first request went out (CLOCK_MONOTONIC: the same clock in every process of
+    # this machine), so the caller can time what follows the load from when it began, not from before this
+    # process was spawned and handed its bodies
+    return {"requests": len(latencies), "elapsed_s": elapsed, "started": start, "statuses": statuses,
             "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
             "p95_ms": 1000 * latencies[int(len(latencies) * 0.95)] if latencies else None}
 
