@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     # writer applies the log to chdb every embedded_apply_ms. Without it, the 202 waits for the chdb insert.
     embedded_log: bool = True
     embedded_hot_rooms: Positive = 1_000  # room states kept decoded; the others are held compressed
-    embedded_linger_ms: Annotated[int, Field(ge=0)] = 5  # group commit: requests arriving within this share a write (see ARCHITECTURE)
+    embedded_linger_ms: Annotated[int, Field(ge=0)] = 0  # group commit: a group also waits this long for others (see ARCHITECTURE)
     embedded_linger_behind_ms: Annotated[int, Field(ge=0)] = 5  # the same, the local log's backlog over half full
     embedded_max_batch: Positive = 5_000  # without the log: records per chdb group commit
     embedded_apply_ms: Positive = 250  # rows are queryable about this long after their 202
