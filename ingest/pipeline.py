@@ -74,14 +74,14 @@ class IngestPipeline:
             self.metrics.dead_letters_unsaved.inc()
         return Outcome(status, {"error": err.reason, **err.as_dict()}, allow_origin=allow_origin)
 
-    def _plain_batch(self, checked: list[tuple[dict, list[str]]], req: Request, site_key: str, sent_at: int,
+    def _plain_batch(self, cleans: list[dict], req: Request, site_key: str, sent_at: int,
                      oldest: int) -> list[dict] | None:
         """The records of a browser's batch checked at once (``contract.check_body`` or ``check_events``) when
         none of its events needs a look of its own: no token to verify, no id twice, none stale after skew
         correction. The same records, in the same order, as the loop in ``handle`` makes one event at a time
-        (tests/unit/test_pipeline_batch.py); None otherwise, and the loop gives each event its own answer."""
-        cleans = [c for c, _ in checked]
-        if len({c["event_id"] for c in cleans}) != len(cleans) or any("token" in c for c in cleans):
+        (tests/unit/test_pipeline_batch.py); None otherwise, and the loop gives each event its own answer. The
+        clean events become the records (``records.accepted_events``)."""
+        if len({c["event_id"] for c in cleans}) != len(cleans) or True in ["token" in c for c in cleans]:
             return None
         received = req.received_at_ms
         skew = received - sent_at  # contract.corrected_ts, for the whole batch at once
@@ -106,10 +106,10 @@ class IngestPipeline:
         except BodyError as e:
             return await self._reject_request(req, "", e.status, e)
         events: list = []  # the events as sent; with a plain body, parsed only for a rejection's evidence
-        checked: list[tuple[dict, list[str]]] | None = None
+        cleans: list[dict] | None = None  # the clean events when all are checked at once (none has extra fields)
         if plain_body is not None:
             site_key, sent_at, cleans = plain_body
-            n_events, checked = len(cleans), [(c, []) for c in cleans]
+            n_events = len(cleans)
             ignored: list[str] = []
         else:
             # 4. envelope
@@ -149,23 +149,24 @@ class IngestPipeline:
         is_bot = not trusted and bots.is_bot(req.user_agent, req.origin is not None)
         seen: set[str] = set()
         if is_bot:
-            checked = None
-        elif checked is None:  # a batch of plainly valid events is checked column by column at once
+            cleans = None
+        elif cleans is None:  # a batch of plainly valid events is checked column by column at once
             checked = contract.check_events(events)
+            cleans = None if checked is None else [c for c, _ in checked]
         if is_bot and obj is None:  # each event gets its dead letter, with the event as sent
             obj = parse_json(data)
             events = obj["events"]
         received, skew_tolerance = req.received_at_ms, s.clock_skew_tolerance_ms
         oldest = received - s.max_event_age_s * 1000
         backfill = (received - s.max_backfill_days * 86_400_000, received + 86_400_000)
-        plain = None if checked is None or trusted else self._plain_batch(checked, req, site_key, sent_at, oldest)
+        plain = None if cleans is None or trusted else self._plain_batch(cleans, req, site_key, sent_at, oldest)
         if plain is not None:
             accepted, accepted_index = plain, list(range(len(plain)))
         for i in range(n_events if plain is None else 0):  # event by event, each with its own answer
             try:
                 if is_bot:
                     raise Rejected("bot", "", "user agent matches a known crawler")
-                clean, extra = checked[i] if checked is not None else contract.check_event(events[i])
+                clean, extra = (cleans[i], []) if cleans is not None else contract.check_event(events[i])
                 if clean["event_id"] in seen:
                     raise Rejected("duplicate_in_batch", "event_id")
                 seen.add(clean["event_id"])
