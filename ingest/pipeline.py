@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from dealbeacon.core import contract, records, tokens
 from dealbeacon.core.contract import Rejected
@@ -120,8 +121,11 @@ class IngestPipeline:
                 return await self._reject_request(req, site_key, 400, e, body=obj)
             n_events = len(events)
 
-        def as_sent() -> object:  # the request as sent, the evidence of a rejection (a plain body parsed for it)
-            return obj if obj is not None else parse_json(data)
+        def as_sent() -> Any:  # the request as sent, the evidence of a rejection (a plain body parsed for it, once)
+            nonlocal obj
+            if obj is None:
+                obj = parse_json(data)
+            return obj
 
         # 5-6. site and origin
         site = self.sites.get(site_key)
@@ -148,14 +152,11 @@ class IngestPipeline:
         accepted, dead, rejected, unverified, accepted_index = [], [], [], [], []
         is_bot = not trusted and bots.is_bot(req.user_agent, req.origin is not None)
         seen: set[str] = set()
-        if is_bot:
-            cleans = None
+        if is_bot:  # each event gets its dead letter, with the event as sent
+            cleans, events = None, events or as_sent()["events"]
         elif cleans is None:  # a batch of plainly valid events is checked column by column at once
             checked = contract.check_events(events)
             cleans = None if checked is None else [c for c, _ in checked]
-        if is_bot and obj is None:  # each event gets its dead letter, with the event as sent
-            obj = parse_json(data)
-            events = obj["events"]
         received, skew_tolerance = req.received_at_ms, s.clock_skew_tolerance_ms
         oldest = received - s.max_event_age_s * 1000
         backfill = (received - s.max_backfill_days * 86_400_000, received + 86_400_000)
@@ -180,10 +181,7 @@ class IngestPipeline:
                     if ts < oldest:
                         raise Rejected("stale_event", "ts", f"older than {s.max_event_age_s} s after skew correction")
             except Rejected as e:
-                if obj is None:
-                    obj = parse_json(data)
-                    events = obj["events"]
-                ev = events[i]
+                ev = (events or as_sent()["events"])[i]
                 eid = ev.get("event_id", "") if isinstance(ev, dict) else ""
                 rejected.append({"index": i, **e.as_dict()})
                 dead.append(self._dead(req, site_key, e, index=i, event_id=eid, payload=records.payload_of(ev)))
